@@ -1,0 +1,3 @@
+from meddx.cli.main import run
+
+run()

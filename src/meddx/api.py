@@ -1,0 +1,78 @@
+"""The Python API: everything the CLI does, as functions.
+
+>>> import meddx
+>>> bundle = meddx.train("breastmnist", "runs/breast", epochs=5)         # doctest: +SKIP
+>>> result = meddx.evaluate("runs/breast", "breastmnist", split="test")  # doctest: +SKIP
+>>> meddx.predict("runs/breast", ["scan.png"], explain_dir="heatmaps")   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from meddx.data.catalog import fetch, list_datasets
+from meddx.data.datasets import load_classification_dataset
+from meddx.decision.bundle import Bundle, load_bundle
+from meddx.decision.predict import load_model
+from meddx.learn.evaluate import evaluate_split, write_evaluation, write_json
+from meddx.learn.pipeline import train_model
+from meddx.learn.trainer import TrainConfig
+
+__all__ = ["evaluate", "fetch", "list_datasets", "load_bundle", "load_dataset", "load_model",
+           "predict", "train"]
+
+load_dataset = load_classification_dataset
+
+
+def train(dataset: str | Path, out: str | Path, *, data_dir: str | Path | None = None,
+          plan: dict[str, Any] | None = None, resume: bool = False, progress: bool = True,
+          split_seed: int = 0, **train_options: Any) -> Bundle:
+    """Train on a dataset (catalog name or path) and write an evaluated bundle to ``out``.
+
+    ``train_options`` are :class:`~meddx.learn.trainer.TrainConfig` fields (``epochs``,
+    ``time_budget_min``, ``lr``, ``seed``...); ``plan`` overrides the automatic plan (``arch``,
+    ``input_size``, ``batch_size``, ``augment``...).
+    """
+    return train_model(dataset, out, config=TrainConfig(**train_options), plan=plan,
+                       data_dir=data_dir, resume=resume, progress=progress,
+                       split_seed=split_seed)
+
+
+def evaluate(bundle: str | Path, dataset: str | Path, *, split: str = "test",
+             data_dir: str | Path | None = None, json_path: str | Path | None = None,
+             report_dir: str | Path | None = None, split_seed: int = 0,
+             n_bootstrap: int = 1000) -> dict[str, Any]:
+    """Evaluate a bundle on a dataset split; optionally write the JSON and a report folder."""
+    predictor = load_model(bundle)
+    data = load_classification_dataset(dataset, data_dir)
+    if data.class_names != predictor.class_names:
+        from meddx.errors import DataError
+
+        raise DataError(f"{dataset}: classes {data.class_names} do not match the model's "
+                        f"{predictor.class_names}")
+    part = data.split(split, seed=split_seed)
+    if report_dir is not None:
+        metrics, html = write_evaluation(predictor, part, Path(report_dir), data.name, split,
+                                         n_bootstrap)
+        metrics["report"] = str(html)
+    else:
+        metrics, _, _ = evaluate_split(predictor, part, n_bootstrap)
+        metrics = {**metrics, "dataset": data.name, "split": split}
+    if json_path is not None:
+        write_json(metrics, Path(json_path))
+    return metrics
+
+
+def predict(bundle: str | Path, files: Sequence[str | Path], *,
+            explain_dir: str | Path | None = None) -> list[dict[str, Any]]:
+    """Predict each file; with ``explain_dir``, also write one heat-map PNG per file."""
+    predictor = load_model(bundle)
+    results = []
+    for index, file in enumerate(files):
+        target = None
+        if explain_dir is not None:
+            target = Path(explain_dir) / f"{index:03d}_{Path(file).name.split('.')[0]}_gradcam.png"
+        results.append(predictor.predict_file(file, explain_to=target))
+    return results

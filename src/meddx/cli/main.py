@@ -1,0 +1,218 @@
+"""``meddx`` command line: a thin typer layer over :mod:`meddx.api`.
+
+Expected failures (:class:`~meddx.errors.MeddxError`) print one line naming the file and the
+problem and exit with status 2; anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.table import Table
+
+from meddx import __version__
+from meddx.errors import MeddxError
+
+app = typer.Typer(name="meddx", no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="AI-assisted medical diagnosis: train, evaluate, explain, deploy.")
+datasets_app = typer.Typer(no_args_is_help=True, help="The dataset catalog.")
+app.add_typer(datasets_app, name="datasets")
+
+console = Console(stderr=True)
+out = Console()
+
+DataDir = Annotated[Path | None, typer.Option(
+    "--data-dir", help="Dataset folder (default: $MEDDX_DATA_DIR, else the user cache).")]
+DatasetOpt = Annotated[str, typer.Option("--dataset", "-d",
+                                         help="Catalog name, or a path (.npz, CSV, folder).")]
+
+
+def _print_json(data) -> None:
+    out.print_json(json.dumps(data))
+
+
+@app.callback()
+def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log details.")] = False):
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(message)s",
+                        handlers=[RichHandler(console=console, show_path=False)])
+
+
+@app.command()
+def version() -> None:
+    """Print the meddx version."""
+    out.print(f"meddx {__version__}")
+
+
+@datasets_app.command("list")
+def datasets_list(data_dir: DataDir = None,
+                  as_json: Annotated[bool, typer.Option("--json", help="JSON output.")] = False):
+    """List catalog datasets and whether they are present in the data directory."""
+    from meddx.data.catalog import list_datasets, resolve_data_dir
+
+    rows = list_datasets(data_dir)
+    if as_json:
+        _print_json(rows)
+        return
+    table = Table(title=f"datasets in {resolve_data_dir(data_dir)}")
+    for column in ("name", "kind", "task", "present", "description"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(row["name"], row["kind"], row["task"],
+                      "[green]yes" if row["present"] else "[red]no", row["description"])
+    out.print(table)
+
+
+@datasets_app.command("fetch")
+def datasets_fetch(name: str, data_dir: DataDir = None):
+    """Download a catalog dataset (verifying checksums) unless it is already present."""
+    from meddx.data.catalog import fetch
+
+    path = fetch(name, data_dir, progress=True)
+    out.print(f"{name}: {path}")
+
+
+@app.command()
+def train(
+    dataset: DatasetOpt,
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Bundle folder to write.")],
+    data_dir: DataDir = None,
+    epochs: Annotated[int, typer.Option(help="Maximum epochs.")] = 30,
+    time_budget: Annotated[float | None, typer.Option(
+        "--time-budget", help="Wall-clock budget in minutes.")] = None,
+    arch: Annotated[str | None, typer.Option(help="Network (default: chosen by input size).")] = None,
+    input_size: Annotated[int | None, typer.Option(help="Resize inputs to this size.")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Training batch size.")] = None,
+    lr: Annotated[float, typer.Option(help="Peak learning rate.")] = 2e-3,
+    patience: Annotated[int, typer.Option(help="Early-stopping patience in epochs (0: off).")] = 10,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    amp: Annotated[str, typer.Option(help="bf16 autocast: auto, bf16 or off.")] = "auto",
+    plan_file: Annotated[Path | None, typer.Option(
+        "--plan", help="JSON file of plan overrides (arch, augment, imbalance...).")] = None,
+    resume: Annotated[bool, typer.Option(help="Continue an interrupted run.")] = False,
+    progress: Annotated[bool, typer.Option(help="Show the progress bar.")] = True,
+):
+    """Train a model and write an evaluated bundle."""
+    from meddx.api import train as train_api
+    from meddx.errors import ConfigError
+
+    plan = {}
+    if plan_file is not None:
+        try:
+            plan = json.loads(plan_file.read_text())
+        except (OSError, json.JSONDecodeError) as error:
+            raise ConfigError(f"{plan_file}: cannot read the plan overrides ({error})") from error
+    for key, value in (("arch", arch), ("input_size", input_size), ("batch_size", batch_size)):
+        if value is not None:
+            plan[key] = value
+    bundle = train_api(dataset, out_dir, data_dir=data_dir, plan=plan, resume=resume,
+                       progress=progress, epochs=epochs, time_budget_min=time_budget, lr=lr,
+                       patience=patience, seed=seed, amp=amp)
+    test = bundle.metadata["metrics"].get("test", {})
+    out.print(f"bundle: {bundle.path}")
+    if test:
+        out.print(f"test AUC {test.get('auc', float('nan')):.4f}  "
+                  f"accuracy {test.get('accuracy', float('nan')):.4f}  "
+                  f"report: {bundle.path / 'report' / 'report.html'}")
+
+
+@app.command()
+def evaluate(
+    bundle: Annotated[Path, typer.Argument(help="Bundle folder.")],
+    dataset: DatasetOpt,
+    split: Annotated[str, typer.Option(help="train, val, test or all.")] = "test",
+    json_path: Annotated[Path | None, typer.Option("--json", help="Write metrics here.")] = None,
+    report: Annotated[Path | None, typer.Option(
+        help="Report folder (default: beside the JSON, else ./evaluation-report).")] = None,
+    data_dir: DataDir = None,
+):
+    """Evaluate a bundle on a labelled dataset: metrics with 95% CIs, and a report."""
+    from meddx.api import evaluate as evaluate_api
+
+    if report is None:
+        report = (json_path.parent / f"{json_path.stem}-report" if json_path
+                  else Path("evaluation-report"))
+    metrics = evaluate_api(bundle, dataset, split=split, data_dir=data_dir, json_path=json_path,
+                           report_dir=report)
+    keys = ("auc", "accuracy", "balanced_accuracy", "sensitivity", "specificity", "f1", "ece")
+    table = Table(title=f"{bundle.name} on {metrics['dataset']} ({split}, n={metrics['n']})")
+    table.add_column("metric")
+    table.add_column("value")
+    table.add_column("95% CI")
+    for key in keys:
+        value, interval = metrics.get(key), metrics["ci"].get(key)
+        table.add_row(key, "n/a" if value is None else f"{value:.4f}",
+                      "" if not interval or None in interval
+                      else f"{interval[0]:.4f}-{interval[1]:.4f}")
+    out.print(table)
+    out.print(f"report: {metrics['report']}")
+    if json_path:
+        out.print(f"json: {json_path}")
+
+
+@app.command()
+def predict(
+    bundle: Annotated[Path, typer.Argument(help="Bundle folder.")],
+    files: Annotated[list[Path], typer.Argument(help="PNG/JPEG, DICOM, NIfTI or .npy files.")],
+    explain: Annotated[bool, typer.Option(help="Write Grad-CAM overlays.")] = False,
+    out_dir: Annotated[Path, typer.Option("--out", help="Where heat maps go.")] = Path(
+        "predictions"),
+    json_path: Annotated[Path | None, typer.Option("--json", help="Also write JSON here.")] = None,
+):
+    """Predict files: class probabilities, decision, uncertainty (and heat maps)."""
+    from meddx.api import predict as predict_api
+    from meddx.learn.evaluate import write_json
+
+    results = predict_api(bundle, files, explain_dir=out_dir if explain else None)
+    _print_json(results)
+    if json_path:
+        write_json({"predictions": results}, json_path)
+
+
+@app.command()
+def info(bundle: Annotated[Path, typer.Argument(help="Bundle folder.")]):
+    """Show a bundle's model card."""
+    from meddx.decision.bundle import load_bundle
+
+    out.print(load_bundle(bundle).model_card)
+
+
+@app.command()
+def demo(
+    out_dir: Annotated[Path, typer.Option("--out", help="Where the demo writes.")] = Path(
+        "runs/demo"),
+    data_dir: DataDir = None,
+    time_budget: Annotated[float, typer.Option("--time-budget",
+                                               help="Training minutes if no model yet.")] = 4.0,
+):
+    """The main job: PneumoniaMNIST -> trained, evaluated, explained model."""
+    from meddx.demo import run_demo
+
+    result = run_demo(out_dir, data_dir, time_budget)
+    out.print(f"model bundle:  {result['bundle']}")
+    out.print(f"test AUC {result['auc']:.4f}, accuracy {result['accuracy']:.4f}")
+    out.print(f"evaluation:    {result['evaluation']}")
+    out.print(f"report:        {result['report']}")
+    out.print(f"heat map:      {result['example_prediction'].get('explanation')}")
+
+
+def run() -> None:
+    """Console entry point: expected errors become one message and exit status 2."""
+    try:
+        app()
+    except MeddxError as error:
+        console.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
+        sys.exit(error.exit_code)
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted[/]")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    run()

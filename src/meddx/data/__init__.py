@@ -1,0 +1,1 @@
+"""Data in: image readers, dataset readers, the dataset catalog and downloads."""

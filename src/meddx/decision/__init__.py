@@ -1,0 +1,1 @@
+"""Decision support: model bundles, prediction, explanation, uncertainty."""

@@ -1,0 +1,83 @@
+"""Explanations of image findings: Grad-CAM heat maps drawn over the image.
+
+Grad-CAM (Selvaraju et al., ICCV 2017) comes from MONAI's ``monai.visualize.GradCAM`` on the
+network's last convolutional block; networks without one (ViT) fall back to Captum's integrated
+gradients (Sundararajan et al., ICML 2017).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from monai.visualize import GradCAM  # noqa: E402
+from torch import nn  # noqa: E402
+
+from meddx.learn.networks import GRADCAM_LAYERS  # noqa: E402
+
+
+def heat_map(model: nn.Module, arch: str, inputs: torch.Tensor, class_index: int) -> np.ndarray:
+    """Relevance map in [0, 1] with the input's spatial shape, for one class.
+
+    Args:
+        model: the classifier, in eval mode.
+        arch: its architecture name (selects the Grad-CAM layer).
+        inputs: one preprocessed input, (1, C, *spatial).
+        class_index: the class to explain.
+    """
+    layer = GRADCAM_LAYERS.get(arch)
+    if layer is not None:
+        cam = GradCAM(nn_module=model, target_layers=layer)
+        with torch.enable_grad():
+            result = cam(x=inputs.clone().requires_grad_(True), class_idx=class_index)
+        relevance = result[0, 0].detach().float().cpu().numpy()
+    else:
+        from captum.attr import IntegratedGradients
+
+        attributions = IntegratedGradients(model).attribute(inputs, target=class_index,
+                                                            n_steps=32)
+        relevance = attributions[0].abs().sum(0).detach().cpu().numpy()
+    relevance = relevance - relevance.min()
+    peak = relevance.max()
+    return relevance / peak if peak > 0 else relevance
+
+
+def _slices(volume: np.ndarray, relevance: np.ndarray):
+    """Three orthogonal slices of a volume through the point of highest relevance."""
+    centre = np.unravel_index(int(np.argmax(relevance)), relevance.shape)
+    for axis, name in enumerate(("axis 0", "axis 1", "axis 2")):
+        yield (f"{name} slice {centre[axis]}", np.take(volume, centre[axis], axis),
+               np.take(relevance, centre[axis], axis))
+
+
+def save_overlay(image: np.ndarray, relevance: np.ndarray, path: Path, title: str,
+                 alpha: float = 0.45) -> Path:
+    """Write the image with the heat map over it as PNG (three slices for a volume).
+
+    Args:
+        image: (C, *spatial) image in display units (channels averaged for display).
+        relevance: map with the image's spatial shape, values in [0, 1].
+        path: PNG to write.
+        title: figure title.
+        alpha: heat-map opacity.
+    """
+    gray = image.mean(axis=0)
+    panels = ([("", gray, relevance)] if gray.ndim == 2 else list(_slices(gray, relevance)))
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.9), squeeze=False)
+    for ax, (label, picture, heat) in zip(axes[0], panels, strict=True):
+        ax.imshow(picture, cmap="gray", interpolation="bilinear")
+        shown = ax.imshow(heat, cmap="jet", alpha=alpha, vmin=0, vmax=1, interpolation="bilinear")
+        ax.set_title(label, fontsize=9)
+        ax.axis("off")
+    fig.colorbar(shown, ax=axes[0].tolist(), fraction=0.046, pad=0.04, label="relevance")
+    fig.suptitle(title, fontsize=10)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=130, bbox_inches="tight")
+    plt.close(fig)
+    return path

@@ -1,0 +1,1 @@
+"""Learning: task recipes, networks, the one trainer, evaluation."""

@@ -1,0 +1,55 @@
+"""The one evaluation path: a predictor, a labelled split, metrics with CIs, a report.
+
+Training uses it for the test split it writes into the bundle; ``meddx evaluate`` uses it for any
+dataset given later. Both therefore report the same numbers for the same data.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from meddx.data.datasets import SplitData
+from meddx.learn.evaluation.baselines import baselines_for
+from meddx.learn.evaluation.metrics import classification_metrics
+from meddx.learn.evaluation.report import write_classification_report
+
+
+def evaluate_split(predictor, split: SplitData, n_bootstrap: int = 1000,
+                   seed: int = 0) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
+    """Metrics of a predictor on a labelled split; returns (metrics, labels, probabilities)."""
+    probs = predictor.predict_proba(split.images, split.sources)
+    labels = np.asarray(split.labels)
+    metrics = classification_metrics(labels, probs, predictor.class_names,
+                                      threshold=predictor.threshold, n_bootstrap=n_bootstrap,
+                                      seed=seed)
+    return metrics, labels, probs
+
+
+def write_evaluation(predictor, split: SplitData, report_dir: Path, dataset_name: str,
+                     split_name: str, n_bootstrap: int = 1000) -> tuple[dict[str, Any], Path]:
+    """Evaluate and write the report folder; returns (metrics, path of report.html)."""
+    metrics, labels, probs = evaluate_split(predictor, split, n_bootstrap)
+    context = {"dataset": dataset_name, "split": split_name, "model": predictor.name,
+               "cases": len(labels), "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")}
+    metrics = {**metrics, "dataset": dataset_name, "split": split_name}
+    html = write_classification_report(
+        report_dir, metrics, labels, probs, predictor.class_names,
+        title=f"{predictor.name} on {dataset_name} ({split_name})",
+        baselines=baselines_for(dataset_name), context=context)
+    return metrics, html
+
+
+def write_json(data: dict[str, Any], path: Path) -> Path:
+    """Atomic JSON write (temporary file, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, allow_nan=False))
+    os.replace(tmp, path)
+    return path

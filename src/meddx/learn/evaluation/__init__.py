@@ -1,0 +1,1 @@
+"""Evaluation: metrics with confidence intervals, and reports with plots."""

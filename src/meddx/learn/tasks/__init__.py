@@ -1,0 +1,1 @@
+"""Task recipes: what differs between kinds of problem (image classification, segmentation...)."""

@@ -1,0 +1,220 @@
+"""Task recipe: classification of 2D images and 3D volumes (binary and multi-class).
+
+Stages, each with a readable artifact: ``make_plan`` (the dataset's fingerprint turned into
+``plan.json``: input size, intensity statistics, network, augmentation, batch size), then
+:class:`ImageClassificationTask` trained by the one :class:`~meddx.learn.trainer.Trainer`, then
+the binary threshold chosen on validation, then the bundle.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.metrics import roc_auc_score
+from torch import nn
+from torch.nn import functional
+
+from meddx.data.datasets import ClassificationDataset, SplitData
+from meddx.data.preprocessing import ImagePreprocessing
+from meddx.errors import ConfigError, DataError
+from meddx.learn.augment import AugmentConfig, BatchAugment
+from meddx.learn.networks import NetworkSpec, build_network, default_architecture
+
+log = logging.getLogger(__name__)
+
+TASK_NAME = "image-classification"
+IMBALANCE_MODES = ("weighted_loss", "sampler", "none")
+
+
+@dataclass
+class ImageClassificationPlan:
+    """Everything the task needs besides the data; saved as ``plan.json`` and in the bundle."""
+
+    class_names: list[str]
+    network: dict[str, Any]
+    preprocessing: dict[str, Any]
+    augment: dict[str, Any]
+    batch_size: int = 128
+    eval_batch_size: int = 512
+    imbalance: str = "weighted_loss"
+    label_smoothing: float = 0.05
+    threshold_method: str = "youden"
+    tta_flip_axes: list[int] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ImageClassificationPlan:
+        return cls(**data)
+
+
+def _typical_size(images: list[np.ndarray]) -> list[int]:
+    """Most common spatial shape of the training images."""
+    shapes = Counter(tuple(image.shape[1:]) for image in images)
+    return list(shapes.most_common(1)[0][0])
+
+
+def make_plan(dataset: ClassificationDataset, train: SplitData,
+              overrides: dict[str, Any] | None = None) -> ImageClassificationPlan:
+    """Fingerprint the training split and choose sensible defaults; ``overrides`` win.
+
+    Recognised overrides: ``arch``, ``input_size`` (int or list), ``network_options`` (dict),
+    ``resize_to`` (int or list), ``batch_size``, ``imbalance``, ``label_smoothing``, ``augment``
+    (dict of :class:`AugmentConfig` fields), ``tta_flip_axes``, ``threshold_method``.
+    """
+    overrides = dict(overrides or {})
+    dims = dataset.spatial_dims
+    size = overrides.pop("input_size", None)
+    if size is None:
+        # Cap the working size: a 2-core CPU cannot afford full-resolution radiographs.
+        cap = 128 if dims == 2 else 64
+        size = [min(s, cap) for s in _typical_size(train.images)]
+    elif isinstance(size, int):
+        size = [size] * dims
+    arch = overrides.pop("arch", None) or default_architecture(dims, size)
+    resize_to = overrides.pop("resize_to", None)
+    if isinstance(resize_to, int):
+        resize_to = [resize_to] * dims
+    network = NetworkSpec(arch=arch, spatial_dims=dims, in_channels=dataset.in_channels,
+                          num_classes=len(dataset.class_names), input_size=list(size),
+                          resize_to=resize_to, options=overrides.pop("network_options", {}))
+    if arch == "compact_cnn" and not network.options:
+        network.options = {"widths": [32, 64, 128] if dims == 2 else [24, 48, 96]}
+    preprocessing = ImagePreprocessing(spatial_dims=dims, in_channels=dataset.in_channels,
+                                       input_size=list(size))
+    flip_axes = list(range(dims)) if dims == 3 else [1]
+    augment = AugmentConfig(flip_axes=flip_axes, **overrides.pop("augment", {}))
+    plan = ImageClassificationPlan(
+        class_names=list(dataset.class_names), network=network.to_dict(),
+        preprocessing=preprocessing.to_dict(), augment=augment.to_dict(),
+        batch_size=128 if dims == 2 else 32, tta_flip_axes=flip_axes)
+    for key, value in overrides.items():
+        if not hasattr(plan, key):
+            raise ConfigError(f"unknown plan option {key!r}")
+        setattr(plan, key, value)
+    if plan.imbalance not in IMBALANCE_MODES:
+        raise ConfigError(f"imbalance must be one of {IMBALANCE_MODES}, got {plan.imbalance!r}")
+    return plan
+
+
+def stack_split(split: SplitData, preprocessing: ImagePreprocessing) -> torch.Tensor:
+    """Conform every image of a split to the network's input (not yet normalised)."""
+    arrays = [preprocessing.conform(image, source)
+              for image, source in zip(split.images, split.sources, strict=True)]
+    return torch.from_numpy(np.stack(arrays))
+
+
+def predict_proba(model: nn.Module, inputs: torch.Tensor, batch_size: int,
+                  tta_flip_axes: list[int] | None = None) -> np.ndarray:
+    """Class probabilities (N, K) of normalised inputs; averages over flips when asked."""
+    device = next(model.parameters()).device
+    outputs = []
+    with torch.no_grad():
+        for start in range(0, len(inputs), batch_size):
+            batch = inputs[start:start + batch_size].to(device)
+            probs = functional.softmax(model(batch).float(), dim=1)
+            for axis in tta_flip_axes or []:
+                probs = probs + functional.softmax(model(batch.flip(axis + 2)).float(), dim=1)
+            outputs.append((probs / (1 + len(tta_flip_axes or []))).cpu())
+    return torch.cat(outputs).numpy()
+
+
+def quick_auc(labels: np.ndarray, probs: np.ndarray) -> float:
+    """AUC for model selection: binary AUC, or macro one-vs-rest for multi-class."""
+    present = np.unique(labels)
+    if len(present) < 2:
+        return float("nan")
+    if probs.shape[1] == 2:
+        return float(roc_auc_score(labels, probs[:, 1]))
+    return float(roc_auc_score(labels, probs, multi_class="ovr", labels=list(range(probs.shape[1]))))
+
+
+class ImageClassificationTask:
+    """The trainer's view of an image classification problem (see ``TrainableTask``)."""
+
+    selection_metric = "auc"
+
+    def __init__(self, plan: ImageClassificationPlan, train: SplitData, val: SplitData):
+        self.plan = plan
+        self.num_classes = len(plan.class_names)
+        self.preprocessing = ImagePreprocessing.from_dict(plan.preprocessing)
+        self._check_labels(train, "train")
+        self._check_labels(val, "val")
+        train_x = stack_split(train, self.preprocessing)
+        self.preprocessing.fit_intensity(train_x.numpy())
+        plan.preprocessing = self.preprocessing.to_dict()
+        self.train_x = (train_x - self.preprocessing.mean) / self.preprocessing.std
+        self.train_y = torch.as_tensor(train.labels, dtype=torch.long)
+        self.val_x = (stack_split(val, self.preprocessing) - self.preprocessing.mean) \
+            / self.preprocessing.std
+        self.val_y = np.asarray(val.labels)
+        counts = torch.bincount(self.train_y, minlength=self.num_classes).float()
+        balanced = counts.sum() / (self.num_classes * counts.clamp(min=1))
+        self.class_weights = balanced if plan.imbalance == "weighted_loss" else None
+        self.sample_weights = balanced[self.train_y] if plan.imbalance == "sampler" else None
+        self.augment = BatchAugment(AugmentConfig(**plan.augment), self.preprocessing.spatial_dims)
+
+    def _check_labels(self, split: SplitData, name: str) -> None:
+        if len(split) == 0:
+            raise DataError(f"the {name} split is empty")
+        labels = np.asarray(split.labels)
+        bad = (labels < 0) | (labels >= self.num_classes)
+        if bad.any():
+            index = int(np.flatnonzero(bad)[0])
+            raise DataError(f"{split.sources[index]}: label {labels[index]} is outside the "
+                            f"{self.num_classes} classes {self.plan.class_names}")
+        if name == "train":
+            missing = sorted(set(range(self.num_classes)) - set(labels.tolist()))
+            if missing:
+                names = [self.plan.class_names[i] for i in missing]
+                raise DataError(f"the training split has no example of class(es) {names}")
+
+    # --- TrainableTask -----------------------------------------------------------------------
+
+    def build_model(self) -> nn.Module:
+        return build_network(NetworkSpec.from_dict(self.plan.network))
+
+    def num_train_batches(self) -> int:
+        return -(-len(self.train_x) // self.plan.batch_size)
+
+    def train_batches(self, epoch: int, generator: torch.Generator) -> Iterator[tuple]:
+        n = len(self.train_x)
+        if self.sample_weights is not None:
+            order = torch.multinomial(self.sample_weights, n, replacement=True, generator=generator)
+        else:
+            order = torch.randperm(n, generator=generator)
+        for start in range(0, n, self.plan.batch_size):
+            index = order[start:start + self.plan.batch_size]
+            yield self.augment(self.train_x[index], generator), self.train_y[index]
+
+    def training_loss(self, model: nn.Module, batch: tuple) -> torch.Tensor:
+        inputs, targets = batch
+        device = next(model.parameters()).device
+        weight = self.class_weights.to(device) if self.class_weights is not None else None
+        logits = model(inputs.to(device))
+        return functional.cross_entropy(logits.float(), targets.to(device), weight=weight,
+                                        label_smoothing=self.plan.label_smoothing)
+
+    def validate(self, model: nn.Module) -> dict[str, float]:
+        probs = self.val_probabilities(model)
+        loss = functional.nll_loss(torch.log(torch.from_numpy(probs).clamp_min(1e-7)),
+                                   torch.from_numpy(self.val_y).long()).item()
+        return {"auc": quick_auc(self.val_y, probs),
+                "accuracy": float((probs.argmax(1) == self.val_y).mean()), "loss": loss}
+
+    def example_batch(self) -> tuple:
+        index = torch.arange(min(len(self.train_x), self.plan.batch_size))
+        return self.train_x[index], self.train_y[index]
+
+    # --- beyond training ---------------------------------------------------------------------
+
+    def val_probabilities(self, model: nn.Module, tta: bool = False) -> np.ndarray:
+        return predict_proba(model, self.val_x, self.plan.eval_batch_size,
+                             self.plan.tta_flip_axes if tta else None)

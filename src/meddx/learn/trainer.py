@@ -1,0 +1,331 @@
+"""The one training loop every task uses.
+
+The loop is configured, never subclassed: a task recipe supplies data, network, loss and the
+validation metric (:class:`~meddx.learn.tasks.base.TrainableTask`); the trainer supplies AdamW
+with warm-up and cosine decay, bf16 autocast where it measurably helps, an exponential moving
+average of the weights, a checkpoint after every epoch, exact resume after a crash or ``kill -9``,
+a wall-clock budget, early stopping on the validation split, and a live progress bar.
+
+The learning-rate schedule follows *progress*, the larger of the fraction of epochs done and the
+fraction of the time budget spent, so a run cut short by its budget still anneals properly.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import random
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+from meddx.errors import ConfigError, MeddxError
+from meddx.learn.tasks.base import TrainableTask
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_NAME = "checkpoint.pt"
+
+
+@dataclass
+class TrainConfig:
+    """Options of the training loop (the task's own options live in its plan).
+
+    Attributes:
+        epochs: maximum number of epochs.
+        time_budget_min: wall-clock budget in minutes for the whole run (resumes included).
+        lr: peak learning rate of AdamW.
+        weight_decay: AdamW weight decay (not applied to norms and biases).
+        warmup_fraction: fraction of progress spent warming the learning rate up.
+        patience: epochs without validation improvement before stopping early (0: never).
+        ema_decay: decay of the weight EMA used for validation and the final model (0: off).
+        grad_clip: max gradient norm (0: off).
+        amp: "auto" (bf16 only where measured faster), "bf16" or "off".
+        seed: seeds python, numpy and torch, and each epoch's shuffling.
+        num_threads: torch intra-op threads (None: torch's default).
+    """
+
+    epochs: int = 30
+    time_budget_min: float | None = None
+    lr: float = 2e-3
+    weight_decay: float = 0.05
+    warmup_fraction: float = 0.05
+    patience: int = 10
+    ema_decay: float = 0.99
+    grad_clip: float = 1.0
+    amp: str = "auto"
+    seed: int = 0
+    num_threads: int | None = None
+
+    def __post_init__(self):
+        if self.epochs < 1:
+            raise ConfigError(f"epochs must be >= 1, got {self.epochs}")
+        if self.time_budget_min is not None and self.time_budget_min <= 0:
+            raise ConfigError(f"time budget must be positive, got {self.time_budget_min} min")
+        if self.amp not in ("auto", "bf16", "off"):
+            raise ConfigError(f"amp must be auto, bf16 or off, got {self.amp!r}")
+        if not 0 <= self.ema_decay < 1:
+            raise ConfigError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
+
+
+@dataclass
+class TrainResult:
+    """What a finished run hands back."""
+
+    model: nn.Module
+    history: list[dict[str, Any]]
+    best_epoch: int
+    best_score: float
+    stop_reason: str
+    elapsed_s: float
+    amp: bool
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def atomic_torch_save(obj: Any, path: Path) -> None:
+    """Write with torch.save to a temporary file, then rename: a crash never leaves half a file."""
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def _param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    decay, no_decay = [], []
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        # Norm scales and biases are 1-D; decaying them only hurts.
+        (no_decay if param.ndim <= 1 or name.endswith(".bias") else decay).append(param)
+    return [{"params": decay, "weight_decay": weight_decay},
+            {"params": no_decay, "weight_decay": 0.0}]
+
+
+def lr_at(progress: float, peak: float, warmup: float) -> float:
+    """Linear warm-up to ``peak`` then cosine decay to 1% of it, as a function of progress."""
+    progress = min(max(progress, 0.0), 1.0)
+    if warmup > 0 and progress < warmup:
+        return peak * (0.1 + 0.9 * progress / warmup)
+    span = max(1.0 - warmup, 1e-8)
+    return peak * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * (progress - warmup) / span)))
+
+
+def _bf16_is_faster(task: TrainableTask, model: nn.Module, device: torch.device) -> bool:
+    """Time a few training steps with and without bf16 autocast; keep bf16 only if >15% faster."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    batch = task.example_batch()
+    timings = {}
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    for use_bf16 in (False, True):
+        times = []
+        for _ in range(3):
+            start = time.perf_counter()
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
+                loss = task.training_loss(model, batch)
+            loss.backward()
+            model.zero_grad(set_to_none=True)
+            times.append(time.perf_counter() - start)
+        timings[use_bf16] = min(times[1:])
+    model.load_state_dict(state)  # batch-norm statistics moved during the trial
+    return timings[True] < 0.85 * timings[False]
+
+
+class Trainer:
+    """Trains a task's network; checkpoints to ``work_dir`` so a killed run can resume.
+
+    Args:
+        config: loop options.
+        work_dir: where the checkpoint and ``history.json`` go.
+        device: torch device (default: CUDA when present, else CPU).
+        progress: show a live progress bar.
+    """
+
+    def __init__(self, config: TrainConfig, work_dir: Path, device: torch.device | None = None,
+                 progress: bool = True):
+        self.config = config
+        self.work_dir = Path(work_dir)
+        self.device = device or default_device()
+        self.progress = progress
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.work_dir / CHECKPOINT_NAME
+
+    def fit(self, task: TrainableTask, resume: bool = False,
+            on_epoch_end: Callable[[dict[str, Any]], None] | None = None) -> TrainResult:
+        """Train until epochs, budget or patience run out; return the best (EMA) model."""
+        cfg = self.config
+        if cfg.num_threads:
+            torch.set_num_threads(cfg.num_threads)
+        seed_everything(cfg.seed)
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        model = task.build_model().to(self.device)
+        ema = (AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay),
+                             use_buffers=True) if cfg.ema_decay > 0 else None)
+        optimizer = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr)
+
+        state = self._initial_state()
+        if resume:
+            state = self._load_checkpoint(model, ema, optimizer)
+        elif self.checkpoint_path.exists():
+            raise ConfigError(
+                f"{self.work_dir} already holds a checkpoint of an earlier run; pass --resume to "
+                "continue it, or delete that folder to start again")
+        if state["amp"] is None:
+            state["amp"] = cfg.amp == "bf16" or (
+                cfg.amp == "auto" and _bf16_is_faster(task, model, self.device))
+
+        budget_s = cfg.time_budget_min * 60 if cfg.time_budget_min else None
+        n_batches = task.num_train_batches()
+        stop_reason = "epochs"
+        with self._progress_bar() as bar:
+            job = bar.add_task("train", total=cfg.epochs * n_batches,
+                               completed=state["epoch"] * n_batches, info="")
+            while state["epoch"] < cfg.epochs:
+                epoch = state["epoch"]
+                epoch_start = time.monotonic()
+                generator = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
+                model.train()
+                losses = []
+                for step, batch in enumerate(task.train_batches(epoch, generator)):
+                    progress = self._progress(epoch + step / n_batches, state["elapsed_s"]
+                                              + time.monotonic() - epoch_start, budget_s)
+                    for group in optimizer.param_groups:
+                        group["lr"] = lr_at(progress, cfg.lr, cfg.warmup_fraction)
+                    with torch.autocast(self.device.type, dtype=torch.bfloat16,
+                                        enabled=state["amp"]):
+                        loss = task.training_loss(model, batch)
+                    if not torch.isfinite(loss):
+                        raise MeddxError(
+                            f"training diverged at epoch {epoch + 1} (loss {loss.item()}); "
+                            "lower the learning rate (--lr)")
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    if cfg.grad_clip:
+                        nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                    optimizer.step()
+                    if ema is not None:
+                        ema.update_parameters(model)
+                    losses.append(loss.item())
+                    bar.update(job, advance=1, info=self._info(epoch, losses, state))
+                eval_model = ema.module if ema is not None else model
+                eval_model.eval()
+                with torch.no_grad():
+                    metrics = task.validate(eval_model)
+                if task.selection_metric not in metrics:
+                    raise ConfigError(f"validation gave no {task.selection_metric!r} metric")
+                score = metrics[task.selection_metric]
+                state["elapsed_s"] += time.monotonic() - epoch_start
+                state["epoch"] = epoch + 1
+                record = {"epoch": epoch + 1, "train_loss": float(np.mean(losses)),
+                          "lr": optimizer.param_groups[0]["lr"], "elapsed_s": state["elapsed_s"],
+                          **{f"val_{k}": v for k, v in metrics.items()}}
+                state["history"].append(record)
+                improved = score is not None and not math.isnan(score) and (
+                    state["best_score"] is None or score > state["best_score"])
+                if improved:
+                    state["best_score"], state["best_epoch"] = score, epoch + 1
+                    state["best_weights"] = {k: v.detach().cpu().clone()
+                                             for k, v in eval_model.state_dict().items()}
+                self._save_checkpoint(model, ema, optimizer, state)
+                bar.update(job, info=self._info(epoch, losses, state))
+                if on_epoch_end:
+                    on_epoch_end(record)
+                if cfg.patience and state["epoch"] - state["best_epoch"] >= cfg.patience:
+                    stop_reason = f"early stop: no improvement for {cfg.patience} epochs"
+                    break
+                if budget_s is not None:
+                    per_epoch = state["elapsed_s"] / state["epoch"]
+                    if state["elapsed_s"] + per_epoch > budget_s:
+                        stop_reason = f"time budget of {cfg.time_budget_min:g} min reached"
+                        break
+        if state["best_weights"] is None:
+            raise MeddxError("training finished without a valid validation score")
+        final = task.build_model().to(self.device)
+        final.load_state_dict(state["best_weights"])
+        final.eval()
+        return TrainResult(model=final, history=state["history"], best_epoch=state["best_epoch"],
+                           best_score=state["best_score"], stop_reason=stop_reason,
+                           elapsed_s=state["elapsed_s"], amp=state["amp"])
+
+    # --- internals ---------------------------------------------------------------------------
+
+    def _initial_state(self) -> dict[str, Any]:
+        return {"epoch": 0, "elapsed_s": 0.0, "best_score": None, "best_epoch": 0,
+                "best_weights": None, "history": [], "amp": None}
+
+    def _progress(self, epochs_done: float, elapsed_s: float, budget_s: float | None) -> float:
+        progress = epochs_done / self.config.epochs
+        if budget_s:
+            progress = max(progress, elapsed_s / budget_s)
+        return progress
+
+    def _info(self, epoch: int, losses: list[float], state: dict[str, Any]) -> str:
+        text = f"epoch {epoch + 1}/{self.config.epochs} loss {np.mean(losses[-50:]):.4f}"
+        if state["history"]:
+            last = state["history"][-1]
+            shown = [k for k in last if k.startswith("val_")][:3]
+            text += " " + " ".join(f"{k[4:]} {last[k]:.4f}" for k in shown
+                                   if isinstance(last[k], float))
+        return text
+
+    def _progress_bar(self) -> Progress:
+        return Progress(TextColumn("[bold]train"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+                        TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
+                        TextColumn("{task.fields[info]}"), disable=not self.progress,
+                        transient=False)
+
+    def _save_checkpoint(self, model, ema, optimizer, state) -> None:
+        payload = {
+            "model": model.state_dict(),
+            "ema": ema.state_dict() if ema is not None else None,
+            "optimizer": optimizer.state_dict(),
+            "state": state,
+            "config": asdict(self.config),
+            "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(),
+                    "python": random.getstate()},
+        }
+        atomic_torch_save(payload, self.checkpoint_path)
+        tmp = self.work_dir / "history.json.tmp"
+        tmp.write_text(json.dumps(state["history"], indent=1))
+        os.replace(tmp, self.work_dir / "history.json")
+
+    def _load_checkpoint(self, model, ema, optimizer) -> dict[str, Any]:
+        if not self.checkpoint_path.exists():
+            raise ConfigError(f"--resume: no checkpoint at {self.checkpoint_path}")
+        try:
+            # Our own file; it holds numpy RNG state, which weights_only loading rejects.
+            payload = torch.load(self.checkpoint_path, map_location=self.device,
+                                 weights_only=False)
+            model.load_state_dict(payload["model"])
+            if ema is not None and payload["ema"] is not None:
+                ema.load_state_dict(payload["ema"])
+            optimizer.load_state_dict(payload["optimizer"])
+        except (RuntimeError, KeyError, EOFError) as error:
+            raise ConfigError(
+                f"{self.checkpoint_path}: cannot resume from this checkpoint ({error})") from error
+        torch.set_rng_state(payload["rng"]["torch"])
+        np.random.set_state(payload["rng"]["numpy"])
+        random.setstate(payload["rng"]["python"])
+        log.info("resuming after epoch %d", payload["state"]["epoch"])
+        return payload["state"]

@@ -1,0 +1,1 @@
+"""Safeguards: authentication, audit, privacy."""

@@ -1,0 +1,1 @@
+"""The clinician workstation: server, database, web UI, feedback."""

@@ -1,0 +1,96 @@
+import math
+
+import pytest
+import torch
+
+from meddx.errors import ConfigError
+from meddx.learn.tasks.image_classification import ImageClassificationTask, make_plan
+from meddx.learn.trainer import Trainer, TrainConfig, lr_at
+from tests.conftest import synthetic_dataset
+
+
+def _task(dataset=None):
+    dataset = dataset or synthetic_dataset()
+    plan = make_plan(dataset, dataset.split("train"), {"batch_size": 32})
+    return ImageClassificationTask(plan, dataset.split("train"), dataset.split("val"))
+
+
+def _config(**kwargs):
+    return TrainConfig(**{"epochs": 4, "lr": 3e-3, "amp": "off", "patience": 0, **kwargs})
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_learns_a_separable_problem(tmp_path):
+    result = Trainer(_config(epochs=6), tmp_path, progress=False).fit(_task())
+    assert result.best_score > 0.95
+    assert len(result.history) == 6
+    assert (tmp_path / "checkpoint.pt").exists()
+    assert (tmp_path / "history.json").exists()
+
+
+def test_same_seed_same_run(tmp_path):
+    a = Trainer(_config(epochs=2), tmp_path / "a", progress=False).fit(_task())
+    b = Trainer(_config(epochs=2), tmp_path / "b", progress=False).fit(_task())
+    assert [h["train_loss"] for h in a.history] == [h["train_loss"] for h in b.history]
+
+
+def test_resume_after_interruption_matches_an_uninterrupted_run(tmp_path):
+    straight = Trainer(_config(), tmp_path / "straight", progress=False).fit(_task())
+
+    def stop_after_two(record):
+        if record["epoch"] == 2:
+            raise Interrupt
+
+    trainer = Trainer(_config(), tmp_path / "killed", progress=False)
+    with pytest.raises(Interrupt):
+        trainer.fit(_task(), on_epoch_end=stop_after_two)
+    resumed = Trainer(_config(), tmp_path / "killed", progress=False).fit(_task(), resume=True)
+    assert [h["epoch"] for h in resumed.history] == [1, 2, 3, 4]
+    assert [round(h["train_loss"], 6) for h in resumed.history] == \
+        [round(h["train_loss"], 6) for h in straight.history]
+    for key, value in straight.model.state_dict().items():
+        assert torch.allclose(value.float(), resumed.model.state_dict()[key].float(), atol=1e-6)
+
+
+def test_time_budget_stops_early(tmp_path):
+    result = Trainer(_config(epochs=50, time_budget_min=1e-4), tmp_path, progress=False).fit(
+        _task())
+    assert len(result.history) == 1
+    assert "time budget" in result.stop_reason
+
+
+def test_patience_stops_early(tmp_path):
+    result = Trainer(_config(epochs=30, patience=2, lr=1e-9, ema_decay=0), tmp_path,
+                     progress=False).fit(_task())
+    assert result.stop_reason.startswith("early stop")
+    assert len(result.history) < 30
+
+
+def test_refuses_to_overwrite_an_interrupted_run(tmp_path):
+    Trainer(_config(epochs=1), tmp_path, progress=False).fit(_task())
+    with pytest.raises(ConfigError, match="--resume"):
+        Trainer(_config(epochs=1), tmp_path, progress=False).fit(_task())
+
+
+def test_resume_without_checkpoint_is_a_clear_error(tmp_path):
+    with pytest.raises(ConfigError, match="no checkpoint"):
+        Trainer(_config(), tmp_path, progress=False).fit(_task(), resume=True)
+
+
+def test_schedule_warms_up_then_decays():
+    assert lr_at(0, 1.0, 0.1) == pytest.approx(0.1)
+    assert lr_at(0.1, 1.0, 0.1) == pytest.approx(1.0)
+    assert lr_at(1.0, 1.0, 0.1) == pytest.approx(0.01)
+    values = [lr_at(p / 100, 1.0, 0.1) for p in range(10, 101)]
+    assert all(a >= b for a, b in zip(values, values[1:], strict=False))
+    assert not math.isnan(lr_at(2.0, 1.0, 0.1))
+
+
+def test_bad_config_values_fail_at_construction():
+    with pytest.raises(ConfigError, match="epochs"):
+        TrainConfig(epochs=0)
+    with pytest.raises(ConfigError, match="amp"):
+        TrainConfig(amp="fp8")
