@@ -67,3 +67,22 @@ def artifacts() -> Path:
     """A folder kept after the run (screenshots, plots) for people to look at."""
     ARTIFACTS.mkdir(exist_ok=True)
     return ARTIFACTS
+
+
+def write_npz(path: Path, spatial: tuple[int, ...] = (16, 16), num_classes: int = 2,
+              sizes: tuple[int, int, int] = (96, 32, 32)) -> Path:
+    """A synthetic dataset in MedMNIST's .npz layout (uint8 images, (N, 1) labels)."""
+    arrays = {}
+    for seed, (name, n) in enumerate(zip(("train", "val", "test"), sizes, strict=True)):
+        images, labels = make_blobs(n, spatial, num_classes, seed=seed)
+        stack = np.stack([image[0] for image in images])
+        scaled = (stack - stack.min()) / (stack.max() - stack.min()) * 255
+        arrays[f"{name}_images"] = scaled.astype(np.uint8)
+        arrays[f"{name}_labels"] = labels[:, None].astype(np.uint8)
+    np.savez(path, **arrays)
+    return path
+
+
+@pytest.fixture
+def blobs_npz(tmp_path) -> Path:
+    return write_npz(tmp_path / "blobs.npz")

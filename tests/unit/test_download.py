@@ -51,7 +51,9 @@ def served(tmp_path: Path) -> Iterator[tuple[Path, str]]:
     server = http.server.ThreadingHTTPServer(
         ("127.0.0.1", 0), partial(_QuietHandler, directory=str(root))
     )
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+    )
     thread.start()
     try:
         yield root, f"http://127.0.0.1:{server.server_address[1]}"
@@ -334,7 +336,9 @@ def test_fetch_present_dataset_needs_no_network(served_breastmnist, tmp_path, mo
 def test_fetch_offline_reports_destination(closed_port_url, tmp_path, monkeypatch):
     spec = catalog.get_spec("pneumoniamnist")
     remote = dataclasses.replace(spec.files[0], url=closed_port_url)
-    monkeypatch.setitem(catalog.CATALOG, "pneumoniamnist", dataclasses.replace(spec, files=(remote,)))
+    monkeypatch.setitem(
+        catalog.CATALOG, "pneumoniamnist", dataclasses.replace(spec, files=(remote,))
+    )
     with pytest.raises(DownloadError) as info:
         fetch("pneumoniamnist", data_dir=tmp_path, progress=False)
     assert "offline" in str(info.value)
@@ -353,7 +357,10 @@ def test_fetch_archive_dataset(served, tmp_path, monkeypatch):
     patched = dataclasses.replace(
         spec,
         archive=dataclasses.replace(
-            spec.archive, url=f"{base}/Task04_Hippocampus.tar", md5=None, sha256=sha256_file(archive)
+            spec.archive,
+            url=f"{base}/Task04_Hippocampus.tar",
+            md5=None,
+            sha256=sha256_file(archive),
         ),
         min_files=2,
     )

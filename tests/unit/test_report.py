@@ -152,7 +152,7 @@ def test_baselines_lookup():
     assert (first["method"], first["auc"], first["accuracy"]) == ("ResNet-18 (28)", 0.944, 0.854)
     assert "Yang et al." in first["source"]
     best_breast = [r for r in baselines_for("breastmnist") if "Doerrich" in r["source"]]
-    assert [(r["auc"], r["accuracy"]) for r in best_breast] == [(0.9108, 0.8654), (0.9397, 0.906)]
+    assert [(r["auc"], r["accuracy"]) for r in best_breast] == [(0.8908, 0.8654), (0.9397, 0.906)]
 
 
 def test_baselines_are_copies():

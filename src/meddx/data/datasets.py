@@ -20,6 +20,8 @@ import csv
 import hashlib
 import logging
 import os
+import zipfile
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -392,6 +394,30 @@ def _npz_labels(path: Path, key: str, raw: np.ndarray) -> np.ndarray:
     return as_int
 
 
+def _infer_npz_classes(path: Path, blocks: dict[str, tuple[np.ndarray, np.ndarray]]) -> list[str]:
+    """Class names "0".."K-1" for an .npz without known classes.
+
+    Labels must then be consecutive: a value beyond a gap (a 7 among 0/1 labels) is far more
+    likely a corrupt label than six classes without a single example.
+    """
+    present = set()
+    for _, labels in blocks.values():
+        present.update(int(v) for v in np.unique(labels))
+    top = max(present)
+    absent = sorted(set(range(top + 1)) - present)
+    if absent:
+        split, labels = next(
+            (k, lbl) for k, (_, lbl) in blocks.items() if len(lbl) and int(lbl.max()) == top
+        )
+        i = int(np.flatnonzero(labels == top)[0])
+        raise DataError(
+            f"{path}: {split}_labels[{i}] = {top}, but classes {absent} never occur; labels must be"
+            " consecutive class indices 0..K-1 (pass class names to declare classes without"
+            " examples)"
+        )
+    return [str(i) for i in range(top + 1)]
+
+
 def _read_npz(
     path: Path,
     *,
@@ -403,8 +429,10 @@ def _read_npz(
 ) -> ClassificationDataset:
     try:
         archive = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError) as exc:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         raise InputFileError(path, f"not a readable .npz file ({exc})") from exc
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        raise InputFileError(path, "holds a single array, not a .npz archive of named arrays")
     blocks: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     with archive:
         keys = set(archive.files)
@@ -419,7 +447,7 @@ def _read_npz(
                 )
             try:
                 raw_images, raw_labels = archive[img_key], archive[lbl_key]
-            except (OSError, ValueError, EOFError) as exc:
+            except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
                 raise InputFileError(path, f"cannot read {img_key}/{lbl_key} ({exc})") from exc
             images = _npz_images(path, img_key, raw_images, spatial_dims)
             labels = _npz_labels(path, lbl_key, raw_labels)
@@ -441,8 +469,7 @@ def _read_npz(
             )
 
     if class_names is None:
-        top = max(int(labels.max()) for _, labels in blocks.values() if len(labels))
-        class_names = [str(i) for i in range(top + 1)]
+        class_names = _infer_npz_classes(path, blocks)
     for split, (_, labels) in blocks.items():
         bad = np.flatnonzero((labels < 0) | (labels >= len(class_names)))
         if bad.size:

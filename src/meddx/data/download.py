@@ -212,8 +212,8 @@ def _stream(
     timeout: float,
 ) -> tuple[int, int | None]:
     """Copy the body of ``url`` into ``out``; return (bytes received, Content-Length or None)."""
-    request = urllib.request.Request(url, headers={"User-Agent": _USER_AGENT})
     try:
+        request = urllib.request.Request(url, headers={"User-Agent": _USER_AGENT})
         response = urllib.request.urlopen(request, timeout=timeout)  # noqa: S310 (scheme is ours)
     except urllib.error.HTTPError as exc:
         raise DownloadError(

@@ -252,6 +252,8 @@ def _read_pillow(path: Path, spatial_dims: int | None) -> Image:
         raise InputFileError(
             path, f"not a readable {kind} image (cannot identify image file)"
         ) from None
+    except PILImage.DecompressionBombError as exc:
+        raise InputFileError(path, f"image is too large to read safely ({exc})") from exc
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         # Pillow reports truncated/corrupt data with several exception types.
         raise InputFileError(path, f"not a readable {kind} image ({exc})") from exc
@@ -318,6 +320,28 @@ def _dicom_frame_spacing(ds: Any) -> float | None:
 _DICOM_CORE_GROUPS = frozenset({0x0008, 0x0010, 0x0018, 0x0020, 0x0028, 0x7FE0})
 
 
+def _syntax_from_encoding(ds: Any) -> Any:
+    """Give a file without file meta (no preamble) the transfer syntax it was read with.
+
+    Such files can only be uncompressed; pydicom needs the syntax to decode their pixel data.
+    """
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+
+    implicit, little = getattr(ds, "original_encoding", (None, None))
+    if implicit is None or little is None:
+        return None
+    syntax = (
+        ImplicitVRLittleEndian
+        if implicit
+        else (ExplicitVRLittleEndian if little else ExplicitVRBigEndian)
+    )
+    if getattr(ds, "file_meta", None) is None:
+        ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = syntax
+    return syntax
+
+
 def _read_dicom(path: Path, spatial_dims: int | None) -> Image:
     import pydicom
     from pydicom.errors import InvalidDicomError
@@ -331,12 +355,15 @@ def _read_dicom(path: Path, spatial_dims: int | None) -> Image:
             ds = pydicom.dcmread(path, force=True)
     except (InvalidDicomError, OSError, EOFError, ValueError, KeyError, TypeError) as exc:
         raise InputFileError(path, f"not a readable DICOM file ({exc})") from exc
-    if not any(tag.group in _DICOM_CORE_GROUPS for tag in ds):
+    # keys() gives tags without decoding elements (garbage may not decode).
+    if not any(tag.group in _DICOM_CORE_GROUPS for tag in ds.keys()):  # noqa: SIM118
         # A forced read of a non-DICOM file yields garbage elements instead of an error.
         raise InputFileError(path, "not a readable DICOM file (no DICOM header found)")
     if not any(k in ds for k in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
         raise InputFileError(path, "DICOM file has no pixel data")
     syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+    if syntax is None:
+        syntax = _syntax_from_encoding(ds)
     syntax_name = getattr(syntax, "name", None) or str(syntax or "unknown")
     try:
         pixels = ds.pixel_array

@@ -84,7 +84,8 @@ def train_model(dataset: str | Path | ClassificationDataset, out: str | Path, *,
     work_dir = checkpoint_dir(out)
     work_dir.mkdir(parents=True, exist_ok=True)
     plan_obj = _load_or_make_plan(dataset, train_split, work_dir, plan, resume)
-    task = ImageClassificationTask(plan_obj, train_split, val_split)
+    task = ImageClassificationTask(plan_obj, train_split, val_split,
+                                   source=str(dataset.provenance.get("source", dataset.name)))
     (work_dir / PLAN_FILE).write_text(json.dumps(plan_obj.to_dict(), indent=2))
     log.info("plan: %s", json.dumps(plan_obj.to_dict()))
 

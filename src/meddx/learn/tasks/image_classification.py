@@ -141,8 +141,10 @@ class ImageClassificationTask:
 
     selection_metric = "auc"
 
-    def __init__(self, plan: ImageClassificationPlan, train: SplitData, val: SplitData):
+    def __init__(self, plan: ImageClassificationPlan, train: SplitData, val: SplitData,
+                 source: str = "dataset"):
         self.plan = plan
+        self.source = source
         self.num_classes = len(plan.class_names)
         self.preprocessing = ImagePreprocessing.from_dict(plan.preprocessing)
         self._check_labels(train, "train")
@@ -163,7 +165,7 @@ class ImageClassificationTask:
 
     def _check_labels(self, split: SplitData, name: str) -> None:
         if len(split) == 0:
-            raise DataError(f"the {name} split is empty")
+            raise DataError(f"{self.source}: the {name} split is empty")
         labels = np.asarray(split.labels)
         bad = (labels < 0) | (labels >= self.num_classes)
         if bad.any():
@@ -174,7 +176,8 @@ class ImageClassificationTask:
             missing = sorted(set(range(self.num_classes)) - set(labels.tolist()))
             if missing:
                 names = [self.plan.class_names[i] for i in missing]
-                raise DataError(f"the training split has no example of class(es) {names}")
+                raise DataError(f"{self.source}: the training split has no example of "
+                                f"class(es) {names}")
 
     # --- TrainableTask -----------------------------------------------------------------------
 

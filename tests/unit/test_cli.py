@@ -1,0 +1,115 @@
+"""The CLI: thin over the API, one clear message and exit status 2 for expected errors."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from meddx.decision.bundle import METADATA_FILE
+
+MEDDX = [sys.executable, "-m", "meddx"]
+
+
+def run(*args, env=None, check=False, timeout=600):
+    result = subprocess.run([*MEDDX, *map(str, args)], capture_output=True, text=True,
+                            env={**os.environ, **(env or {})}, timeout=timeout)
+    if check and result.returncode != 0:
+        raise AssertionError(result.stdout + result.stderr)
+    return result
+
+
+def assert_clear_error(result, *fragments):
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    for fragment in fragments:
+        assert fragment in result.stderr, result.stderr
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    from tests.conftest import write_npz
+
+    folder = tmp_path_factory.mktemp("cli")
+    data = write_npz(folder / "blobs.npz")
+    bundle = folder / "bundle"
+    run("train", "--dataset", data, "--out", bundle, "--epochs", 3, "--batch-size", 32,
+        "--amp", "off", "--no-progress", check=True)
+    return data, bundle
+
+
+def test_train_evaluate_predict(trained, tmp_path):
+    data, bundle = trained
+    result = run("evaluate", bundle, "--dataset", data, "--split", "test", "--json",
+                 tmp_path / "m.json", check=True)
+    metrics = json.loads((tmp_path / "m.json").read_text())
+    assert 0 <= metrics["auc"] <= 1 and "ci" in metrics
+    assert (tmp_path / "m-report" / "report.html").exists()
+    assert "auc" in result.stdout
+    npy = tmp_path / "x.npy"
+    np.save(npy, np.load(data)["test_images"][0])
+    result = run("predict", bundle, npy, "--explain", "--out", tmp_path / "heat", check=True)
+    prediction = json.loads(result.stdout)[0]
+    assert set(prediction["probabilities"]) == {"0", "1"}
+    assert Path(prediction["explanation"]).exists()
+    assert "Model card" in run("info", bundle, check=True).stdout
+
+
+def test_bad_inputs(trained, tmp_path):
+    data, bundle = trained
+    assert_clear_error(run("train", "--dataset", "pneumoniamnistt", "--out", tmp_path / "b",
+                           env={"MEDDX_DATA_DIR": str(tmp_path)}),
+                       "pneumoniamnistt", "pneumoniamnist")
+    assert_clear_error(run("predict", bundle, tmp_path / "missing.png"), "missing.png")
+    corrupt = tmp_path / "corrupt.png"
+    corrupt.write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    assert_clear_error(run("predict", bundle, corrupt), "corrupt.png")
+    volume = tmp_path / "volume.npy"
+    np.save(volume, np.zeros((2, 9, 16, 16), dtype=np.float32))
+    assert_clear_error(run("predict", bundle, volume), "volume.npy", "2D image was expected")
+    assert_clear_error(run("evaluate", tmp_path / "nobundle", "--dataset", data),
+                       "nobundle")
+    meta = json.loads((bundle / METADATA_FILE).read_text())
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / METADATA_FILE).write_text(json.dumps({**meta, "format_version": 0}))
+    assert_clear_error(run("predict", old, corrupt), "not supported")
+    bad_labels = tmp_path / "bad.npz"
+    arrays = dict(np.load(data))
+    arrays["train_labels"][3] = 7
+    np.savez(bad_labels, **arrays)
+    assert_clear_error(run("train", "--dataset", bad_labels, "--out", tmp_path / "b2"),
+                       "bad.npz", "7")
+
+
+def test_killed_training_resumes(tmp_path):
+    """kill -9 in the middle of training, then --resume finishes the same run."""
+    from tests.conftest import write_npz
+
+    data = write_npz(tmp_path / "blobs.npz", sizes=(400, 64, 64))
+    bundle = tmp_path / "bundle"
+    args = ["train", "--dataset", data, "--out", bundle, "--epochs", 40, "--batch-size", 16,
+            "--amp", "off", "--patience", 0, "--no-progress"]
+    process = subprocess.Popen([*MEDDX, *map(str, args)], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    history = tmp_path / "bundle.ckpt" / "history.json"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        if history.exists() and len(json.loads(history.read_text())) >= 2:
+            break
+        time.sleep(0.2)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    done_before_kill = len(json.loads(history.read_text()))
+    assert 2 <= done_before_kill < 40, "the kill must land mid-run"
+    assert not (bundle / METADATA_FILE).exists(), "no bundle from an unfinished run"
+    assert_clear_error(run("predict", bundle, data), "--resume")
+    run(*args, "--resume", check=True)
+    meta = json.loads((bundle / METADATA_FILE).read_text())
+    assert meta["training"]["epochs_run"] == 40
+    assert [h["epoch"] for h in meta["training"]["history"]] == list(range(1, 41))
