@@ -36,7 +36,7 @@ def run_demo(out: Path = Path("runs/demo"), data_dir: Path | None = None,
     # One real test image as a PNG, the way a clinician's upload would arrive.
     test = load_classification_dataset(DEMO_DATASET, data_dir).split("test")
     sample = out / "sample-test-image.png"
-    Image.fromarray(np.clip(test.images[0][0] * 255, 0, 255).astype(np.uint8)).save(sample)
+    Image.fromarray(np.clip(test.images[0][0], 0, 255).astype(np.uint8)).save(sample)
     prediction = predict(bundle_dir, [sample], explain_dir=out / "heatmaps")[0]
     return {"bundle": str(bundle_dir), "evaluation": str(out / "evaluation.json"),
             "report": metrics["report"], "auc": metrics["auc"], "accuracy": metrics["accuracy"],

@@ -166,7 +166,7 @@ def test_medmnist_official_splits(data_dir, name, shape, counts):
         data = dataset.split(split)
         assert data.class_counts(2) == expected
         assert data.images[0].shape == shape and data.images[0].dtype == np.float32
-        assert float(data.images[0].min()) >= 0.0 and float(data.images[0].max()) <= 1.0
+        assert float(data.images[0].min()) >= 0.0 and float(data.images[0].max()) <= 255.0
     prov = dataset.provenance
     assert prov["files"] == {f"{name}.npz": get_spec(name).files[0].sha256}
     assert prov["split_sizes"] == {k: sum(v) for k, v in counts.items()}

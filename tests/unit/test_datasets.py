@@ -125,7 +125,7 @@ def test_npz_gray(tmp_path):
     assert len(train) == 20
     assert train.images[0].shape == (1, 28, 28) and train.images[0].dtype == np.float32
     assert min(float(i.min()) for i in train.images) >= 0.0
-    assert max(float(i.max()) for i in train.images) <= 1.0
+    assert max(float(i.max()) for i in train.images) == 255.0  # native units, not rescaled
     assert train.labels.dtype == np.int64 and train.labels.shape == (20,)
     assert train.sources[3] == "mine.npz:train[3]"
     prov = dataset.provenance

@@ -44,6 +44,11 @@ def test_train_evaluate_predict_explain(tmp_path, blobs_npz):
     npy = tmp_path / "case.npy"
     np.save(npy, data["test_images"][1])
     results = meddx.predict(out, [png, npy], explain_dir=tmp_path / "heat")
+    # A PNG of a test image gets the same probabilities as the image inside the .npz.
+    predictor = meddx.load_model(out)
+    test = meddx.load_dataset(blobs_npz).split("test")
+    from_npz = predictor.predict_proba(test.images[:1], test.sources[:1])[0]
+    np.testing.assert_allclose(list(results[0]["probabilities"].values()), from_npz, atol=1e-5)
     for result, label in zip(results, data["test_labels"][:2, 0], strict=True):
         assert abs(sum(result["probabilities"].values()) - 1) < 1e-5
         assert result["decision"] == str(label)

@@ -5,7 +5,7 @@ import torch
 
 from meddx.errors import ConfigError
 from meddx.learn.tasks.image_classification import ImageClassificationTask, make_plan
-from meddx.learn.trainer import Trainer, TrainConfig, lr_at
+from meddx.learn.trainer import TrainConfig, Trainer, lr_at
 from tests.conftest import synthetic_dataset
 
 

@@ -353,7 +353,11 @@ def _load_npz_path(path: Path, class_names: list[str] | None) -> ClassificationD
 
 
 def _npz_images(path: Path, key: str, raw: np.ndarray, spatial_dims: int | None) -> np.ndarray:
-    """(N, ...) array -> (N, C, *spatial) float32 (uint8 scaled to [0, 1])."""
+    """(N, ...) array -> (N, C, *spatial) float32, in the file's own units.
+
+    Values are not rescaled: a PNG of the same picture reads as 0..255 too, and the bundle's
+    preprocessing normalises both the same way.
+    """
     if raw.ndim == 3:
         block = raw[:, np.newaxis]  # (N, H, W) gray
     elif raw.ndim == 4 and spatial_dims != 3 and raw.shape[-1] in (1, 3):
@@ -366,13 +370,9 @@ def _npz_images(path: Path, key: str, raw: np.ndarray, spatial_dims: int | None)
         raise DataError(f"{path}: {key} has shape {raw.shape}, which is not an image stack")
     if raw.size == 0:
         raise DataError(f"{path}: {key} is empty")
-    if raw.dtype == np.uint8:
-        out = np.ascontiguousarray(block, dtype=np.float32)
-        out /= 255.0
-    else:
-        out = np.ascontiguousarray(block, dtype=np.float32)
-        if not np.isfinite(out).all():
-            raise DataError(f"{path}: {key} contains NaN or infinite values")
+    out = np.ascontiguousarray(block, dtype=np.float32)
+    if raw.dtype.kind == "f" and not np.isfinite(out).all():
+        raise DataError(f"{path}: {key} contains NaN or infinite values")
     return out
 
 

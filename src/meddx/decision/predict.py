@@ -87,6 +87,10 @@ class ImageClassifier:
         return predict_proba(self.model, self.prepare(images, sources),
                              self.plan.eval_batch_size, self.plan.tta_flip_axes)
 
+    def predict_split(self, split) -> np.ndarray:
+        """Probabilities for every image of a dataset split (the evaluation path's entry)."""
+        return self.predict_proba(split.images, split.sources)
+
     def predict_file(self, path: str | Path, explain_to: Path | None = None) -> dict[str, Any]:
         """Prediction for one file; with ``explain_to``, also writes a Grad-CAM overlay PNG."""
         start = time.perf_counter()

@@ -23,7 +23,7 @@ from meddx.learn.evaluation.report import write_classification_report
 def evaluate_split(predictor, split: SplitData, n_bootstrap: int = 1000,
                    seed: int = 0) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
     """Metrics of a predictor on a labelled split; returns (metrics, labels, probabilities)."""
-    probs = predictor.predict_proba(split.images, split.sources)
+    probs = predictor.predict_split(split)
     labels = np.asarray(split.labels)
     metrics = classification_metrics(labels, probs, predictor.class_names,
                                       threshold=predictor.threshold, n_bootstrap=n_bootstrap,

@@ -8,10 +8,12 @@ the binary threshold chosen on validation, then the bundle.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -24,12 +26,16 @@ from meddx.data.datasets import ClassificationDataset, SplitData
 from meddx.data.preprocessing import ImagePreprocessing
 from meddx.errors import ConfigError, DataError
 from meddx.learn.augment import AugmentConfig, BatchAugment
+from meddx.learn.evaluation.metrics import choose_threshold, classification_metrics
 from meddx.learn.networks import NetworkSpec, build_network, default_architecture
+from meddx.learn.tasks import FitOutput
+from meddx.learn.trainer import TrainConfig, Trainer
 
 log = logging.getLogger(__name__)
 
 TASK_NAME = "image-classification"
 IMBALANCE_MODES = ("weighted_loss", "sampler", "none")
+PLAN_FILE = "plan.json"
 
 
 @dataclass
@@ -221,3 +227,54 @@ class ImageClassificationTask:
     def val_probabilities(self, model: nn.Module, tta: bool = False) -> np.ndarray:
         return predict_proba(model, self.val_x, self.plan.eval_batch_size,
                              self.plan.tta_flip_axes if tta else None)
+
+
+def _load_or_make_plan(dataset: ClassificationDataset, train: SplitData, work_dir: Path,
+                       overrides: dict[str, Any] | None, resume: bool) -> ImageClassificationPlan:
+    plan_path = work_dir / PLAN_FILE
+    if resume:
+        if not plan_path.exists():
+            raise ConfigError(f"--resume: no interrupted run at {work_dir} (no {PLAN_FILE})")
+        # The network must match the checkpoint, so resume ignores new plan overrides.
+        return ImageClassificationPlan.from_dict(json.loads(plan_path.read_text()))
+    return make_plan(dataset, train, overrides)
+
+
+def fit(dataset: ClassificationDataset, work_dir: Path, config: TrainConfig,
+        plan: dict[str, Any] | None = None, resume: bool = False, progress: bool = True,
+        split_seed: int = 0) -> FitOutput:
+    """Plan, train with the one trainer, choose the binary threshold on validation."""
+    from meddx.decision.predict import ImageClassifier
+
+    train = dataset.split("train", seed=split_seed)
+    val = dataset.split("val", seed=split_seed)
+    plan_obj = _load_or_make_plan(dataset, train, work_dir, plan, resume)
+    task = ImageClassificationTask(plan_obj, train, val,
+                                   source=str(dataset.provenance.get("source", dataset.name)))
+    (work_dir / PLAN_FILE).write_text(json.dumps(plan_obj.to_dict(), indent=2))
+    log.info("plan: %s", json.dumps(plan_obj.to_dict()))
+    result = Trainer(config, work_dir, progress=progress).fit(task, resume=resume)
+
+    val_probs = task.val_probabilities(result.model, tta=True)
+    threshold = None
+    if len(plan_obj.class_names) == 2:
+        threshold = choose_threshold(task.val_y, val_probs[:, 1], method=plan_obj.threshold_method)
+    metadata: dict[str, Any] = {
+        "task": TASK_NAME,
+        "class_names": plan_obj.class_names,
+        "threshold": threshold,
+        "threshold_method": plan_obj.threshold_method if threshold is not None else None,
+        "plan": plan_obj.to_dict(),
+        "network": plan_obj.network,
+        "preprocessing": plan_obj.preprocessing,
+        "training": {"config": asdict(config), "best_epoch": result.best_epoch,
+                     "best_val_auc": result.best_score, "epochs_run": len(result.history),
+                     "stop_reason": result.stop_reason, "elapsed_s": round(result.elapsed_s, 1),
+                     "bf16_autocast": result.amp,
+                     "device": str(next(result.model.parameters()).device),
+                     "history": result.history},
+        "metrics": {"val": classification_metrics(task.val_y, val_probs, plan_obj.class_names,
+                                                  threshold=threshold)},
+    }
+    state = {k: v.detach().cpu() for k, v in result.model.state_dict().items()}
+    return FitOutput(metadata, state, ImageClassifier(metadata, state, source=str(work_dir)))
