@@ -103,7 +103,8 @@ def main() -> None:
         table.add_row(result["dataset"], f"meddx {result['plan']['network']['arch']}",
                       f"{result['test_auc']:.3f} ({auc_ci[0]:.3f}-{auc_ci[1]:.3f})",
                       f"{result['test_accuracy']:.3f} ({acc_ci[0]:.3f}-{acc_ci[1]:.3f})",
-                      f"{target[0]:.3f}/{target[1]:.2f} " + ("[green]met" if hit else "[red]missed"),
+                      f"{target[0]:.3f}/{target[1]:.2f} "
+                      + ("[green]met" if hit else "[red]missed"),
                       f"{result['wall_s'] / 60:.1f} min", f"{result['peak_rss_mb']:.0f} MB")
         for row in baselines_for(result["dataset"]):
             table.add_row("", row["method"], f"{row['auc']:.3f}", f"{row['accuracy']:.3f}", "",

@@ -13,17 +13,16 @@ from pathlib import Path
 from typing import Any
 
 from meddx.data.catalog import fetch, list_datasets
-from meddx.data.datasets import load_classification_dataset
+from meddx.data.loading import load_dataset
 from meddx.decision.bundle import Bundle, load_bundle
 from meddx.decision.predict import load_model
+from meddx.errors import DataError
 from meddx.learn.evaluate import evaluate_split, write_evaluation, write_json
 from meddx.learn.pipeline import train_model
 from meddx.learn.trainer import TrainConfig
 
 __all__ = ["evaluate", "fetch", "list_datasets", "load_bundle", "load_dataset", "load_model",
            "predict", "train"]
-
-load_dataset = load_classification_dataset
 
 
 def train(dataset: str | Path, out: str | Path, *, data_dir: str | Path | None = None,
@@ -46,10 +45,8 @@ def evaluate(bundle: str | Path, dataset: str | Path, *, split: str = "test",
              n_bootstrap: int = 1000) -> dict[str, Any]:
     """Evaluate a bundle on a dataset split; optionally write the JSON and a report folder."""
     predictor = load_model(bundle)
-    data = load_classification_dataset(dataset, data_dir)
+    data = load_dataset(dataset, data_dir)
     if data.class_names != predictor.class_names:
-        from meddx.errors import DataError
-
         raise DataError(f"{dataset}: classes {data.class_names} do not match the model's "
                         f"{predictor.class_names}")
     part = data.split(split, seed=split_seed)

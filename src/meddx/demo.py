@@ -14,7 +14,7 @@ from PIL import Image
 
 from meddx.api import evaluate, predict, train
 from meddx.data.catalog import fetch
-from meddx.data.datasets import load_classification_dataset
+from meddx.data.loading import load_dataset
 from meddx.decision.bundle import load_bundle
 from meddx.errors import BundleError
 
@@ -34,7 +34,7 @@ def run_demo(out: Path = Path("runs/demo"), data_dir: Path | None = None,
     metrics = evaluate(bundle_dir, DEMO_DATASET, split="test", data_dir=data_dir,
                        json_path=out / "evaluation.json", report_dir=out / "evaluation-report")
     # One real test image as a PNG, the way a clinician's upload would arrive.
-    test = load_classification_dataset(DEMO_DATASET, data_dir).split("test")
+    test = load_dataset(DEMO_DATASET, data_dir).split("test")
     sample = out / "sample-test-image.png"
     Image.fromarray(np.clip(test.images[0][0], 0, 255).astype(np.uint8)).save(sample)
     prediction = predict(bundle_dir, [sample], explain_dir=out / "heatmaps")[0]

@@ -86,7 +86,8 @@ def train(
     epochs: Annotated[int, typer.Option(help="Maximum epochs.")] = 30,
     time_budget: Annotated[float | None, typer.Option(
         "--time-budget", help="Wall-clock budget in minutes.")] = None,
-    arch: Annotated[str | None, typer.Option(help="Network (default: chosen by input size).")] = None,
+    arch: Annotated[str | None, typer.Option(
+        help="Network (default: chosen by input size).")] = None,
     input_size: Annotated[int | None, typer.Option(help="Resize inputs to this size.")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Training batch size.")] = None,
     lr: Annotated[float, typer.Option(help="Peak learning rate.")] = 2e-3,

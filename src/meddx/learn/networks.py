@@ -61,7 +61,8 @@ class CompactCNN(nn.Module):
                 layers.append(pool(2))
         self.features = nn.Sequential(*layers)
         self.pool = ADAPTIVE_AVG[spatial_dims](1)
-        self.head = nn.Sequential(nn.Flatten(), nn.Dropout(dropout), nn.Linear(channels, num_classes))
+        self.head = nn.Sequential(nn.Flatten(), nn.Dropout(dropout),
+                                  nn.Linear(channels, num_classes))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.pool(self.features(x)))

@@ -19,7 +19,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from meddx.data.datasets import ClassificationDataset, load_classification_dataset
+from meddx.data.datasets import ClassificationDataset
+from meddx.data.loading import load_dataset
 from meddx.decision.bundle import REPORT_DIR, Bundle, save_bundle
 from meddx.decision.model_card import render_model_card
 from meddx.errors import ConfigError
@@ -68,7 +69,7 @@ def train_model(dataset: str | Path | Any, out: str | Path, *,
     config = config or TrainConfig()
     out = Path(out)
     if isinstance(dataset, str | Path):
-        dataset = load_classification_dataset(dataset, data_dir)
+        dataset = load_dataset(dataset, data_dir)
     recipe = recipe_for(dataset)
     test_split = dataset.split("test", seed=split_seed)
     work_dir = checkpoint_dir(out)

@@ -290,8 +290,9 @@ class Trainer:
         return text
 
     def _progress_bar(self) -> Progress:
-        return Progress(TextColumn("[bold]train"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
-                        TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
+        return Progress(TextColumn("[bold]train"), BarColumn(),
+                        TextColumn("{task.percentage:>3.0f}%"), TimeElapsedColumn(),
+                        TextColumn("eta"), TimeRemainingColumn(),
                         TextColumn("{task.fields[info]}"), disable=not self.progress,
                         transient=False)
 

@@ -139,7 +139,8 @@ def quick_auc(labels: np.ndarray, probs: np.ndarray) -> float:
         return float("nan")
     if probs.shape[1] == 2:
         return float(roc_auc_score(labels, probs[:, 1]))
-    return float(roc_auc_score(labels, probs, multi_class="ovr", labels=list(range(probs.shape[1]))))
+    return float(roc_auc_score(labels, probs, multi_class="ovr",
+                               labels=list(range(probs.shape[1]))))
 
 
 class ImageClassificationTask:
