@@ -46,6 +46,8 @@ def evaluate(bundle: str | Path, dataset: str | Path, *, split: str = "test",
     """Evaluate a bundle on a dataset split; optionally write the JSON and a report folder."""
     predictor = load_model(bundle)
     data = load_dataset(dataset, data_dir)
+    if hasattr(data, "adopt_class_names"):  # segmentation folders without label names
+        data.adopt_class_names(predictor.class_names)
     if data.class_names != predictor.class_names:
         raise DataError(f"{dataset}: classes {data.class_names} do not match the model's "
                         f"{predictor.class_names}")
@@ -63,13 +65,25 @@ def evaluate(bundle: str | Path, dataset: str | Path, *, split: str = "test",
 
 
 def predict(bundle: str | Path, files: Sequence[str | Path], *,
-            explain_dir: str | Path | None = None) -> list[dict[str, Any]]:
-    """Predict each file; with ``explain_dir``, also write one heat-map PNG per file."""
+            explain_dir: str | Path | None = None, out_dir: str | Path | None = None,
+            overlay: bool = False, fs: float | None = None) -> list[dict[str, Any]]:
+    """Predict each file; with ``explain_dir``, also write one heat-map PNG per file.
+
+    ECG bundles take WFDB records or CSV signals (``fs``: their sampling rate in Hz).
+
+    Segmentation bundles write each mask (NIfTI in the input's grid), a JSON of label volumes
+    and, with ``overlay``, a PNG of the mask on the image to ``out_dir``.
+    """
     predictor = load_model(bundle)
+    if getattr(predictor, "task", None) == "segmentation":
+        return [predictor.predict_file(file, out_dir=out_dir or explain_dir, overlay=overlay)
+                for file in files]
     results = []
     for index, file in enumerate(files):
         target = None
         if explain_dir is not None:
-            target = Path(explain_dir) / f"{index:03d}_{Path(file).name.split('.')[0]}_gradcam.png"
-        results.append(predictor.predict_file(file, explain_to=target))
+            suffix = getattr(predictor, "explanation_suffix", "gradcam")
+            target = Path(explain_dir) / f"{index:03d}_{Path(file).name.split('.')[0]}_{suffix}.png"
+        options = {"fs": fs} if fs is not None else {}  # CSV ECG signals need their rate
+        results.append(predictor.predict_file(file, explain_to=target, **options))
     return results

@@ -24,6 +24,12 @@ app = typer.Typer(name="meddx", no_args_is_help=True, pretty_exceptions_enable=F
                   help="AI-assisted medical diagnosis: train, evaluate, explain, deploy.")
 datasets_app = typer.Typer(no_args_is_help=True, help="The dataset catalog.")
 app.add_typer(datasets_app, name="datasets")
+# The clinician workstation: `meddx serve`, `meddx users create`, `meddx feedback export`.
+from meddx.workstation.cli import feedback_app, serve, users_app  # noqa: E402
+
+app.command()(serve)
+app.add_typer(users_app, name="users")
+app.add_typer(feedback_app, name="feedback")
 
 console = Console(stderr=True)
 out = Console()
@@ -117,7 +123,10 @@ def train(
                        patience=patience, seed=seed, amp=amp)
     test = bundle.metadata["metrics"].get("test", {})
     out.print(f"bundle: {bundle.path}")
-    if test:
+    if test.get("task") == "segmentation":
+        out.print(f"test Dice {test['dice']}  HD95 {test['hd95']}  "
+                  f"report: {bundle.path / 'report' / 'report.html'}")
+    elif test:
         out.print(f"test AUC {test.get('auc', float('nan')):.4f}  "
                   f"accuracy {test.get('accuracy', float('nan')):.4f}  "
                   f"report: {bundle.path / 'report' / 'report.html'}")
@@ -141,6 +150,9 @@ def evaluate(
                   else Path("evaluation-report"))
     metrics = evaluate_api(bundle, dataset, split=split, data_dir=data_dir, json_path=json_path,
                            report_dir=report)
+    if metrics.get("task") == "segmentation":
+        _print_segmentation(metrics, f"{bundle.name} on {metrics['dataset']} ({split})", json_path)
+        return
     keys = ("auc", "accuracy", "balanced_accuracy", "sensitivity", "specificity", "f1", "ece")
     table = Table(title=f"{bundle.name} on {metrics['dataset']} ({split}, n={metrics['n']})")
     table.add_column("metric")
@@ -157,20 +169,44 @@ def evaluate(
         out.print(f"json: {json_path}")
 
 
+def _print_segmentation(metrics, title: str, json_path: Path | None) -> None:
+    from meddx.learn.evaluation.segmentation_report import summary_table
+
+    header, rows = summary_table(metrics)
+    table = Table(title=f"{title}, n={metrics['n']}")
+    for column in header:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*[str(cell) for cell in row])
+    out.print(table)
+    out.print(f"report: {metrics.get('report')}")
+    if json_path:
+        out.print(f"json: {json_path}")
+
+
 @app.command()
 def predict(
     bundle: Annotated[Path, typer.Argument(help="Bundle folder.")],
     files: Annotated[list[Path], typer.Argument(help="PNG/JPEG, DICOM, NIfTI or .npy files.")],
     explain: Annotated[bool, typer.Option(help="Write Grad-CAM overlays.")] = False,
-    out_dir: Annotated[Path, typer.Option("--out", help="Where heat maps go.")] = Path(
+    out_dir: Annotated[Path, typer.Option(
+        "--out", help="Where heat maps (segmentation: masks, volumes JSON) go.")] = Path(
         "predictions"),
     json_path: Annotated[Path | None, typer.Option("--json", help="Also write JSON here.")] = None,
+    overlay: Annotated[bool, typer.Option(
+        help="Segmentation: also write PNG slices with the mask drawn on the image.")] = False,
+    fs: Annotated[float | None, typer.Option(
+        "--fs", help="ECG: sampling rate in Hz of CSV signals (WFDB records carry theirs).")
+    ] = None,
 ):
-    """Predict files: class probabilities, decision, uncertainty (and heat maps)."""
+    """Predict files: class probabilities, decision, uncertainty (and heat maps).
+
+    ECG beat models take WFDB records (``data/101``) or CSV signals with ``--fs``."""
     from meddx.api import predict as predict_api
     from meddx.learn.evaluate import write_json
 
-    results = predict_api(bundle, files, explain_dir=out_dir if explain else None)
+    results = predict_api(bundle, files, explain_dir=out_dir if explain else None,
+                          out_dir=out_dir, overlay=overlay, fs=fs)
     _print_json(results)
     if json_path:
         write_json({"predictions": results}, json_path)
@@ -191,6 +227,8 @@ def demo(
     data_dir: DataDir = None,
     time_budget: Annotated[float, typer.Option("--time-budget",
                                                help="Training minutes if no model yet.")] = 4.0,
+    serve: Annotated[bool, typer.Option(help="Then start the clinician workstation.")] = True,
+    port: Annotated[int, typer.Option(help="Workstation port.")] = 8000,
 ):
     """The main job: PneumoniaMNIST -> trained, evaluated, explained model."""
     from meddx.demo import run_demo
@@ -201,6 +239,10 @@ def demo(
     out.print(f"evaluation:    {result['evaluation']}")
     out.print(f"report:        {result['report']}")
     out.print(f"heat map:      {result['example_prediction'].get('explanation')}")
+    if serve:
+        from meddx.workstation.demo import serve_demo
+
+        serve_demo(out_dir, port=port, print_fn=out.print)
 
 
 def run() -> None:

@@ -18,10 +18,26 @@ from meddx.errors import ConfigError
 # Catalog kind -> "module:function(name, data_dir)".
 READERS_BY_KIND: dict[str, str] = {
     "medmnist": "meddx.data.datasets:load_classification_dataset",
+    "msd": "meddx.data.segmentation:load_segmentation_dataset",
+    # Clinical-record tables (molecule tables of kind csv are refused by this reader).
+    "csv": "meddx.data.tabular:load_tabular_dataset",
+    "text": "meddx.data.text:load_text_dataset",
+    # ECG: AAMI beats from annotated WFDB records; fixed-length UCR series.
+    "wfdb": "meddx.data.ecg:load_wfdb_dataset",
+    "ucr": "meddx.data.ecg:load_series_dataset",
 }
 
 # Tried in order for paths: ("module:can_read(path)", "module:function(path, data_dir)").
-PATH_READERS: list[tuple[str, str]] = []
+PATH_READERS: list[tuple[str, str]] = [
+    # ECG: a folder of WFDB records (or one record), then UCR series files (numeric .txt/.tsv).
+    ("meddx.data.ecg:is_wfdb_path", "meddx.data.ecg:load_wfdb_dataset"),
+    ("meddx.data.ecg:is_ucr_path", "meddx.data.ecg:load_series_dataset"),
+    # MSD folder (imagesTr/ + labelsTr/), images/ + masks/ folder, or an image,label manifest.
+    ("meddx.data.segmentation:can_read", "meddx.data.segmentation:load_segmentation_dataset"),
+    # .csv/.tsv with text + label columns; then other tables without a `path` column (records).
+    ("meddx.data.text:can_read_text_table", "meddx.data.text:load_text_dataset"),
+    ("meddx.data.tabular:can_read_table", "meddx.data.tabular:load_tabular_dataset"),
+]
 
 FALLBACK_PATH_READER = "meddx.data.datasets:load_classification_dataset"
 
@@ -34,8 +50,9 @@ def _resolve(target: str):
 def load_dataset(name_or_path: str | os.PathLike[str],
                  data_dir: str | os.PathLike[str] | None = None) -> Any:
     """Load a dataset by catalog name or path, with the reader its kind or content calls for."""
-    if isinstance(name_or_path, str) and name_or_path in catalog.CATALOG:
-        spec = catalog.get_spec(name_or_path)
+    # "name:part" selects part of a catalog dataset (e.g. one centre of a multi-centre table).
+    if isinstance(name_or_path, str) and name_or_path.partition(":")[0] in catalog.CATALOG:
+        spec = catalog.get_spec(name_or_path.partition(":")[0])
         reader = READERS_BY_KIND.get(spec.kind)
         if reader is None:
             raise ConfigError(f"dataset '{name_or_path}' ({spec.kind}, {spec.task}): this version "

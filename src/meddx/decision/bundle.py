@@ -88,7 +88,8 @@ class Bundle:
 
 
 def save_bundle(out: Path, metadata: dict[str, Any], state_dict: dict[str, torch.Tensor] | None,
-                model_card: str, extra_dirs: dict[str, Path] | None = None) -> Bundle:
+                model_card: str, extra_dirs: dict[str, Path] | None = None,
+                extra_files: dict[str, str | bytes] | None = None) -> Bundle:
     """Write a bundle atomically to ``out`` (replacing any bundle already there).
 
     Args:
@@ -97,6 +98,8 @@ def save_bundle(out: Path, metadata: dict[str, Any], state_dict: dict[str, torch
         state_dict: network weights, or None for models without them.
         model_card: Markdown text.
         extra_dirs: folders copied into the bundle, by name (e.g. ``{"report": path}``).
+        extra_files: files written into the bundle, by relative name (text or bytes), for
+            models stored in their own safe format (a LightGBM text model, a tokenizer JSON).
     """
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -111,6 +114,16 @@ def save_bundle(out: Path, metadata: dict[str, Any], state_dict: dict[str, torch
         (staging / CARD_FILE).write_text(model_card)
         for name, source in (extra_dirs or {}).items():
             shutil.copytree(source, staging / name)
+        for name, content in (extra_files or {}).items():
+            target = staging / name
+            if target.resolve().parent != staging.resolve() and staging.resolve() not in \
+                    target.resolve().parents:
+                raise BundleError(f"bundle file name {name!r} points outside the bundle")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if isinstance(content, bytes):
+                target.write_bytes(content)
+            else:
+                target.write_text(content, encoding="utf-8")
         previous = out.parent / f".{out.name}.previous-{os.getpid()}"
         if out.exists():
             os.replace(out, previous)

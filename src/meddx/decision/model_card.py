@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-CARD_METRICS = ("auc", "accuracy", "balanced_accuracy", "sensitivity", "specificity", "f1", "ece")
+CARD_METRICS = ("auc", "accuracy", "balanced_accuracy", "sensitivity", "specificity", "f1", "ece",
+                "dice_mean", "hd95_mean", "nsd_mean")
 
 
 def _format_metric(metrics: dict[str, Any], key: str) -> str:

@@ -19,7 +19,10 @@ import torch
 from meddx.data.images import read_image
 from meddx.data.preprocessing import ImagePreprocessing
 from meddx.decision.bundle import Bundle, load_bundle
+from meddx.decision.ecg_predict import ECG_PREDICTORS
 from meddx.decision.explain import heat_map, save_overlay
+from meddx.decision.segment_predict import TASK_NAME as SEGMENTATION_TASK
+from meddx.decision.segment_predict import SegmentationPredictor
 from meddx.errors import BundleError
 from meddx.learn.networks import NetworkSpec, build_network
 from meddx.learn.tasks.image_classification import (
@@ -113,11 +116,16 @@ class ImageClassifier:
             display = self.preprocessing.conform(image.array, str(path))
             title = f"{Path(path).name}: {self.class_names[index]} (p={probs[index]:.2f})"
             result["explanation"] = str(save_overlay(display, relevance, explain_to, title))
+            # The raw map too, so viewers can draw it over the image at any opacity.
+            raw_map = Path(explain_to).with_suffix(".npy")
+            np.save(raw_map, relevance.astype(np.float32))
+            result["explanation_map"] = str(raw_map)
         result["latency_ms"] = round((time.perf_counter() - start) * 1000, 2)
         return result
 
 
-PREDICTORS = {TASK_NAME: ImageClassifier}
+PREDICTORS = {TASK_NAME: ImageClassifier, SEGMENTATION_TASK: SegmentationPredictor}
+PREDICTORS.update(ECG_PREDICTORS)
 
 
 def load_model(bundle: str | Path | Bundle, device: torch.device | None = None):

@@ -20,7 +20,11 @@ from pathlib import Path
 from typing import Any
 
 from meddx.data.datasets import ClassificationDataset
+from meddx.data.ecg import BeatDataset, SeriesDataset
 from meddx.data.loading import load_dataset
+from meddx.data.segmentation import SegmentationDataset
+from meddx.data.tabular import TabularDataset
+from meddx.data.text import TextDataset
 from meddx.decision.bundle import REPORT_DIR, Bundle, save_bundle
 from meddx.decision.model_card import render_model_card
 from meddx.errors import ConfigError
@@ -32,6 +36,11 @@ log = logging.getLogger(__name__)
 # Dataset type -> the recipe module that trains on it.
 RECIPES: dict[type, str] = {
     ClassificationDataset: "meddx.learn.tasks.image_classification",
+    SegmentationDataset: "meddx.learn.tasks.segmentation",
+    TabularDataset: "meddx.learn.tasks.tabular",
+    TextDataset: "meddx.learn.tasks.text",
+    BeatDataset: "meddx.learn.tasks.ecg",
+    SeriesDataset: "meddx.learn.tasks.ecg",
 }
 
 
@@ -88,7 +97,8 @@ def train_model(dataset: str | Path | Any, out: str | Path, *,
         metrics, _ = write_evaluation(fitted.predictor, test_split, report, dataset.name, "test")
         metadata["metrics"]["test"] = metrics
         bundle = save_bundle(out, metadata, fitted.state_dict, render_model_card(metadata),
-                             extra_dirs={REPORT_DIR: report})
+                             extra_dirs={REPORT_DIR: report},
+                             extra_files=getattr(fitted, "extra_files", None))
     shutil.rmtree(work_dir, ignore_errors=True)
     log.info("bundle written to %s", out)
     return bundle

@@ -8,7 +8,7 @@ the test split, model card, atomic bundle. Its predictor class is registered in
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 
@@ -22,8 +22,11 @@ class FitOutput:
         state_dict: network weights (None for models stored otherwise).
         predictor: the trained model behind the task's predictor interface, used to evaluate
             the test split exactly as a loaded bundle would be.
+        extra_files: further bundle files by relative name (text or bytes), e.g. a LightGBM
+            model in its own text format or a tokenizer's JSON.
     """
 
     metadata: dict[str, Any]
     state_dict: dict[str, Any] | None
     predictor: Any
+    extra_files: dict[str, str | bytes] = field(default_factory=dict)

@@ -1,0 +1,962 @@
+"""ECG data: WFDB records, UCR series and CSV signals, turned into what the ECG recipes train on.
+
+Two dataset types, both with the interface every task recipe expects (``split(name, seed)``,
+``split_sizes(seed)``, ``class_names``, ``provenance``, ``name``):
+
+- :class:`BeatDataset`: AAMI beat classes (N, S, V, F, Q) from whole annotated records (MIT-BIH
+  and any folder of WFDB records). Every beat keeps the id of its record, and every split is
+  **patient-wise** (records, never beats, are assigned to train / val / test), so that validation
+  measures what matters clinically: performance on patients the model has never seen.
+- :class:`SeriesDataset`: fixed-length series (UCR format: label, then values), e.g. ECG200.
+
+Signal path of a beat (:class:`BeatConfig`): choose a lead (MLII when named) -> band-pass
+(baseline wander below 0.5 Hz, power line and muscle noise above 40 Hz) and a notch at the mains
+frequency -> resample to the model's rate -> scale by the record's median beat amplitude (gain
+differs between patients and recorders) -> a window around each R peak, plus the beat minus the
+record's median beat (the patient's own "normal" morphology) -> RR-interval features divided by the
+record's median RR (an S beat is premature *for this patient*; absolute RR says little across
+patients).
+
+Bad records (missing ``.dat``/``.hea``, unreadable header, too short or flat signal, NaNs, unknown
+sampling rate, unknown annotation symbols) raise :class:`~meddx.errors.InputFileError` naming the
+record; folder readers skip such a record, keep the others and list the problems in
+``dataset.problems`` and the provenance.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+import os
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field, fields
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy import signal as sps
+
+from meddx.data import catalog
+from meddx.data.datasets import ClassificationDataset, SplitData
+from meddx.data.download import sha256_file
+from meddx.errors import ConfigError, DataError, InputFileError, MeddxError
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "AAMI_CLASSES",
+    "AAMI_MAP",
+    "BeatConfig",
+    "BeatDataset",
+    "BeatSplit",
+    "EcgRecord",
+    "SeriesDataset",
+    "detect_r_peaks",
+    "extract_beats",
+    "filter_ecg",
+    "is_ucr_path",
+    "is_wfdb_path",
+    "load_series_dataset",
+    "load_wfdb_dataset",
+    "patient_split",
+    "read_csv_signal",
+    "read_signal",
+    "read_ucr",
+    "read_wfdb_record",
+    "resample_signal",
+    "rr_features",
+]
+
+AAMI_CLASSES: tuple[str, ...] = ("N", "S", "V", "F", "Q")
+"""AAMI EC57 beat classes: normal/bundle-branch, supraventricular ectopic, ventricular ectopic,
+fusion, unknown/paced."""
+
+# MIT-BIH beat symbols -> AAMI class (de Chazal et al. 2004, Table I). Symbols beyond MIT-BIH's
+# own (B, n, r, ?) occur in other PhysioNet databases (INCART, ...); they map as AAMI EC57 says.
+AAMI_MAP: dict[str, str] = {
+    **dict.fromkeys(("N", "L", "R", "e", "j", "B", "n"), "N"),
+    **dict.fromkeys(("A", "a", "J", "S"), "S"),
+    **dict.fromkeys(("V", "E", "r"), "V"),
+    "F": "F",
+    **dict.fromkeys(("/", "f", "Q", "?"), "Q"),
+}
+
+# WFDB annotation codes that are not beats (rhythm, noise, waves, comments, flutter waves).
+NON_BEAT_SYMBOLS = frozenset(
+    ["+", "~", "|", "s", "T", "*", "D", '"', "=", "p", "^", "t", "u", "!", "[", "]", "x", "(",
+     ")", "@", " ", "`", "'"])
+
+MIN_DURATION_S = 10.0
+"""Records shorter than this cannot give stable per-record RR and amplitude statistics."""
+
+RR_FEATURES = ("pre_rr", "post_rr", "local_rr", "pre_over_local", "post_over_pre")
+"""RR features of a beat; the first three are divided by the record's median RR."""
+
+SPLIT_CHOICES = ("train", "val", "test", "all")
+
+
+# --------------------------------------------------------------------------------------------
+# Records
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class EcgRecord:
+    """One ECG recording.
+
+    Attributes:
+        name: Record id (the patient key of patient-wise splits), e.g. ``"101"``.
+        source: Where it was read from (path without suffix for WFDB).
+        signal: ``(T, C)`` float32 samples in physical units (mV for MIT-BIH).
+        fs: Sampling rate in Hz.
+        leads: Lead names, one per column.
+        beat_samples: Sample index of each reference beat, or None without annotations.
+        beat_symbols: WFDB symbol of each reference beat (parallel to ``beat_samples``).
+    """
+
+    name: str
+    source: str
+    signal: np.ndarray
+    fs: float
+    leads: list[str]
+    beat_samples: np.ndarray | None = None
+    beat_symbols: list[str] | None = None
+
+    @property
+    def duration_s(self) -> float:
+        return self.signal.shape[0] / self.fs
+
+    @property
+    def annotated(self) -> bool:
+        return self.beat_samples is not None
+
+    def aami_labels(self) -> np.ndarray:
+        """AAMI class index of every reference beat."""
+        if self.beat_symbols is None:
+            raise DataError(f"record {self.source}: has no beat annotations")
+        return np.array([AAMI_CLASSES.index(AAMI_MAP[s]) for s in self.beat_symbols], np.int64)
+
+
+def _check_signal(values: np.ndarray, fs: float | None, where: str, leads: Sequence[str]) -> None:
+    """Reject signals no beat detector or classifier can work with; name what is wrong."""
+    if fs is None or not np.isfinite(fs) or fs <= 0:
+        raise InputFileError(where, f"unknown sampling rate ({fs!r}); give it in Hz "
+                             "(WFDB header field, or --fs for CSV signals)")
+    if values.ndim != 2 or values.shape[0] == 0 or values.shape[1] == 0:
+        raise InputFileError(where, f"no signal samples (shape {values.shape})")
+    bad = np.isnan(values)
+    if bad.any():
+        column = int(np.flatnonzero(bad.any(axis=0))[0])
+        first = int(np.flatnonzero(bad[:, column])[0])
+        raise InputFileError(where, f"{int(bad.sum())} NaN sample(s) (first in lead "
+                             f"{leads[column]!r} at sample {first}, {first / fs:.2f} s); "
+                             "gaps must be filled or cut before analysis")
+    if not np.isfinite(values).all():
+        raise InputFileError(where, "infinite sample values")
+    duration = values.shape[0] / fs
+    if duration < MIN_DURATION_S:
+        raise InputFileError(where, f"too short: {values.shape[0]} samples = {duration:.1f} s "
+                             f"at {fs:g} Hz; at least {MIN_DURATION_S:g} s are needed")
+    spread = values.std(axis=0)
+    if (spread < 1e-6).all():
+        raise InputFileError(where, "flat signal (every lead is constant): electrodes off or "
+                             "an empty recording")
+
+
+def _wfdb_stem(path: str | os.PathLike[str]) -> Path:
+    path = Path(path).expanduser()
+    if path.suffix.lower() in (".hea", ".dat", ".atr", ".csv") or path.suffix in (".qrs",):
+        return path.with_suffix("")
+    return path
+
+
+def read_wfdb_record(path: str | os.PathLike[str], annotation: str | None = "atr",
+                     require_annotations: bool = False) -> EcgRecord:
+    """Read a WFDB record (``.hea`` + signal files, optional annotation file).
+
+    Args:
+        path: Record path with or without suffix (``data/101``, ``data/101.hea``).
+        annotation: Annotation file extension to read when present (None: ignore annotations).
+        require_annotations: Raise when the annotation file is missing.
+
+    Raises:
+        InputFileError: Missing ``.hea``/``.dat``/annotations, unreadable header or signal,
+            unknown sampling rate, too short or flat signal, NaNs, unknown annotation symbols.
+    """
+    import wfdb
+
+    stem = _wfdb_stem(path)
+    name = stem.name
+    header_path = stem.with_suffix(".hea")
+    if not header_path.is_file():
+        raise InputFileError(header_path, f"record {name}: header file (.hea) not found")
+    try:
+        header = wfdb.rdheader(str(stem))
+    except Exception as error:  # wfdb raises many types for bad headers
+        raise InputFileError(header_path,
+                             f"record {name}: unreadable WFDB header ({error})") from error
+    if header.fs is None or not header.fs or header.fs <= 0:
+        raise InputFileError(header_path, f"record {name}: unknown sampling rate "
+                             f"({header.fs!r}) in the header")
+    for file_name in sorted(set(header.file_name or [])):
+        if not (stem.parent / file_name).is_file():
+            raise InputFileError(stem.parent / file_name,
+                                 f"record {name}: signal file not found (named in {name}.hea)")
+    if not header.n_sig:
+        raise InputFileError(header_path, f"record {name}: the header lists no signals")
+    try:
+        record = wfdb.rdrecord(str(stem), physical=True)
+    except Exception as error:
+        raise InputFileError(stem, f"record {name}: unreadable signal ({error})") from error
+    values = np.asarray(record.p_signal, dtype=np.float64)
+    leads = [str(s) for s in (record.sig_name or [f"lead{i}" for i in range(values.shape[1])])]
+    _check_signal(values, float(record.fs), f"{stem} (record {name})", leads)
+
+    samples = symbols = None
+    annotation_path = stem.with_suffix(f".{annotation}") if annotation else None
+    if annotation_path is not None and annotation_path.is_file():
+        try:
+            ann = wfdb.rdann(str(stem), annotation)
+        except Exception as error:
+            raise InputFileError(annotation_path,
+                                 f"record {name}: unreadable annotations ({error})") from error
+        all_symbols = [str(s) for s in ann.symbol]
+        unknown = sorted({s for s in all_symbols if s not in AAMI_MAP and s not in
+                          NON_BEAT_SYMBOLS})
+        if unknown:
+            raise InputFileError(annotation_path, f"record {name}: unknown annotation symbol(s) "
+                                 f"{unknown}; known beat symbols: {''.join(sorted(AAMI_MAP))}")
+        keep = np.array([s in AAMI_MAP for s in all_symbols], bool)
+        samples = np.asarray(ann.sample, np.int64)[keep]
+        symbols = [s for s, k in zip(all_symbols, keep, strict=True) if k]
+        inside = (samples >= 0) & (samples < values.shape[0])
+        if not inside.all():
+            raise InputFileError(annotation_path, f"record {name}: {int((~inside).sum())} beat "
+                                 "annotation(s) lie outside the signal")
+        if len(samples) < 3:
+            raise InputFileError(annotation_path,
+                                 f"record {name}: only {len(samples)} annotated beat(s)")
+    elif require_annotations:
+        raise InputFileError(stem.with_suffix(f".{annotation}"),
+                             f"record {name}: annotation file not found")
+    return EcgRecord(name=name, source=str(stem), signal=values.astype(np.float32),
+                     fs=float(record.fs), leads=leads, beat_samples=samples,
+                     beat_symbols=symbols)
+
+
+def read_csv_signal(path: str | os.PathLike[str], fs: float | None) -> EcgRecord:
+    """Read a CSV signal: one column per lead, one row per sample, optional header row.
+
+    Args:
+        path: CSV file (comma, semicolon or tab separated).
+        fs: Sampling rate in Hz (a CSV file does not say it).
+
+    Raises:
+        InputFileError: Missing file, unknown sampling rate, non-numeric cells, NaNs, too short
+            or flat signal.
+    """
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise InputFileError(path, "file not found")
+    if fs is None:
+        raise InputFileError(path, "unknown sampling rate: a CSV signal needs its rate in Hz "
+                             "(--fs)")
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as error:
+        raise InputFileError(path, f"not a readable text file ({error})") from error
+    lines = [line for line in text.splitlines() if line.strip()]
+    if not lines:
+        raise InputFileError(path, "empty file")
+    dialect = csv.Sniffer().sniff(lines[0], delimiters=",;\t") if any(
+        d in lines[0] for d in ",;\t") else csv.excel
+    rows = list(csv.reader(lines, dialect))
+    leads = [f"lead{i}" for i in range(len(rows[0]))]
+    if not _all_numeric(rows[0]):
+        leads = [cell.strip() or f"lead{i}" for i, cell in enumerate(rows[0])]
+        rows = rows[1:]
+    values = np.empty((len(rows), len(leads)))
+    for index, row in enumerate(rows):
+        if len(row) != len(leads):
+            raise InputFileError(path, f"row {index + 1 + (leads[0] != 'lead0')}: {len(row)} "
+                                 f"values, expected {len(leads)} (one per lead)")
+        try:
+            values[index] = [float(cell) if cell.strip() else math.nan for cell in row]
+        except ValueError as error:
+            raise InputFileError(path, f"row {index + 1}: non-numeric value ({error})") from error
+    _check_signal(values, float(fs), str(path), leads)
+    # A time column (monotonic, step 1/fs) is not a lead.
+    if values.shape[1] > 1 and leads[0].lower() in ("time", "t", "time_s", "seconds", "sample"):
+        values, leads = values[:, 1:], leads[1:]
+    return EcgRecord(name=path.stem, source=str(path), signal=values.astype(np.float32),
+                     fs=float(fs), leads=leads)
+
+
+def _all_numeric(cells: Sequence[str]) -> bool:
+    try:
+        [float(c) for c in cells]
+    except ValueError:
+        return False
+    return True
+
+
+def read_signal(path: str | os.PathLike[str], fs: float | None = None) -> EcgRecord:
+    """A WFDB record (path with or without suffix) or a CSV signal (needs ``fs``)."""
+    path = Path(path).expanduser()
+    if path.suffix.lower() == ".csv":
+        return read_csv_signal(path, fs)
+    stem = _wfdb_stem(path)
+    if stem.with_suffix(".hea").is_file():
+        return read_wfdb_record(stem)
+    if path.is_file():
+        raise InputFileError(path, "not a WFDB record (no .hea header beside it) or a .csv "
+                             "signal")
+    raise InputFileError(stem.with_suffix(".hea"), f"record {stem.name}: header file (.hea) not "
+                         "found")
+
+
+# --------------------------------------------------------------------------------------------
+# Signal processing
+# --------------------------------------------------------------------------------------------
+
+
+def filter_ecg(values: np.ndarray, fs: float, highpass_hz: float = 0.5, lowpass_hz: float = 40.0,
+               mains_hz: float | None = 60.0) -> np.ndarray:
+    """Remove baseline wander and power-line interference (zero-phase, along axis 0).
+
+    Args:
+        values: ``(T,)`` or ``(T, C)`` samples.
+        fs: Sampling rate in Hz.
+        highpass_hz: Butterworth high-pass cut-off (baseline wander, respiration).
+        lowpass_hz: Butterworth low-pass cut-off (muscle noise); ignored above 0.45 fs.
+        mains_hz: Power-line frequency to notch out (50 in Europe, 60 in the Americas), None: off.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    nyquist = fs / 2
+    if lowpass_hz and lowpass_hz < 0.9 * nyquist:
+        sos = sps.butter(2, [highpass_hz, lowpass_hz], btype="bandpass", fs=fs, output="sos")
+    else:
+        sos = sps.butter(2, highpass_hz, btype="highpass", fs=fs, output="sos")
+    out = sps.sosfiltfilt(sos, values, axis=0)
+    if mains_hz and mains_hz < 0.95 * nyquist:
+        b, a = sps.iirnotch(mains_hz, Q=30.0, fs=fs)
+        out = sps.filtfilt(b, a, out, axis=0)
+    return out
+
+
+def resample_signal(values: np.ndarray, fs: float, target_fs: float) -> np.ndarray:
+    """Resample along axis 0 from ``fs`` to ``target_fs`` (polyphase, anti-aliased)."""
+    if math.isclose(fs, target_fs):
+        return np.asarray(values)
+    ratio = Fraction(target_fs / fs).limit_denominator(1000)
+    return sps.resample_poly(values, ratio.numerator, ratio.denominator, axis=0)
+
+
+def detect_r_peaks(values: np.ndarray, fs: float, source: str = "signal") -> np.ndarray:
+    """R-peak sample indices of a single lead, with wfdb's XQRS detector (peaks then refined).
+
+    Raises:
+        InputFileError: Fewer than 3 beats found (no ECG, or the wrong lead/rate).
+    """
+    from wfdb import processing
+
+    lead = np.asarray(values, dtype=np.float64)
+    peaks = processing.xqrs_detect(lead, fs=fs, verbose=False)
+    if len(peaks) >= 3:
+        # XQRS marks the QRS onset region; move each mark to the largest deflection nearby.
+        filtered = filter_ecg(lead, fs, mains_hz=None)
+        polarity = 1.0 if np.median(filtered[peaks]) >= 0 else -1.0
+        radius = max(1, int(0.05 * fs))
+        peaks = np.unique(np.asarray(processing.correct_peaks(
+            polarity * filtered, peaks, search_radius=radius, smooth_window_size=max(
+                3, int(0.03 * fs)), peak_dir="up"), np.int64))
+        peaks = peaks[(peaks >= 0) & (peaks < len(lead))]
+    if len(peaks) < 3:
+        raise InputFileError(source, f"only {len(peaks)} heartbeat(s) detected in "
+                             f"{len(lead) / fs:.1f} s; is this an ECG at {fs:g} Hz?")
+    return np.asarray(peaks, np.int64)
+
+
+def rr_features(beat_times_s: np.ndarray, local_beats: int = 10) -> np.ndarray:
+    """RR-interval features of every beat, normalised by the record's median RR.
+
+    Args:
+        beat_times_s: Beat times in seconds, increasing.
+        local_beats: How many preceding RR intervals form the local average.
+
+    Returns:
+        ``(N, 5)`` float32: pre-RR, post-RR and local RR over the median RR, pre-RR over the local
+        RR, post-RR over pre-RR (see :data:`RR_FEATURES`), clipped to [0, 5].
+    """
+    t = np.asarray(beat_times_s, dtype=np.float64)
+    n = len(t)
+    if n < 3:
+        raise DataError(f"RR features need at least 3 beats, got {n}")
+    rr = np.diff(t)
+    pre = np.concatenate([[rr[0]], rr])
+    post = np.concatenate([rr, [rr[-1]]])
+    kernel = np.ones(local_beats) / local_beats
+    padded = np.concatenate([np.full(local_beats - 1, pre[: local_beats].mean()), pre])
+    local = np.convolve(padded, kernel, mode="valid")
+    median = float(np.median(rr))
+    eps = 1e-3
+    features = np.stack([pre / median, post / median, local / median,
+                         pre / np.maximum(local, eps), post / np.maximum(pre, eps)], axis=1)
+    return np.clip(features, 0.0, 5.0).astype(np.float32)
+
+
+# --------------------------------------------------------------------------------------------
+# Beats
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BeatConfig:
+    """How beats are cut from a record; stored in the bundle so inference does the same.
+
+    Attributes:
+        fs: Model sampling rate in Hz (records are resampled to it).
+        pre_s: Window start before the R peak, seconds.
+        post_s: Window end after the R peak, seconds.
+        lead: Preferred lead name (falls back to the first lead when absent).
+        highpass_hz: Baseline-wander cut-off.
+        lowpass_hz: Low-pass cut-off.
+        mains_hz: Power-line notch frequency (None: off).
+        template_channel: Add the beat minus the record's median beat as a second channel.
+        local_beats: RR intervals in the local RR average.
+    """
+
+    fs: float = 120.0
+    pre_s: float = 0.25
+    post_s: float = 0.45
+    lead: str = "MLII"
+    highpass_hz: float = 0.5
+    lowpass_hz: float = 40.0
+    mains_hz: float | None = 60.0
+    template_channel: bool = True
+    local_beats: int = 10
+
+    @property
+    def pre(self) -> int:
+        return int(round(self.pre_s * self.fs))
+
+    @property
+    def length(self) -> int:
+        return self.pre + int(round(self.post_s * self.fs))
+
+    @property
+    def in_channels(self) -> int:
+        return 2 if self.template_channel else 1
+
+    @property
+    def n_rr(self) -> int:
+        return len(RR_FEATURES)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> BeatConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"unknown beat option(s) {unknown}; known: {sorted(known)}")
+        return cls(**data)
+
+
+@dataclass
+class ExtractedBeats:
+    """Beats of one record, ready for the network."""
+
+    windows: np.ndarray  # (N, C, L) float32
+    rr: np.ndarray  # (N, F) float32
+    samples: np.ndarray  # (N,) R-peak sample at the record's own rate
+    lead: str
+    trace: np.ndarray  # the filtered, scaled lead at the model rate (for plots)
+    scale: float
+
+
+def choose_lead(record: EcgRecord, preferred: str) -> int:
+    """Index of the preferred lead (case-insensitive), else 0."""
+    wanted = preferred.replace(" ", "").upper()
+    for index, name in enumerate(record.leads):
+        if name.replace(" ", "").upper() == wanted:
+            return index
+    return 0
+
+
+def extract_beats(record: EcgRecord, config: BeatConfig,
+                  samples: np.ndarray | None = None) -> ExtractedBeats:
+    """Filter, resample and cut one window per beat, with RR features.
+
+    Args:
+        record: The recording.
+        config: Beat options.
+        samples: R-peak samples at the record's rate (default: the reference annotations, else
+            XQRS detection).
+    """
+    lead = choose_lead(record, config.lead)
+    raw = record.signal[:, lead].astype(np.float64)
+    if samples is None:
+        samples = (record.beat_samples if record.beat_samples is not None
+                   else detect_r_peaks(raw, record.fs, record.source))
+    samples = np.asarray(samples, np.int64)
+    filtered = filter_ecg(raw, record.fs, config.highpass_hz, config.lowpass_hz, config.mains_hz)
+    trace = resample_signal(filtered, record.fs, config.fs)
+    peaks = np.clip(np.round(samples * config.fs / record.fs).astype(np.int64), 0, len(trace) - 1)
+    pre, length = config.pre, config.length
+    # Edge padding keeps every annotated beat (the first and last ones included).
+    padded = np.pad(trace, (pre, length), mode="edge")
+    index = peaks[:, None] + np.arange(length)[None, :]
+    windows = padded[index]
+    windows = windows - np.median(windows, axis=1, keepdims=True)
+    # Gain differs between recorders and patients: scale by the median beat amplitude.
+    scale = float(np.median(np.ptp(windows, axis=1)))
+    scale = scale if scale > 1e-6 else 1.0
+    windows = windows / scale
+    channels = [windows]
+    if config.template_channel:
+        channels.append(windows - np.median(windows, axis=0, keepdims=True))
+    rr = rr_features(samples / record.fs, config.local_beats)
+    return ExtractedBeats(windows=np.stack(channels, axis=1).astype(np.float32), rr=rr,
+                          samples=samples, lead=record.leads[lead],
+                          trace=(trace / scale).astype(np.float32), scale=scale)
+
+
+@dataclass
+class BeatSplit:
+    """Beats of some records: network inputs, labels and where each beat came from.
+
+    Attributes:
+        windows: ``(N, C, L)`` float32 beat windows.
+        rr: ``(N, F)`` float32 RR features.
+        labels: ``(N,)`` AAMI class indices.
+        records: ``(N,)`` record id of each beat (the patient key).
+        samples: ``(N,)`` R-peak sample of each beat at its record's own rate.
+        sources: ``"record:sample"`` of each beat.
+        config: The beat options the arrays were made with.
+        record_data: The records themselves, to re-cut beats with other options.
+    """
+
+    windows: np.ndarray
+    rr: np.ndarray
+    labels: np.ndarray
+    records: np.ndarray
+    samples: np.ndarray
+    config: BeatConfig
+    record_data: dict[str, EcgRecord] = field(default_factory=dict, repr=False)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @property
+    def sources(self) -> list[str]:
+        return [f"{r}:{s}" for r, s in zip(self.records, self.samples, strict=True)]
+
+    def subset(self, mask_or_index: np.ndarray) -> BeatSplit:
+        index = np.asarray(mask_or_index)
+        kept = set(np.unique(self.records[index]).tolist())
+        return BeatSplit(self.windows[index], self.rr[index], self.labels[index],
+                         self.records[index], self.samples[index], self.config,
+                         {k: v for k, v in self.record_data.items() if k in kept})
+
+    def with_config(self, config: BeatConfig) -> BeatSplit:
+        """The same beats cut with other options (a model trained with other settings)."""
+        if config == self.config:
+            return self
+        return beats_of(list(self.record_data.values()), config, keep=set(self.sources))
+
+
+def beats_of(records: Sequence[EcgRecord], config: BeatConfig,
+             keep: set[str] | None = None) -> BeatSplit:
+    """Cut the annotated beats of records into one :class:`BeatSplit`."""
+    parts = []
+    for record in records:
+        beats = extract_beats(record, config)
+        labels = record.aami_labels()
+        ids = np.full(len(labels), record.name, dtype=object)
+        part = [beats.windows, beats.rr, labels, ids, beats.samples]
+        if keep is not None:
+            mask = np.array([f"{record.name}:{s}" in keep for s in beats.samples], bool)
+            part = [a[mask] for a in part]
+        parts.append(part)
+    if not parts:
+        raise DataError("no records to cut beats from")
+    columns = [np.concatenate(c) for c in zip(*parts, strict=True)]
+    return BeatSplit(columns[0], columns[1], columns[2], columns[3].astype(str), columns[4],
+                     config, {r.name: r for r in records})
+
+
+def patient_split(records: np.ndarray, labels: np.ndarray, fraction: float,
+                  seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Split beats into (rest, carved) by whole records, stratified on beat classes.
+
+    ``fraction`` of the records (rounded to a number of folds) go to ``carved``; a record is
+    never in both. Returns boolean masks over the beats.
+    """
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    unique = np.unique(records)
+    if fraction <= 0:
+        return np.ones(len(records), bool), np.zeros(len(records), bool)
+    n_folds = max(2, min(len(unique), int(round(1 / fraction))))
+    if len(unique) < 2:
+        raise DataError(f"a patient-wise split needs at least 2 records, got {len(unique)}")
+    splitter = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+    # Stratify on the class of each beat; the least frequent classes drive the assignment.
+    _, carved = next(splitter.split(np.zeros(len(labels)), labels, groups=records))
+    mask = np.zeros(len(records), bool)
+    mask[carved] = True
+    return ~mask, mask
+
+
+class BeatDataset:
+    """AAMI beats from whole annotated records, with patient-wise splits.
+
+    Args:
+        name: Dataset name.
+        records: Annotated records (one patient each, as in MIT-BIH).
+        provenance: Source, files and checksums.
+        config: Beat options the arrays are cut with.
+        problems: Records that could not be read, with the reason.
+        val_fraction: Share of the non-test records used for validation.
+        test_fraction: Share of the records held out for testing.
+    """
+
+    class_names: list[str] = list(AAMI_CLASSES)
+
+    def __init__(self, name: str, records: Sequence[EcgRecord], provenance: dict[str, Any],
+                 config: BeatConfig | None = None, problems: Sequence[str] = (),
+                 val_fraction: float = 0.2, test_fraction: float = 0.2):
+        if not records:
+            raise DataError(f"{name}: no usable annotated record" + (
+                "; problems: " + "; ".join(problems) if problems else ""))
+        self.name = name
+        self.records = list(records)
+        self.config = config or BeatConfig()
+        self.problems = list(problems)
+        self.val_fraction = val_fraction
+        self.test_fraction = test_fraction
+        self.class_names = list(AAMI_CLASSES)
+        self._all = beats_of(self.records, self.config)
+        self._splits: dict[int, dict[str, np.ndarray]] = {}
+        self.provenance = {**provenance, "records": [r.name for r in self.records],
+                           "problems": self.problems, "beat_config": self.config.to_dict(),
+                           "class_counts": self.class_counts()}
+
+    def class_counts(self, split: str = "all", seed: int = 0) -> dict[str, int]:
+        labels = self.split(split, seed).labels
+        return dict(zip(self.class_names, np.bincount(labels, minlength=5).tolist(), strict=True))
+
+    def record_split(self, seed: int = 0) -> dict[str, list[str]]:
+        """Which records are in train, val and test for this seed."""
+        masks = self._masks(seed)
+        return {k: sorted(set(self._all.records[m].tolist())) for k, m in masks.items()}
+
+    def _masks(self, seed: int) -> dict[str, np.ndarray]:
+        if seed not in self._splits:
+            beats = self._all
+            n_records = len(np.unique(beats.records))
+            if n_records < 3:
+                raise DataError(f"{self.name}: a patient-wise train/val/test split needs at least "
+                                f"3 records, got {n_records}; evaluate with split 'all'")
+            rest, test = patient_split(beats.records, beats.labels, self.test_fraction, seed)
+            index = np.flatnonzero(rest)
+            train_part, val_part = patient_split(beats.records[index], beats.labels[index],
+                                                 self.val_fraction, seed + 1)
+            train = np.zeros(len(beats), bool)
+            val = np.zeros(len(beats), bool)
+            train[index[train_part]] = True
+            val[index[val_part]] = True
+            self._splits[seed] = {"train": train, "val": val, "test": test}
+        return self._splits[seed]
+
+    def split(self, name: str, seed: int = 0) -> BeatSplit:
+        """Beats of a patient-wise split: ``train``, ``val``, ``test`` or ``all``.
+
+        Raises:
+            ConfigError: Unknown split name.
+            DataError: Too few records for a patient-wise split, or the split is empty.
+        """
+        if name not in SPLIT_CHOICES:
+            raise ConfigError(f"unknown split '{name}' for dataset '{self.name}' (expected "
+                              "train, val, test or all)")
+        if name == "all":
+            return self._all
+        part = self._all.subset(np.flatnonzero(self._masks(seed)[name]))
+        if len(part) == 0:
+            raise DataError(f"split '{name}' of dataset '{self.name}' is empty")
+        return part
+
+    def split_sizes(self, seed: int = 0) -> dict[str, int]:
+        return {k: int(m.sum()) for k, m in self._masks(seed).items()}
+
+    def folds(self, n_folds: int, seed: int = 0) -> list[tuple[list[str], list[str]]]:
+        """Leave-records-out folds (train records, test records), stratified on beat classes."""
+        from sklearn.model_selection import StratifiedGroupKFold
+
+        beats = self._all
+        splitter = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+        out = []
+        for train, test in splitter.split(np.zeros(len(beats)), beats.labels, beats.records):
+            out.append((sorted(set(beats.records[train].tolist())),
+                        sorted(set(beats.records[test].tolist()))))
+        return out
+
+    def subset(self, record_names: Iterable[str], name: str | None = None) -> BeatDataset:
+        """A dataset of some records only (for cross-validation folds)."""
+        wanted = set(record_names)
+        return BeatDataset(name or self.name, [r for r in self.records if r.name in wanted],
+                           self.provenance, self.config, val_fraction=self.val_fraction,
+                           test_fraction=self.test_fraction)
+
+
+def _read_records(stems: Sequence[Path], progress: bool = True) -> tuple[list[EcgRecord],
+                                                                          list[str]]:
+    """Read annotated records; a bad record is reported and skipped, the others keep going."""
+    from rich.progress import Progress
+
+    records, problems = [], []
+    with Progress(transient=True, disable=not progress or len(stems) < 5) as bar:
+        for stem in bar.track(stems, description="reading ECG records"):
+            try:
+                records.append(read_wfdb_record(stem, require_annotations=True))
+            except MeddxError as error:
+                log.warning("skipping record %s: %s", stem.name, error)
+                problems.append(str(error))
+    return records, problems
+
+
+def _record_stems(folder: Path) -> tuple[list[Path], list[str]]:
+    """Record stems of a folder (one per .hea), and problems for signal files without header."""
+    headers = sorted(folder.glob("*.hea"))
+    stems = [h.with_suffix("") for h in headers]
+    known = {s.name for s in stems}
+    problems = [f"{dat}: record {dat.stem}: header file (.hea) not found"
+                for dat in sorted(folder.glob("*.dat")) if dat.stem not in known]
+    return stems, problems
+
+
+def _wfdb_provenance(name: str, kind: str, source: Path, files: Iterable[Path]) -> dict[str, Any]:
+    return {"dataset": name, "kind": kind, "source": str(source),
+            "files": {p.name: sha256_file(p) for p in sorted(files) if p.is_file()}}
+
+
+def load_wfdb_dataset(name_or_path: str | os.PathLike[str],
+                      data_dir: str | os.PathLike[str] | None = None,
+                      config: BeatConfig | None = None, progress: bool = True) -> BeatDataset:
+    """A :class:`BeatDataset` from a catalog name (kind ``wfdb``), a folder or one record.
+
+    Every record needs reference beat annotations (``.atr``); records that cannot be read are
+    skipped and listed in ``dataset.problems``.
+    """
+    if isinstance(name_or_path, str) and name_or_path in catalog.CATALOG:
+        spec = catalog.get_spec(name_or_path)
+        if spec.kind != "wfdb":
+            raise ConfigError(f"dataset '{name_or_path}' is a {spec.kind} dataset, not WFDB")
+        folder = catalog.locate(name_or_path, data_dir)
+        stems = [folder / r for r in spec.extra.get("records", ())]
+        problems: list[str] = []
+        for remote in spec.files:
+            issue = catalog.verify_file(folder / remote.name, remote)
+            if issue:
+                raise DataError(f"{folder / remote.name}: {issue}; fetch the dataset again")
+        provenance = {"dataset": spec.name, "kind": "wfdb", "source": str(folder),
+                      "files": {f.name: f.sha256 for f in spec.files}}
+        name = spec.name
+    else:
+        path = Path(name_or_path).expanduser()
+        if path.is_dir():
+            stems, problems = _record_stems(path)
+            if not stems:
+                raise DataError(f"{path}: no WFDB record (.hea header) in this folder" + (
+                    "; " + "; ".join(problems) if problems else ""))
+            name = path.name
+        else:
+            stem = _wfdb_stem(path)
+            if not stem.with_suffix(".hea").exists():
+                raise InputFileError(stem.with_suffix(".hea"),
+                                     f"record {stem.name}: header file (.hea) not found")
+            stems, problems, name = [stem], [], stem.name
+        files = [f for s in stems for f in s.parent.glob(f"{s.name}.*")]
+        provenance = _wfdb_provenance(name, "wfdb", path, files)
+    records, read_problems = _read_records(stems, progress)
+    return BeatDataset(name, records, provenance, config, problems + read_problems)
+
+
+def is_wfdb_path(path: Path) -> bool:
+    """A folder holding WFDB headers, or one record (``dir/101``, ``dir/101.hea``)."""
+    path = Path(path)
+    if path.is_dir():
+        return any(path.glob("*.hea"))
+    return _wfdb_stem(path).with_suffix(".hea").is_file()
+
+
+# --------------------------------------------------------------------------------------------
+# UCR series
+# --------------------------------------------------------------------------------------------
+
+
+_UCR_SPLIT = re.compile(r"^(?P<stem>.+)_(?P<split>TRAIN|TEST)\.(txt|tsv|csv)$", re.IGNORECASE)
+
+
+def read_ucr(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Read a UCR file: one series per line, label first, then values (whitespace, tab or comma).
+
+    Returns:
+        ``(series (N, L) float32, labels (N,) float64)``.
+
+    Raises:
+        InputFileError: Missing or unreadable file, non-numeric values, NaNs (variable-length
+            series), ragged rows.
+    """
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise InputFileError(path, "file not found")
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as error:
+        raise InputFileError(path, f"not a readable text file ({error})") from error
+    rows = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        cells = re.split(r"[,\s]+", line.strip())
+        try:
+            values = [float(c) for c in cells]
+        except ValueError as error:
+            raise InputFileError(path, f"line {number}: non-numeric value ({error})") from error
+        if len(values) < 3:
+            raise InputFileError(path, f"line {number}: a label and at least 2 values needed")
+        if rows and len(values) != len(rows[0]):
+            raise InputFileError(path, f"line {number}: {len(values) - 1} values, but line 1 has "
+                                 f"{len(rows[0]) - 1}; series must have one length")
+        rows.append(values)
+    if not rows:
+        raise InputFileError(path, "no series in the file")
+    data = np.asarray(rows)
+    if np.isnan(data).any():
+        line = int(np.flatnonzero(np.isnan(data).any(axis=1))[0]) + 1
+        raise InputFileError(path, f"series {line} holds NaN values (variable-length UCR series "
+                             "are not supported)")
+    return data[:, 1:].astype(np.float32), data[:, 0]
+
+
+def is_ucr_path(path: Path) -> bool:
+    """A ``.txt``/``.tsv`` file whose first line is all numbers, or a folder of ``*_TRAIN`` ones."""
+    path = Path(path)
+    if path.is_dir():
+        return any(_UCR_SPLIT.match(p.name) for p in path.iterdir() if p.is_file())
+    if path.suffix.lower() not in (".txt", ".tsv") or not path.is_file():
+        return False
+    with path.open(errors="replace") as handle:
+        first = handle.readline().strip()
+    cells = re.split(r"[,\s]+", first) if first else []
+    return len(cells) >= 3 and _all_numeric(cells)
+
+
+@dataclass
+class SeriesDataset:
+    """Fixed-length series for classification (UCR), one channel.
+
+    Splits are the files' own (``*_TRAIN``/``*_TEST``); missing ones are carved out with a seeded
+    stratified split (the same code as image datasets).
+
+    Attributes:
+        name: Dataset name.
+        class_names: Class names, label ``i`` is ``class_names[i]``.
+        label_values: The file's label value of each class.
+        length: Series length.
+        data: The series as an image-free :class:`ClassificationDataset` of ``(1, L)`` arrays.
+        provenance: Source and checksums.
+    """
+
+    name: str
+    class_names: list[str]
+    label_values: list[float]
+    length: int
+    data: ClassificationDataset
+    provenance: dict[str, Any]
+    val_fraction: float = 0.2
+    test_fraction: float = 0.2
+
+    def split(self, name: str, seed: int = 0) -> SplitData:
+        return self.data.split(name, seed, self.val_fraction, self.test_fraction)
+
+    def split_sizes(self, seed: int = 0) -> dict[str, int]:
+        return self.data.split_sizes(seed, self.val_fraction, self.test_fraction)
+
+
+def _catalog_ucr_spec(file_name: str) -> catalog.DatasetSpec | None:
+    for spec in catalog.CATALOG.values():
+        if spec.kind == "ucr" and file_name in spec.extra.get("splits", {}).values():
+            return spec
+    return None
+
+
+def load_series_dataset(name_or_path: str | os.PathLike[str],
+                        data_dir: str | os.PathLike[str] | None = None) -> SeriesDataset:
+    """A :class:`SeriesDataset` from a catalog name (kind ``ucr``), a UCR file or a folder.
+
+    A file named like a catalog dataset's file (``ECG200_TEST.txt``) takes that dataset's class
+    names, so a bundle trained on the catalog dataset can be evaluated on the file.
+    """
+    spec = None
+    if isinstance(name_or_path, str) and name_or_path in catalog.CATALOG:
+        spec = catalog.get_spec(name_or_path)
+        if spec.kind != "ucr":
+            raise ConfigError(f"dataset '{name_or_path}' is a {spec.kind} dataset, not UCR")
+        folder = catalog.locate(name_or_path, data_dir)
+        files = {split: folder / file for split, file in spec.extra["splits"].items()}
+        name, source = spec.name, folder
+    else:
+        path = Path(name_or_path).expanduser()
+        if not path.exists():
+            raise InputFileError(path, "file not found")
+        if path.is_dir():
+            files = {m["split"].lower(): p for p in sorted(path.iterdir())
+                     if (m := _UCR_SPLIT.match(p.name))}
+            if not files:
+                raise DataError(f"{path}: no *_TRAIN/*_TEST UCR files in this folder")
+            name = path.name
+        else:
+            files = {"all": path}
+            match = _UCR_SPLIT.match(path.name)
+            name = match["stem"] if match else path.stem
+        spec = _catalog_ucr_spec(next(iter(files.values())).name)
+        source = path
+    raw = {split: read_ucr(path) for split, path in files.items()}
+    lengths = {split: x.shape[1] for split, (x, _) in raw.items()}
+    if len(set(lengths.values())) > 1:
+        raise DataError(f"{source}: series lengths differ between files {lengths}")
+    if spec is not None:
+        values = [float(v) for v in spec.extra["label_values"]]
+        class_names = list(spec.class_names)
+        name = spec.name
+    else:
+        values = sorted({float(v) for _, y in raw.values() for v in y})
+        class_names = [str(int(v)) if v == int(v) else str(v) for v in values]
+    splits = {}
+    for split, (x, y) in raw.items():
+        unknown = sorted({float(v) for v in y} - set(values))
+        if unknown:
+            raise DataError(f"{files[split]}: label value(s) {unknown} are not among the "
+                            f"classes {dict(zip(class_names, values, strict=True))}")
+        labels = np.array([values.index(float(v)) for v in y], np.int64)
+        splits[split] = SplitData(list(x[:, None, :]), labels,
+                                  [f"{files[split].name}[{i}]" for i in range(len(labels))])
+    provenance = {"dataset": name, "kind": "ucr", "source": str(source),
+                  "files": {p.name: sha256_file(p) for p in files.values()}}
+    data = ClassificationDataset(name=name, class_names=class_names, spatial_dims=1,
+                                 in_channels=1, splits=splits, provenance=provenance)
+    return SeriesDataset(name, class_names, values, next(iter(lengths.values())), data,
+                         provenance)
+
+
+def series_config(dataset: SeriesDataset) -> dict[str, Any]:
+    """What a series model needs to know about its input (stored in the plan)."""
+    return {"length": dataset.length, "label_values": dataset.label_values}
+

@@ -1,0 +1,294 @@
+"""Prediction from ECG bundles: per-beat AAMI classes of a record, or classes of UCR series.
+
+:class:`EcgBeatClassifier` reads a WFDB record (or a CSV signal with its sampling rate), finds the
+beats (reference annotations when the record has them, else the XQRS detector), classifies every
+beat and summarises the record: beat counts per class, S and V burden (share of beats), heart
+rate. With ``explain_to`` it writes a strip plot: 10 s of the lead with each beat coloured by its
+class, and below it an integrated-gradients saliency trace (Captum; Sundararajan et al., ICML
+2017) showing which samples drove each beat's class.
+
+:class:`EcgSeriesClassifier` classifies every series of a UCR-format file.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from meddx.data.datasets import SplitData  # noqa: E402
+from meddx.data.ecg import (  # noqa: E402
+    AAMI_CLASSES,
+    AAMI_MAP,
+    BeatConfig,
+    BeatSplit,
+    EcgRecord,
+    extract_beats,
+    read_signal,
+    read_ucr,
+)
+from meddx.decision.bundle import Bundle  # noqa: E402
+from meddx.errors import BundleError, InputFileError  # noqa: E402
+from meddx.learn.networks1d import Network1DSpec, build_network1d  # noqa: E402
+from meddx.learn.tasks.ecg import (  # noqa: E402
+    BEAT_TASK,
+    SERIES_TASK,
+    EcgPlan,
+    plan_inputs,
+    predict_proba,
+    series_inputs,
+)
+from meddx.learn.trainer import default_device  # noqa: E402
+
+CLASS_COLOURS = {"N": "#4d9221", "S": "#f28e2b", "V": "#d62728", "F": "#9467bd", "Q": "#1f77b4"}
+STRIP_SECONDS = 10.0
+
+
+def _entropy(probs: np.ndarray) -> np.ndarray:
+    clipped = np.clip(probs, 1e-12, 1.0)
+    return -(clipped * np.log(clipped)).sum(axis=1) / np.log(probs.shape[1])
+
+
+def save_figure(fig, path: Path, dpi: int = 120) -> Path:
+    """Save a figure as PNG beside the target, then rename: a crash never leaves half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(suffix=".png", dir=path.parent)
+    os.close(handle)
+    try:
+        fig.savefig(tmp, dpi=dpi)
+        os.replace(tmp, path)
+    finally:
+        plt.close(fig)
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return path
+
+
+class _EcgPredictor:
+    """Shared loading: plan, network, weights."""
+
+    task = ""
+    explanation_suffix = "saliency"
+
+    def __init__(self, metadata: dict[str, Any], state_dict: dict[str, torch.Tensor],
+                 device: torch.device | None = None, source: str = "bundle"):
+        if metadata.get("task") != self.task:
+            raise BundleError(f"{source}: task {metadata.get('task')!r} is not {self.task!r}")
+        self.metadata = metadata
+        self.name = metadata.get("name", source)
+        self.device = device or default_device()
+        self.plan = EcgPlan.from_dict(metadata["plan"])
+        self.model = build_network1d(Network1DSpec.from_dict(self.plan.network))
+        try:
+            self.model.load_state_dict(state_dict)
+        except RuntimeError as error:
+            raise BundleError(f"{source}: weights do not fit the network ({error})") from error
+        self.model.to(self.device).eval()
+        self.class_names = list(self.plan.class_names)
+        self.threshold = metadata.get("threshold")
+
+    @classmethod
+    def from_bundle(cls, bundle: Bundle, device: torch.device | None = None):
+        return cls(bundle.metadata, bundle.state_dict(), device, source=str(bundle.path))
+
+    def predict_split(self, split: BeatSplit | SplitData) -> np.ndarray:
+        """Probabilities for every input of a split (the evaluation path's entry)."""
+        x, extra = plan_inputs(self.plan, split)
+        return predict_proba(self.model, x, extra, self.plan.eval_batch_size)
+
+    def saliency(self, x: torch.Tensor, extra: torch.Tensor | None,
+                 targets: np.ndarray) -> np.ndarray:
+        """Integrated-gradients |attribution| per input sample, summed over channels (N, L)."""
+        from captum.attr import IntegratedGradients
+
+        x = x.to(self.device)
+        extra = None if extra is None else extra.to(self.device)
+        gradients = IntegratedGradients(self.model)
+        with torch.enable_grad():
+            attributions = gradients.attribute(
+                x, baselines=torch.zeros_like(x), target=torch.as_tensor(targets).to(self.device),
+                additional_forward_args=(extra,) if extra is not None else None, n_steps=32,
+                internal_batch_size=256)
+        return attributions.abs().sum(dim=1).detach().cpu().numpy()
+
+
+class EcgBeatClassifier(_EcgPredictor):
+    """Per-beat AAMI classes of whole records, from an ECG beat bundle."""
+
+    task = BEAT_TASK
+
+    @property
+    def beat_config(self) -> BeatConfig:
+        return BeatConfig.from_dict(self.plan.beat_config)
+
+    def predict_file(self, path: str | Path, explain_to: Path | None = None,
+                     fs: float | None = None) -> dict[str, Any]:
+        """Classify every beat of a WFDB record or CSV signal (CSV needs ``fs`` in Hz)."""
+        start = time.perf_counter()
+        record = read_signal(path, fs)
+        result = self.predict_record(record, explain_to)
+        result["file"] = str(path)
+        result["latency_ms"] = round((time.perf_counter() - start) * 1000, 2)
+        return result
+
+    def predict_record(self, record: EcgRecord, explain_to: Path | None = None) -> dict[str, Any]:
+        """Per-beat classes and the record summary; see :meth:`predict_file`."""
+        config = self.beat_config
+        beats = extract_beats(record, config)
+        x, extra = torch.from_numpy(beats.windows), torch.from_numpy(beats.rr)
+        probs = predict_proba(self.model, x, extra, self.plan.eval_batch_size)
+        classes = probs.argmax(axis=1)
+        names = np.array(self.class_names)[classes]
+        counts = {name: int((names == name).sum()) for name in self.class_names}
+        n = len(classes)
+        rr = np.diff(beats.samples) / record.fs
+        summary = {
+            "beats": n,
+            "counts": counts,
+            "S_burden_percent": round(100 * counts.get("S", 0) / n, 3),
+            "V_burden_percent": round(100 * counts.get("V", 0) / n, 3),
+            "heart_rate_bpm": round(60 / float(np.median(rr)), 1),
+            "duration_s": round(record.duration_s, 1),
+        }
+        ectopic = [f"{c} {counts[c]} ({100 * counts[c] / n:.1f}%)" for c in ("S", "V", "F")
+                   if counts.get(c)]
+        result: dict[str, Any] = {
+            "record": record.name,
+            "lead": beats.lead,
+            "sampling_rate_hz": record.fs,
+            "beat_positions": ("reference annotations" if record.annotated
+                               else "XQRS R-peak detection"),
+            "summary": summary,
+            "decision": ("ectopic beats: " + ", ".join(ectopic)) if ectopic
+            else "no ectopic beats found",
+            "probabilities": dict(zip(self.class_names, probs.mean(axis=0).round(5).tolist(),
+                                      strict=True)),
+            "uncertainty": float(_entropy(probs).mean()),
+            "beat_table": {"time_s": np.round(beats.samples / record.fs, 3).tolist(),
+                           "class": names.tolist(),
+                           "confidence": probs.max(axis=1).round(4).tolist()},
+            "model": self.name,
+        }
+        if record.annotated:
+            reference = [AAMI_MAP[s] for s in record.beat_symbols]
+            result["reference_counts"] = {c: reference.count(c) for c in AAMI_CLASSES}
+        if explain_to is not None:
+            result["explanation"] = str(self.strip_plot(record, beats, probs, Path(explain_to)))
+        return result
+
+    def strip_plot(self, record: EcgRecord, beats, probs: np.ndarray, path: Path) -> Path:
+        """10 s strip, beats coloured by class, with an integrated-gradients saliency trace."""
+        config = self.beat_config
+        classes = probs.argmax(axis=1)
+        times = beats.samples / record.fs
+        abnormal = np.flatnonzero(classes != self.class_names.index("N"))
+        centre = times[abnormal[0]] if len(abnormal) else times[0] + STRIP_SECONDS / 2
+        t0 = max(0.0, min(centre - STRIP_SECONDS / 2, record.duration_s - STRIP_SECONDS))
+        t1 = t0 + STRIP_SECONDS
+        inside = np.flatnonzero((times >= t0) & (times < t1))
+        trace_t = np.arange(len(beats.trace)) / config.fs
+        shown = (trace_t >= t0) & (trace_t < t1)
+        saliency_trace = np.zeros(len(beats.trace))
+        if len(inside):
+            maps = self.saliency(torch.from_numpy(beats.windows[inside]),
+                                 torch.from_numpy(beats.rr[inside]), classes[inside])
+            for row, index in zip(maps, inside, strict=True):
+                begin = int(round(beats.samples[index] * config.fs / record.fs)) - config.pre
+                cells = np.arange(begin, begin + config.length)
+                ok = (cells >= 0) & (cells < len(saliency_trace))
+                saliency_trace[cells[ok]] = np.maximum(saliency_trace[cells[ok]], row[ok])
+        peak = saliency_trace[shown].max() if shown.any() else 0
+        if peak > 0:
+            saliency_trace = saliency_trace / peak
+
+        fig, (top, bottom) = plt.subplots(2, 1, figsize=(13, 4.6), sharex=True,
+                                          gridspec_kw={"height_ratios": [3, 1]})
+        top.plot(trace_t[shown], beats.trace[shown], color="black", lw=0.8)
+        for index in inside:
+            name = self.class_names[classes[index]]
+            colour = CLASS_COLOURS.get(name, "grey")
+            start = times[index] - config.pre_s
+            top.axvspan(start, start + config.pre_s + config.post_s, color=colour, alpha=0.18,
+                        lw=0)
+            top.text(times[index], 1.02, name, transform=top.get_xaxis_transform(),
+                     ha="center", va="bottom", color=colour, fontsize=9, fontweight="bold")
+        handles = [plt.Rectangle((0, 0), 1, 1, color=CLASS_COLOURS[c], alpha=0.5)
+                   for c in self.class_names]
+        top.legend(handles, self.class_names, loc="upper right", ncol=5, fontsize=8)
+        top.set_ylabel(f"{beats.lead} (scaled)")
+        summary = ", ".join(f"{c} {int((classes == i).sum())}"
+                            for i, c in enumerate(self.class_names))
+        top.set_title(f"record {record.name}: {t0:.1f}-{t1:.1f} s   beats in record: {summary}",
+                      fontsize=10, pad=16)
+        bottom.fill_between(trace_t[shown], saliency_trace[shown], color="#d62728", alpha=0.5,
+                            lw=0)
+        bottom.set_ylabel("IG saliency")
+        bottom.set_ylim(0, 1.05)
+        bottom.set_xlabel("time (s)")
+        fig.tight_layout()
+        return save_figure(fig, path)
+
+
+class EcgSeriesClassifier(_EcgPredictor):
+    """Classes of fixed-length ECG series (UCR format), from an ECG series bundle."""
+
+    task = SERIES_TASK
+
+    def predict_file(self, path: str | Path, explain_to: Path | None = None,
+                     fs: float | None = None) -> dict[str, Any]:
+        """Classify every series of a UCR file (label column first, as in the archive)."""
+        del fs  # series have no sampling rate of their own
+        start = time.perf_counter()
+        series, _ = read_ucr(path)
+        split = SplitData(list(series[:, None, :]), np.zeros(len(series), np.int64),
+                          [f"{Path(path).name}[{i}]" for i in range(len(series))])
+        x = series_inputs(split, self.plan.series_length)
+        probs = predict_proba(self.model, x, None, self.plan.eval_batch_size)
+        classes = probs.argmax(axis=1)
+        result: dict[str, Any] = {
+            "file": str(path),
+            "series": len(series),
+            "decisions": [self.class_names[c] for c in classes],
+            "probabilities": [dict(zip(self.class_names, p.round(5).tolist(), strict=True))
+                              for p in probs],
+            "uncertainty": _entropy(probs).round(4).tolist(),
+            "model": self.name,
+        }
+        if explain_to is not None:
+            result["explanation"] = str(self._plot(x[:4], classes[:4], probs[:4],
+                                                   Path(explain_to)))
+        result["latency_ms"] = round((time.perf_counter() - start) * 1000, 2)
+        return result
+
+    def _plot(self, x: torch.Tensor, classes: np.ndarray, probs: np.ndarray, path: Path) -> Path:
+        maps = self.saliency(x, None, classes)
+        fig, axes = plt.subplots(len(x), 1, figsize=(8, 2 * len(x)), squeeze=False)
+        for ax, series, sal, c, p in zip(axes[:, 0], x[:, 0].numpy(), maps, classes, probs,
+                                         strict=True):
+            ax.plot(series, color="black", lw=1)
+            ax.scatter(np.arange(len(series)), series, c=sal, cmap="Reds", s=10)
+            ax.set_title(f"{self.class_names[c]} (p={p[c]:.2f})", fontsize=9)
+        fig.tight_layout()
+        return save_figure(fig, path)
+
+
+ECG_PREDICTORS = {BEAT_TASK: EcgBeatClassifier, SERIES_TASK: EcgSeriesClassifier}
+
+
+def predictor_for(metadata: dict[str, Any], state_dict: dict[str, torch.Tensor],
+                  device: torch.device | None = None, source: str = "bundle"):
+    """The predictor of an ECG task's metadata (used by the recipe before the bundle exists)."""
+    cls = ECG_PREDICTORS.get(metadata.get("task"))
+    if cls is None:
+        raise InputFileError(source, f"not an ECG task: {metadata.get('task')!r}")
+    return cls(metadata, state_dict, device, source)

@@ -1,0 +1,445 @@
+"""Task recipes: ECG beat classification (AAMI N/S/V/F/Q) and fixed-length ECG series (UCR).
+
+Stages, each with a readable artifact: ``make_plan`` (``plan.json``: beat or series options,
+network, imbalance handling, augmentation) -> :class:`EcgTask` trained by the one
+:class:`~meddx.learn.trainer.Trainer` -> (with ``arch: "auto"``) the architecture with the best
+validation score among the candidates -> the bundle.
+
+Class imbalance is severe for beats (MIT-BIH DS1: 90% N, 1.9% S, 0.8% F). It is handled by
+drawing each training epoch with class probabilities proportional to ``count ** (1 - power)``
+(``imbalance_power`` 0.5 = square-root tempering: S beats are seen ~7x more often than their share,
+without the over-fitting to the few S-rich patients that full balancing brings), or by a class
+weighted loss; the counts, the method and the resulting class shares are reported in the bundle.
+Validation is patient-wise (see :class:`~meddx.data.ecg.BeatDataset`), and the best epoch is the
+one with the highest validation macro-F1 over the classes present.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.metrics import f1_score
+from torch import nn
+from torch.nn import functional
+
+from meddx.data.datasets import SplitData
+from meddx.data.ecg import BeatConfig, BeatDataset, BeatSplit, SeriesDataset, resample_signal
+from meddx.errors import ConfigError, DataError
+from meddx.learn.evaluation.metrics import classification_metrics
+from meddx.learn.networks1d import ARCHITECTURES, Network1DSpec, build_network1d
+from meddx.learn.tasks import FitOutput
+from meddx.learn.trainer import TrainConfig, Trainer
+
+log = logging.getLogger(__name__)
+
+BEAT_TASK = "ecg-beat-classification"
+SERIES_TASK = "ecg-series-classification"
+TASK_NAME = BEAT_TASK
+PLAN_FILE = "plan.json"
+IMBALANCE_MODES = ("sampler", "weighted_loss", "none")
+SELECTION_METRICS = ("macro_f1", "neg_log_loss", "accuracy")
+
+# Defaults chosen on validation data (patient-wise DS1 validation records for beats, the
+# stratified validation part of the training files for series): see benchmarks/ecg.py and the
+# README's ECG section for the comparison.
+DEFAULT_BEAT_ARCH = "resnet"
+DEFAULT_SERIES_ARCH = "inception"
+DEFAULT_OPTIONS: dict[str, dict[str, dict[str, Any]]] = {
+    "beats": {
+        "resnet": {"widths": [24, 48, 48]},
+        "inception": {"filters": 8, "depth": 3, "kernels": [15, 9, 5], "bottleneck": 8},
+        "gru": {"hidden": 32, "layers": 1, "stem": 16},
+        "lstm": {"hidden": 32, "layers": 1, "stem": 16},
+        "transformer": {"d_model": 32, "layers": 2, "heads": 4, "patch": 4},
+    },
+    "series": {
+        "resnet": {"widths": [32, 64, 64], "stem_stride": 1},
+        "inception": {"filters": 16, "depth": 6, "kernels": [39, 19, 9], "bottleneck": 16},
+        "gru": {"hidden": 32, "layers": 1, "stem": 16},
+        "lstm": {"hidden": 32, "layers": 1, "stem": 16},
+        "transformer": {"d_model": 32, "layers": 2, "heads": 4, "patch": 4},
+    },
+}
+AUTO_CANDIDATES = ("resnet", "inception", "gru", "transformer")
+
+
+@dataclass
+class EcgPlan:
+    """Everything an ECG model needs besides the data; saved as ``plan.json`` and in the bundle.
+
+    Attributes:
+        task: :data:`BEAT_TASK` or :data:`SERIES_TASK`.
+        class_names: Class names in label order.
+        network: :class:`~meddx.learn.networks1d.Network1DSpec` as a dict.
+        beat_config: :class:`~meddx.data.ecg.BeatConfig` as a dict (beats only).
+        series_length: Input length of series models (other lengths are resampled).
+        label_values: The UCR label value of each class (series only).
+        batch_size: Training batch size.
+        eval_batch_size: Inference batch size.
+        imbalance: ``sampler`` (class-tempered epoch sampling), ``weighted_loss`` or ``none``.
+        imbalance_power: 1 = fully balanced, 0.5 = square-root tempered, 0 = natural.
+        epoch_size: Inputs drawn per epoch (None: the training set size).
+        label_smoothing: Cross-entropy label smoothing.
+        augment: ``scale`` (amplitude sd), ``noise`` (sd), ``shift`` (max samples), ``baseline``.
+        selection: Validation metric that picks the best epoch and architecture.
+        arch_candidates: Architectures tried when the plan's arch is ``auto``.
+    """
+
+    task: str
+    class_names: list[str]
+    network: dict[str, Any]
+    beat_config: dict[str, Any] | None = None
+    series_length: int | None = None
+    label_values: list[float] | None = None
+    batch_size: int = 128
+    eval_batch_size: int = 1024
+    imbalance: str = "sampler"
+    imbalance_power: float = 0.5
+    epoch_size: int | None = None
+    label_smoothing: float = 0.0
+    augment: dict[str, float] = field(default_factory=lambda: {
+        "scale": 0.1, "noise": 0.02, "shift": 3, "baseline": 0.05})
+    selection: str = "macro_f1"
+    arch_candidates: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> EcgPlan:
+        return cls(**data)
+
+    @property
+    def is_beats(self) -> bool:
+        return self.task == BEAT_TASK
+
+
+def make_plan(dataset: BeatDataset | SeriesDataset,
+              overrides: dict[str, Any] | None = None) -> EcgPlan:
+    """Sensible defaults for the dataset; ``overrides`` win.
+
+    Recognised overrides: ``arch`` (one of the architectures or ``auto``), ``network_options``,
+    ``beat`` (dict of :class:`~meddx.data.ecg.BeatConfig` fields), ``arch_candidates`` and every
+    :class:`EcgPlan` field.
+    """
+    overrides = dict(overrides or {})
+    beats = isinstance(dataset, BeatDataset)
+    family = "beats" if beats else "series"
+    arch = overrides.pop("arch", None) or (DEFAULT_BEAT_ARCH if beats else DEFAULT_SERIES_ARCH)
+    if arch != "auto" and arch not in ARCHITECTURES:
+        raise ConfigError(f"unknown ECG network {arch!r}; choose auto or one of "
+                          f"{', '.join(ARCHITECTURES)}")
+    options = overrides.pop("network_options", None)
+    if beats:
+        config = BeatConfig.from_dict({**dataset.config.to_dict(), **overrides.pop("beat", {})})
+        spec = dict(in_channels=config.in_channels, length=config.length, n_extra=config.n_rr)
+        plan = EcgPlan(task=BEAT_TASK, class_names=list(dataset.class_names), network={},
+                       beat_config=config.to_dict(), batch_size=128, imbalance="sampler",
+                       imbalance_power=0.5, epoch_size=8192, selection="macro_f1")
+    else:
+        spec = dict(in_channels=1, length=dataset.length, n_extra=0)
+        plan = EcgPlan(task=SERIES_TASK, class_names=list(dataset.class_names), network={},
+                       series_length=dataset.length, label_values=list(dataset.label_values),
+                       batch_size=16, imbalance="weighted_loss", imbalance_power=0.5,
+                       selection="neg_log_loss",
+                       augment={"scale": 0.1, "noise": 0.03, "shift": 4, "baseline": 0.0})
+    candidates = overrides.pop("arch_candidates", None) or list(AUTO_CANDIDATES)
+    plan.arch_candidates = list(candidates) if arch == "auto" else []
+    first = candidates[0] if arch == "auto" else arch
+    plan.network = Network1DSpec(
+        arch=first, num_classes=len(dataset.class_names),
+        options=dict(options if options is not None else DEFAULT_OPTIONS[family][first]),
+        **spec).to_dict()
+    for key, value in overrides.items():
+        if not hasattr(plan, key):
+            raise ConfigError(f"unknown plan option {key!r}")
+        setattr(plan, key, value)
+    if plan.imbalance not in IMBALANCE_MODES:
+        raise ConfigError(f"imbalance must be one of {IMBALANCE_MODES}, got {plan.imbalance!r}")
+    if plan.selection not in SELECTION_METRICS:
+        raise ConfigError(f"selection must be one of {SELECTION_METRICS}, got "
+                          f"{plan.selection!r}")
+    for name in plan.arch_candidates:
+        if name not in ARCHITECTURES:
+            raise ConfigError(f"arch_candidates: unknown network {name!r}")
+    return plan
+
+
+def with_arch(plan: EcgPlan, arch: str) -> EcgPlan:
+    """The plan with another architecture (and that architecture's default options)."""
+    family = "beats" if plan.is_beats else "series"
+    network = {**plan.network, "arch": arch, "options": dict(DEFAULT_OPTIONS[family][arch])}
+    return EcgPlan.from_dict({**plan.to_dict(), "network": network, "arch_candidates": []})
+
+
+# --------------------------------------------------------------------------------------------
+# Inputs
+# --------------------------------------------------------------------------------------------
+
+
+def series_inputs(split: SplitData, length: int) -> torch.Tensor:
+    """(N, 1, length) z-normalised series; other lengths are resampled (UCR convention)."""
+    rows = []
+    for series in split.images:
+        values = np.asarray(series, np.float64).reshape(-1)
+        if len(values) != length:
+            values = resample_signal(values, len(values), length)
+            values = values[:length] if len(values) >= length else np.pad(
+                values, (0, length - len(values)), mode="edge")
+        std = values.std()
+        rows.append((values - values.mean()) / (std if std > 1e-8 else 1.0))
+    return torch.from_numpy(np.asarray(rows, np.float32)[:, None, :])
+
+
+def plan_inputs(plan: EcgPlan, split: BeatSplit | SplitData) -> tuple[torch.Tensor,
+                                                                       torch.Tensor | None]:
+    """Network inputs of a split: (signals, extra features or None)."""
+    if plan.is_beats:
+        if not isinstance(split, BeatSplit):
+            raise DataError("a beat model needs ECG beats (a WFDB dataset), not fixed series")
+        split = split.with_config(BeatConfig.from_dict(plan.beat_config))
+        return torch.from_numpy(split.windows), torch.from_numpy(split.rr)
+    if isinstance(split, BeatSplit):
+        raise DataError("a series model needs fixed-length series (UCR), not WFDB records")
+    return series_inputs(split, plan.series_length), None
+
+
+def predict_proba(model: nn.Module, x: torch.Tensor, extra: torch.Tensor | None,
+                  batch_size: int = 1024) -> np.ndarray:
+    """Class probabilities (N, K)."""
+    device = next(model.parameters()).device
+    outputs = []
+    model.eval()
+    with torch.no_grad():
+        for start in range(0, len(x), batch_size):
+            batch_extra = None if extra is None else extra[start:start + batch_size].to(device)
+            logits = model(x[start:start + batch_size].to(device), batch_extra)
+            outputs.append(functional.softmax(logits.float(), dim=1).cpu())
+    return torch.cat(outputs).numpy()
+
+
+def class_shares(counts: np.ndarray, plan: EcgPlan) -> np.ndarray:
+    """Expected share of each class among training draws (sampler) or loss weight (loss)."""
+    counts = np.maximum(np.asarray(counts, np.float64), 0)
+    if plan.imbalance == "sampler":
+        mass = np.where(counts > 0, counts ** (1 - plan.imbalance_power), 0)
+        return mass / mass.sum()
+    return counts / counts.sum()
+
+
+def selection_scores(labels: np.ndarray, probs: np.ndarray) -> dict[str, float]:
+    """Validation metrics; macro-F1 over the classes present (rare classes matter most)."""
+    predicted = probs.argmax(axis=1)
+    present = np.unique(labels)
+    nll = -np.log(np.clip(probs[np.arange(len(labels)), labels], 1e-7, 1.0)).mean()
+    scores = {"macro_f1": float(f1_score(labels, predicted, labels=present, average="macro",
+                                         zero_division=0)),
+              "accuracy": float((predicted == labels).mean()), "neg_log_loss": float(-nll)}
+    return scores
+
+
+# --------------------------------------------------------------------------------------------
+# The trainer's view
+# --------------------------------------------------------------------------------------------
+
+
+class EcgTask:
+    """The trainer's view of an ECG problem (see ``TrainableTask``)."""
+
+    def __init__(self, plan: EcgPlan, train: BeatSplit | SplitData, val: BeatSplit | SplitData,
+                 source: str = "dataset"):
+        self.plan = plan
+        self.selection_metric = plan.selection
+        self.num_classes = len(plan.class_names)
+        for name, split in (("train", train), ("val", val)):
+            if len(split) == 0:
+                raise DataError(f"{source}: the {name} split is empty")
+        self.train_x, self.train_extra = plan_inputs(plan, train)
+        self.train_y = torch.as_tensor(np.asarray(train.labels), dtype=torch.long)
+        self.val_x, self.val_extra = plan_inputs(plan, val)
+        self.val_y = np.asarray(val.labels)
+        counts = np.bincount(self.train_y.numpy(), minlength=self.num_classes)
+        missing = [plan.class_names[i] for i in np.flatnonzero(counts == 0)]
+        if len(missing) == self.num_classes - 1 or (missing and not plan.is_beats):
+            raise DataError(f"{source}: the training split has no example of class(es) {missing}")
+        self.counts = counts
+        shares = class_shares(counts, plan)
+        self.sample_weights = None
+        self.class_weights = None
+        if plan.imbalance == "sampler":
+            per_class = np.where(counts > 0, shares / np.maximum(counts, 1), 0)
+            self.sample_weights = torch.as_tensor(per_class[self.train_y.numpy()],
+                                                  dtype=torch.float64)
+        elif plan.imbalance == "weighted_loss":
+            weights = np.where(counts > 0, (counts.sum() / np.maximum(counts, 1))
+                               ** plan.imbalance_power, 0.0)
+            weights = weights / weights[counts > 0].mean()
+            self.class_weights = torch.as_tensor(weights, dtype=torch.float32)
+        self.epoch_size = plan.epoch_size or len(self.train_y)
+
+    def imbalance_report(self) -> dict[str, Any]:
+        """How the class imbalance was handled, for the bundle and the model card."""
+        names = self.plan.class_names
+        report = {"method": self.plan.imbalance, "power": self.plan.imbalance_power,
+                  "train_counts": dict(zip(names, self.counts.tolist(), strict=True)),
+                  "train_share": dict(zip(names, (self.counts / self.counts.sum()).round(5)
+                                          .tolist(), strict=True))}
+        if self.plan.imbalance == "sampler":
+            report["sampled_share"] = dict(zip(names, class_shares(self.counts, self.plan)
+                                               .round(5).tolist(), strict=True))
+        if self.class_weights is not None:
+            report["loss_weights"] = dict(zip(names, self.class_weights.numpy().round(4)
+                                              .tolist(), strict=True))
+        return report
+
+    # --- TrainableTask -----------------------------------------------------------------------
+
+    def build_model(self) -> nn.Module:
+        return build_network1d(Network1DSpec.from_dict(self.plan.network))
+
+    def num_train_batches(self) -> int:
+        return -(-self.epoch_size // self.plan.batch_size)
+
+    def train_batches(self, epoch: int, generator: torch.Generator):
+        n = len(self.train_y)
+        if self.sample_weights is not None:
+            order = torch.multinomial(self.sample_weights, self.epoch_size, replacement=True,
+                                      generator=generator)
+        else:
+            order = torch.cat([torch.randperm(n, generator=generator)
+                               for _ in range(-(-self.epoch_size // n))])[: self.epoch_size]
+        for start in range(0, self.epoch_size, self.plan.batch_size):
+            index = order[start:start + self.plan.batch_size]
+            extra = None if self.train_extra is None else self.train_extra[index]
+            yield self._augment(self.train_x[index], generator), extra, self.train_y[index]
+
+    def _augment(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """Amplitude scaling, baseline offset, noise and a small time shift (per input)."""
+        cfg = self.plan.augment
+        n = x.shape[0]
+        if cfg.get("scale"):
+            x = x * (1 + cfg["scale"] * torch.randn(n, 1, 1, generator=generator))
+        if cfg.get("baseline"):
+            x = x + cfg["baseline"] * torch.randn(n, 1, 1, generator=generator)
+        if cfg.get("noise"):
+            x = x + cfg["noise"] * torch.randn(x.shape, generator=generator)
+        shift = int(cfg.get("shift", 0))
+        if shift:
+            offsets = torch.randint(-shift, shift + 1, (n,), generator=generator)
+            positions = (torch.arange(x.shape[2])[None, :] - offsets[:, None]).clamp(
+                0, x.shape[2] - 1)
+            x = torch.gather(x, 2, positions[:, None, :].expand(-1, x.shape[1], -1))
+        return x
+
+    def training_loss(self, model: nn.Module, batch: tuple) -> torch.Tensor:
+        x, extra, targets = batch
+        device = next(model.parameters()).device
+        weight = self.class_weights.to(device) if self.class_weights is not None else None
+        logits = model(x.to(device), None if extra is None else extra.to(device))
+        return functional.cross_entropy(logits.float(), targets.to(device), weight=weight,
+                                        label_smoothing=self.plan.label_smoothing)
+
+    def validate(self, model: nn.Module) -> dict[str, float]:
+        return selection_scores(self.val_y, self.val_probabilities(model))
+
+    def example_batch(self) -> tuple:
+        index = torch.arange(min(len(self.train_y), self.plan.batch_size))
+        extra = None if self.train_extra is None else self.train_extra[index]
+        return self.train_x[index], extra, self.train_y[index]
+
+    def val_probabilities(self, model: nn.Module) -> np.ndarray:
+        return predict_proba(model, self.val_x, self.val_extra, self.plan.eval_batch_size)
+
+
+# --------------------------------------------------------------------------------------------
+# Fit
+# --------------------------------------------------------------------------------------------
+
+
+def _train_one(plan: EcgPlan, train, val, work_dir: Path, config: TrainConfig, resume: bool,
+               progress: bool, source: str):
+    task = EcgTask(plan, train, val, source)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    (work_dir / PLAN_FILE).write_text(json.dumps(plan.to_dict(), indent=2))
+    result = Trainer(config, work_dir, progress=progress).fit(task, resume=resume)
+    return task, result
+
+
+def fit(dataset: BeatDataset | SeriesDataset, work_dir: Path, config: TrainConfig,
+        plan: dict[str, Any] | None = None, resume: bool = False, progress: bool = True,
+        split_seed: int = 0) -> FitOutput:
+    """Plan, train with the one trainer (each candidate with ``arch: auto``), keep the best."""
+    from meddx.decision.ecg_predict import predictor_for
+
+    work_dir = Path(work_dir)
+    source = str(dataset.provenance.get("source", dataset.name))
+    train = dataset.split("train", seed=split_seed)
+    val = dataset.split("val", seed=split_seed)
+    plan_path = work_dir / PLAN_FILE
+    if resume:
+        if not plan_path.exists():
+            raise ConfigError(f"--resume: no interrupted run at {work_dir} (no {PLAN_FILE})")
+        plan_obj = EcgPlan.from_dict(json.loads(plan_path.read_text()))
+    else:
+        plan_obj = make_plan(dataset, plan)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    plan_path.write_text(json.dumps(plan_obj.to_dict(), indent=2))
+    log.info("plan: %s", json.dumps(plan_obj.to_dict()))
+
+    candidates = plan_obj.arch_candidates or [plan_obj.network["arch"]]
+    if len(candidates) > 1 and config.time_budget_min:
+        # The budget is for the whole run: share it between the candidates.
+        config = TrainConfig(**{**asdict(config),
+                                "time_budget_min": config.time_budget_min / len(candidates)})
+    comparison = []
+    best = None
+    for arch in candidates:
+        candidate_plan = with_arch(plan_obj, arch) if plan_obj.arch_candidates else plan_obj
+        sub = work_dir / arch if plan_obj.arch_candidates else work_dir
+        task, result = _train_one(candidate_plan, train, val, sub, config,
+                                  resume and (sub / "checkpoint.pt").exists(), progress, source)
+        score = float(result.best_score)
+        comparison.append({"arch": arch, f"val_{plan_obj.selection}": score,
+                           "best_epoch": result.best_epoch, "elapsed_s": round(result.elapsed_s,
+                                                                               1)})
+        log.info("%s: validation %s %.4f", arch, plan_obj.selection, score)
+        if best is None or score > best[2].best_score or math.isnan(best[2].best_score):
+            best = (candidate_plan, task, result)
+    final_plan, task, result = best
+    val_probs = task.val_probabilities(result.model)
+    metadata: dict[str, Any] = {
+        "task": final_plan.task,
+        "class_names": final_plan.class_names,
+        "threshold": None,
+        "plan": final_plan.to_dict(),
+        "network": final_plan.network,
+        "preprocessing": final_plan.beat_config if final_plan.is_beats else {
+            "series_length": final_plan.series_length, "z_normalise": True},
+        "imbalance": task.imbalance_report(),
+        "intended_use": (
+            "Research and decision support only: flags ectopic beats (AAMI classes) for review "
+            "by a qualified reader, never a replacement. Not a certified medical device."
+            if final_plan.is_beats else
+            "Research use: classification of single ECG heartbeats in UCR format."),
+        "training": {"config": asdict(config), "best_epoch": result.best_epoch,
+                     f"best_val_{final_plan.selection}": result.best_score,
+                     "epochs_run": len(result.history), "stop_reason": result.stop_reason,
+                     "elapsed_s": round(sum(c["elapsed_s"] for c in comparison), 1),
+                     "bf16_autocast": result.amp,
+                     "device": str(next(result.model.parameters()).device),
+                     "history": result.history, "model_selection": comparison},
+        "metrics": {"val": classification_metrics(task.val_y, val_probs, final_plan.class_names,
+                                                  n_bootstrap=200)},
+    }
+    if final_plan.is_beats:
+        metadata["record_split"] = dataset.record_split(split_seed)
+    state = {k: v.detach().cpu() for k, v in result.model.state_dict().items()}
+    predictor = predictor_for(metadata, state, source=str(work_dir))
+    return FitOutput(metadata, state, predictor)

@@ -1,0 +1,1 @@
+"""HTTP API: routers (one per resource) and their dependencies."""

@@ -1,0 +1,48 @@
+"""Reviews of findings: agree / disagree, corrected label, comment."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Query, status
+
+from meddx.workstation.api.deps import Clinician, ClientDep, Reader, SessionDep
+from meddx.workstation.api.schemas import FeedbackCreate, FeedbackPublic
+from meddx.workstation.db.models import Feedback
+from meddx.workstation.services import feedback as feedback_service
+from meddx.workstation.services import studies
+
+router = APIRouter(prefix="/api", tags=["feedback"])
+
+
+def public(entry: Feedback) -> FeedbackPublic:
+    return FeedbackPublic(id=entry.id, study_id=entry.study_id,
+                          prediction_id=entry.prediction_id, agrees=entry.agrees,
+                          corrected_label=entry.corrected_label, comment=entry.comment,
+                          reviewer=entry.user.username, created_at=entry.created_at)
+
+
+@router.post("/studies/{study_id}/feedback", response_model=FeedbackPublic,
+             status_code=status.HTTP_201_CREATED)
+def submit(study_id: int, body: FeedbackCreate, user: Clinician, session: SessionDep,
+           client: ClientDep) -> FeedbackPublic:
+    """Review a finding; stored and committed before the answer is sent."""
+    study = studies.get_study(session, study_id)
+    if study is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no study {study_id}")
+    entry = feedback_service.add_feedback(session, user, study, body.prediction_id, body.agrees,
+                                          body.corrected_label, body.comment, client)
+    session.refresh(entry, ["user"])
+    return public(entry)
+
+
+@router.get("/studies/{study_id}/feedback", response_model=list[FeedbackPublic])
+def of_study(study_id: int, user: Reader, session: SessionDep) -> list[FeedbackPublic]:
+    return [public(e) for e in feedback_service.list_feedback(session, study_id)]
+
+
+@router.get("/feedback", response_model=list[FeedbackPublic])
+def recent(user: Reader, session: SessionDep,
+           limit: Annotated[int, Query(ge=1, le=1000)] = 200) -> list[FeedbackPublic]:
+    """The newest reviews across all studies."""
+    return [public(e) for e in feedback_service.list_feedback(session, limit=limit)]

@@ -1,0 +1,1 @@
+"""Alembic migrations of the workstation database (packaged; run through meddx.workstation.db)."""

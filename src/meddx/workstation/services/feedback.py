@@ -1,0 +1,151 @@
+"""Clinician feedback on findings, and its export as a training dataset."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import desc, func, select
+from sqlalchemy.orm import Session, selectinload
+
+from meddx.errors import ConfigError
+from meddx.safeguards import audit
+from meddx.workstation.db.models import Feedback, Prediction, Study, User
+from meddx.workstation.services.registry import task_inputs
+from meddx.workstation.services.storage import UploadError
+from meddx.workstation.services.text import TextFieldError, clean_text
+
+MANIFEST = "manifest.csv"
+CASES = "cases.json"
+
+
+def add_feedback(session: Session, user: User, study: Study, prediction_id: int, agrees: bool,
+                 corrected_label: str | None, comment: str, client: str = "") -> Feedback:
+    """Store a review of one prediction of ``study`` and update the study's worklist columns.
+
+    Raises:
+        TextFieldError / UploadError (4xx): wrong prediction, label outside the model's classes,
+            a disagreement without a corrected label, or a bad comment.
+    """
+    prediction = session.get(Prediction, prediction_id)
+    if prediction is None or prediction.study_id != study.id:
+        raise UploadError(f"prediction_id: {prediction_id} is not a prediction of study "
+                          f"{study.id}")
+    classes = list(prediction.model.class_names)
+    label = clean_text(corrected_label, "corrected_label", 200) or None
+    if label is not None and label not in classes:
+        raise TextFieldError(f"corrected_label: {label!r} is not one of the model's classes "
+                             f"{classes}")
+    if not agrees and label is None:
+        raise TextFieldError("corrected_label: required when you disagree with the finding")
+    if agrees and label is not None and label != prediction.decision:
+        raise TextFieldError(f"corrected_label: {label!r} contradicts agreeing with "
+                             f"{prediction.decision!r}")
+    entry = Feedback(prediction_id=prediction.id, study_id=study.id, user_id=user.id,
+                     agrees=agrees, corrected_label=label,
+                     comment=clean_text(comment, "comment", 2000, multiline=True))
+    session.add(entry)
+    session.flush()
+    study.status = "reviewed"
+    study.disagreements = session.scalar(
+        select(func.count(Feedback.id)).where(Feedback.study_id == study.id,
+                                              Feedback.agrees.is_(False))) or 0
+    audit.record(session, "feedback", user, target_type="study", target_id=study.id,
+                 detail={"prediction_id": prediction.id, "agrees": agrees, "label": label},
+                 client=client)
+    return entry
+
+
+def list_feedback(session: Session, study_id: int | None = None,
+                  limit: int = 200) -> list[Feedback]:
+    query = select(Feedback).options(selectinload(Feedback.user)).order_by(desc(Feedback.id))
+    if study_id is not None:
+        query = query.where(Feedback.study_id == study_id)
+    return list(session.scalars(query.limit(limit)))
+
+
+def _latest_reviews(session: Session, model_name: str | None) -> list[Feedback]:
+    """The newest review of each study (older reviews were superseded)."""
+    newest = (select(func.max(Feedback.id)).group_by(Feedback.study_id)).scalar_subquery()
+    query = (select(Feedback).where(Feedback.id.in_(newest))
+             .options(selectinload(Feedback.prediction).selectinload(Prediction.model),
+                      selectinload(Feedback.user)).order_by(Feedback.study_id))
+    reviews = list(session.scalars(query))
+    if model_name:
+        reviews = [r for r in reviews if r.prediction.model.name == model_name]
+    return reviews
+
+
+def export_dataset(session: Session, storage_dir: Path, out: Path, *,
+                   corrected_only: bool = False, model_name: str | None = None,
+                   user: User | None = None) -> dict[str, Any]:
+    """Write reviewed cases as a dataset ``meddx train`` reads: ``manifest.csv`` (path,label)
+    beside the case files, plus ``cases.json`` (pseudonymous provenance). Written atomically.
+
+    The label is the clinician's: the corrected label on disagreement, the confirmed decision on
+    agreement (``corrected_only`` keeps only the disagreements).
+
+    Raises:
+        ConfigError: nothing to export, or cases of models with different classes mixed.
+    """
+    reviews = [r for r in _latest_reviews(session, model_name)
+               if not (corrected_only and r.agrees)]
+    if not reviews:
+        raise ConfigError("feedback export: no reviewed cases"
+                          + (f" for model {model_name!r}" if model_name else ""))
+    class_sets = {tuple(r.prediction.model.class_names) for r in reviews}
+    if len(class_sets) > 1:
+        raise ConfigError("feedback export: the reviews are of models with different classes "
+                          f"({sorted(class_sets)}); choose one with --model")
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = out.parent / f".{out.name}.partial-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    (staging / "cases").mkdir(parents=True)
+    rows, cases = [], []
+    try:
+        for review in reviews:
+            study = session.get(Study, review.study_id)
+            accepted = task_inputs(review.prediction.model.task)
+            files = [f for f in study.files if any(f.original_name.lower().endswith(s)
+                                                   for s in accepted)] or list(study.files)
+            folder = staging / "cases" / f"study-{study.id}"
+            folder.mkdir()
+            for item in study.files:
+                shutil.copy2(storage_dir / item.stored_path, folder / item.original_name)
+            label = review.prediction.decision if review.agrees else review.corrected_label
+            relative = f"cases/study-{study.id}/{files[0].original_name}"
+            rows.append({"path": relative, "label": label})
+            cases.append({"path": relative, "label": label, "study_id": study.id,
+                          "patient": study.patient.pseudonym if study.patient else None,
+                          "model": f"{review.prediction.model.name}@"
+                                   f"{review.prediction.model.version}",
+                          "model_decision": review.prediction.decision,
+                          "agrees": review.agrees, "reviewer": review.user.username,
+                          "reviewed_at": review.created_at.isoformat()})
+        with (staging / MANIFEST).open("w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=["path", "label"])
+            writer.writeheader()
+            writer.writerows(rows)
+        summary = {"exported_at": datetime.now(UTC).isoformat(timespec="seconds"),
+                   "class_names": list(next(iter(class_sets))), "n": len(rows),
+                   "corrected": sum(not r.agrees for r in reviews), "cases": cases}
+        (staging / CASES).write_text(json.dumps(summary, indent=2))
+        previous = out.parent / f".{out.name}.previous-{os.getpid()}"
+        if out.exists():
+            os.replace(out, previous)
+        os.replace(staging, out)
+        shutil.rmtree(previous, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    audit.record(session, "feedback_export", user, username="cli" if user is None else "",
+                 target_type="dataset", target_id=out.name,
+                 detail={"n": len(rows), "out": str(out)})
+    return {"manifest": str(out / MANIFEST), "n": len(rows), "corrected": summary["corrected"],
+            "class_names": summary["class_names"]}

@@ -1,0 +1,165 @@
+"""The model registry: bundles registered as versioned models, and their loaded predictors.
+
+A model's version is the content hash of its bundle (weights + metadata), so re-registering an
+unchanged bundle is a no-op and a retrained bundle at the same path becomes a new version.
+Predictors come from :func:`meddx.decision.predict.load_model`, loaded once per version and used
+under a lock (explanations register hooks on the network, which is not safe across threads).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from meddx.decision.bundle import METADATA_FILE, WEIGHTS_FILE, load_bundle
+from meddx.decision.predict import PREDICTORS, load_model
+from meddx.errors import BundleError
+from meddx.workstation.db.models import ModelVersion
+
+# Inputs each task takes, and the kind of study they make. A predictor class may declare its own
+# ``input_suffixes`` / ``study_kind`` attributes, which win (new tasks need no edit here).
+TASK_INPUTS: dict[str, tuple[str, ...]] = {
+    "image-classification": (".png", ".jpg", ".jpeg", ".dcm", ".dicom", ".nii", ".nii.gz"),
+    "image-segmentation": (".nii", ".nii.gz", ".dcm"),
+    "segmentation": (".nii", ".nii.gz", ".dcm"),
+    "ecg-classification": (".hea", ".dat", ".atr", ".csv"),
+    "ecg": (".hea", ".dat", ".atr", ".csv"),
+    "tabular-classification": (".csv",),
+    "records": (".csv",),
+    "text-classification": (".txt",),
+    "text": (".txt",),
+}
+TASK_KINDS: dict[str, str] = {
+    "image-classification": "image", "image-segmentation": "volume", "segmentation": "volume",
+    "ecg-classification": "ecg", "ecg": "ecg", "tabular-classification": "record",
+    "records": "record", "text-classification": "text", "text": "text",
+}
+
+
+def suffix_of(name: str) -> str:
+    lower = name.lower()
+    return ".nii.gz" if lower.endswith(".nii.gz") else Path(lower).suffix
+
+
+def task_inputs(task: str) -> tuple[str, ...]:
+    predictor = PREDICTORS.get(task)
+    return tuple(getattr(predictor, "input_suffixes", None) or TASK_INPUTS.get(task, ()))
+
+
+def task_kind(task: str, suffix: str) -> str:
+    predictor = PREDICTORS.get(task)
+    kind = getattr(predictor, "study_kind", None) or TASK_KINDS.get(task, "image")
+    if kind == "image" and suffix in (".nii", ".nii.gz"):
+        return "volume"
+    return kind
+
+
+def bundle_version(path: Path) -> str:
+    """Short content hash of the bundle's metadata and weights."""
+    digest = hashlib.sha256()
+    for name in (METADATA_FILE, WEIGHTS_FILE):
+        file = path / name
+        if file.exists():
+            with file.open("rb") as fh:
+                for block in iter(lambda: fh.read(1 << 20), b""):
+                    digest.update(block)
+    return digest.hexdigest()[:12]
+
+
+def register_bundle(session: Session, path: str | Path) -> ModelVersion:
+    """Register a bundle folder (idempotent); older versions of the same name become inactive.
+
+    Raises:
+        BundleError: not a readable bundle.
+    """
+    bundle = load_bundle(path)
+    version = bundle_version(bundle.path)
+    existing = session.scalar(select(ModelVersion).where(ModelVersion.name == bundle.name,
+                                                         ModelVersion.version == version))
+    if existing is not None:
+        existing.active = True
+        existing.bundle_path = str(Path(path).resolve())
+        return existing
+    for older in session.scalars(select(ModelVersion).where(ModelVersion.name == bundle.name)):
+        older.active = False
+    meta = bundle.metadata
+    model = ModelVersion(name=bundle.name, version=version, task=bundle.task,
+                         bundle_path=str(Path(path).resolve()),
+                         class_names=list(meta.get("class_names") or
+                                          meta.get("plan", {}).get("class_names", [])),
+                         threshold=bundle.threshold, metrics=meta.get("metrics", {}),
+                         model_card=bundle.model_card,
+                         dataset=str(meta.get("provenance", {}).get("dataset", "")), active=True)
+    session.add(model)
+    session.flush()
+    return model
+
+
+def list_models(session: Session, active_only: bool = False) -> list[ModelVersion]:
+    query = select(ModelVersion).order_by(ModelVersion.name, ModelVersion.registered_at.desc())
+    if active_only:
+        query = query.where(ModelVersion.active.is_(True))
+    return list(session.scalars(query))
+
+
+def model_for_upload(session: Session, suffix: str, model_id: int | None) -> ModelVersion | None:
+    """The model to run on an upload: the one asked for, else the newest active one taking it."""
+    if model_id is not None:
+        return session.get(ModelVersion, model_id)
+    for model in sorted(list_models(session, active_only=True),
+                        key=lambda m: m.registered_at, reverse=True):
+        if suffix in task_inputs(model.task):
+            return model
+    return None
+
+
+def accepted_suffixes(session: Session) -> dict[str, list[str]]:
+    """Suffix -> names of the active models that take it (what the upload form offers)."""
+    accepted: dict[str, list[str]] = {}
+    for model in list_models(session, active_only=True):
+        for suffix in task_inputs(model.task):
+            accepted.setdefault(suffix, []).append(model.name)
+    return accepted
+
+
+@dataclass
+class _Loaded:
+    predictor: Any
+    lock: threading.Lock
+
+
+class PredictorCache:
+    """Loaded predictors by model id (one per registered version), each with its lock."""
+
+    def __init__(self):
+        self._loaded: dict[int, _Loaded] = {}
+        self._lock = threading.Lock()
+
+    def get(self, model: ModelVersion) -> _Loaded:
+        with self._lock:
+            loaded = self._loaded.get(model.id)
+            if loaded is None:
+                try:
+                    predictor = load_model(model.bundle_path)
+                except BundleError:
+                    raise
+                loaded = self._loaded[model.id] = _Loaded(predictor, threading.Lock())
+            return loaded
+
+    def predict_file(self, model: ModelVersion, path: Path, explain_to: Path | None,
+                     out_dir: Path) -> dict[str, Any]:
+        """``predict_file`` of the model's predictor, one call at a time per model."""
+        loaded = self.get(model)
+        options = {}
+        if "out_dir" in inspect.signature(loaded.predictor.predict_file).parameters:
+            # Predictors that write outputs (masks) put them with the study's artifacts.
+            options["out_dir"] = out_dir
+        with loaded.lock:
+            return loaded.predictor.predict_file(path, explain_to=explain_to, **options)

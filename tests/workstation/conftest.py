@@ -1,0 +1,164 @@
+"""Fixtures of the workstation tests: a small trained bundle, an app per test, users per role."""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+import meddx
+from meddx.safeguards.encryption import generate_key
+from meddx.workstation.app import create_app
+from meddx.workstation.core.config import Settings
+from meddx.workstation.db.session import transaction
+from meddx.workstation.services import users
+from tests.conftest import write_npz
+
+ROLES = ("clinician", "researcher", "admin")
+PASSWORD = "correct-horse-battery"
+
+
+@pytest.fixture(scope="session")
+def blobs28(tmp_path_factory) -> Path:
+    """Synthetic 28x28 two-class images in MedMNIST's .npz layout."""
+    return write_npz(tmp_path_factory.mktemp("data") / "blobs28.npz", spatial=(28, 28),
+                     sizes=(96, 32, 32))
+
+
+@pytest.fixture(scope="session")
+def ws_bundle(tmp_path_factory, blobs28) -> Path:
+    """A real bundle, trained for a few epochs on the synthetic images (seconds on a CPU)."""
+    out = tmp_path_factory.mktemp("bundles") / "blobs28"
+    meddx.train(blobs28, out, epochs=3, lr=3e-3, amp="off", progress=False,
+                plan={"batch_size": 32})
+    return out
+
+
+def png_bytes(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="session")
+def case_png(blobs28) -> bytes:
+    """One test image of the synthetic set, as a clinician's PNG upload."""
+    return png_bytes(np.load(blobs28)["test_images"][0])
+
+
+def make_settings(root: Path, bundle: Path | None, **overrides) -> Settings:
+    values = {"data_root": root, "secret_key": generate_key(),
+              "bundles": (bundle,) if bundle else (), "max_upload_mb": 1.0,
+              "explain": True}
+    values.update(overrides)
+    return Settings(**values)
+
+
+@dataclass
+class Workstation:
+    client: TestClient
+    settings: Settings
+    headers: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    def upload(self, content: bytes, name: str = "case.png", role: str = "clinician",
+               **form) -> object:
+        return self.client.post("/api/studies", headers=self.headers[role],
+                                files={"files": (name, content, "application/octet-stream")},
+                                data=form)
+
+
+def add_users(app, roles=ROLES) -> None:
+    with transaction(app.state.sessions) as session:
+        for role in roles:
+            users.create_user(session, f"{role}1", PASSWORD, role, full_name=f"Test {role}")
+
+
+def login(client: TestClient, username: str, password: str = PASSWORD):
+    return client.post("/api/auth/token", data={"username": username, "password": password})
+
+
+@pytest.fixture
+def workstation(tmp_path, ws_bundle) -> Workstation:
+    """An app on a fresh SQLite database with one signed-in user per role."""
+    settings = make_settings(tmp_path / "ws", ws_bundle)
+    app = create_app(settings)
+    add_users(app)
+    client = TestClient(app)
+    station = Workstation(client, settings)
+    for role in ROLES:
+        answer = login(client, f"{role}1")
+        assert answer.status_code == 200, answer.text
+        station.headers[role] = {"Authorization": f"Bearer {answer.json()['access_token']}"}
+    yield station
+    client.close()
+    app.state.engine.dispose()
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class LiveServer:
+    url: str
+    root: Path
+    env: dict[str, str]
+    process: object
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=20)
+        except Exception:
+            self.process.kill()
+            self.process.wait(timeout=20)
+
+
+def start_server(root: Path, bundle: Path, users_to_create=ROLES, port: int | None = None,
+                 extra_env: dict[str, str] | None = None) -> LiveServer:
+    """``meddx serve`` in a subprocess on 127.0.0.1 (a real uvicorn server), with users."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    port = port or free_port()
+    env = {**os.environ, "MEDDX_WORKSTATION_DIR": str(root), "MEDDX_SECRET_KEY": generate_key(),
+           "MEDDX_BUNDLES": str(bundle), **(extra_env or {})}
+    env.pop("MEDDX_DATABASE_URL", None) if "MEDDX_DATABASE_URL" not in (extra_env or {}) else None
+    for role in users_to_create:
+        subprocess.run([sys.executable, "-m", "meddx", "users", "create", f"{role}1", "--role",
+                        role, "--password-stdin"], input=PASSWORD + "\n", env=env, check=True,
+                       capture_output=True, text=True, timeout=120)
+    process = subprocess.Popen([sys.executable, "-m", "meddx", "serve", "--port", str(port)],
+                               env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited: {process.stdout.read().decode()}")
+        try:
+            if httpx.get(f"{url}/api/health", timeout=2).status_code == 200:
+                return LiveServer(url, root, env, process)
+        except httpx.TransportError:
+            time.sleep(0.3)
+    process.kill()
+    raise RuntimeError("server did not start within 120 s")
+
+
+@pytest.fixture
+def live_server(tmp_path, ws_bundle):
+    server = start_server(tmp_path / "ws", ws_bundle)
+    yield server
+    server.stop()
