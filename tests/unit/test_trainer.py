@@ -94,3 +94,15 @@ def test_bad_config_values_fail_at_construction():
         TrainConfig(epochs=0)
     with pytest.raises(ConfigError, match="amp"):
         TrainConfig(amp="fp8")
+
+
+def test_ema_warmup_follows_the_model_early_and_averages_later():
+    from meddx.learn.trainer import ema_with_warmup
+
+    update = ema_with_warmup(0.99)
+    averaged, current = [torch.zeros(1)], [torch.ones(1)]
+    update(averaged, current, torch.tensor(1))
+    assert averaged[0].item() == pytest.approx(1 - 2 / 11)  # decay (1+1)/(10+1)
+    late = [torch.zeros(1)]
+    update(late, current, torch.tensor(10_000))
+    assert late[0].item() == pytest.approx(0.01)

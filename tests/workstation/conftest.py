@@ -82,10 +82,9 @@ def login(client: TestClient, username: str, password: str = PASSWORD):
     return client.post("/api/auth/token", data={"username": username, "password": password})
 
 
-@pytest.fixture
-def workstation(tmp_path, ws_bundle) -> Workstation:
+def build_workstation(root: Path, bundle: Path, **overrides) -> Workstation:
     """An app on a fresh SQLite database with one signed-in user per role."""
-    settings = make_settings(tmp_path / "ws", ws_bundle)
+    settings = make_settings(root, bundle, **overrides)
     app = create_app(settings)
     add_users(app)
     client = TestClient(app)
@@ -94,9 +93,19 @@ def workstation(tmp_path, ws_bundle) -> Workstation:
         answer = login(client, f"{role}1")
         assert answer.status_code == 200, answer.text
         station.headers[role] = {"Authorization": f"Bearer {answer.json()['access_token']}"}
+    return station
+
+
+def close_workstation(station: Workstation) -> None:
+    station.client.close()
+    station.client.app.state.engine.dispose()
+
+
+@pytest.fixture
+def workstation(tmp_path, ws_bundle) -> Workstation:
+    station = build_workstation(tmp_path / "ws", ws_bundle)
     yield station
-    client.close()
-    app.state.engine.dispose()
+    close_workstation(station)
 
 
 def free_port() -> int:

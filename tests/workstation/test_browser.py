@@ -78,9 +78,9 @@ def test_clinician_reviews_a_real_image(browser, live_server, pneumonia_png, art
     page.click("#upload-button")
     page.wait_for_selector("#decision")
     # The heat map layer has been drawn at the relevance map's resolution.
-    page.wait_for_function("document.querySelector('canvas.overlay[data-layer=heatmap]')"
-                           " && document.querySelector('canvas.overlay[data-layer=heatmap]')"
-                           ".width > 1")
+    page.wait_for_selector("canvas.base[data-ready]")
+    heat = page.wait_for_selector("canvas.overlay[data-layer=heatmap][data-ready]")
+    assert int(heat.get_attribute("width")) == 28
     decision = page.inner_text("#decision")
     assert decision in {"0", "1"}
     assert "%" in page.inner_text("#uncertainty")
@@ -89,8 +89,7 @@ def test_clinician_reviews_a_real_image(browser, live_server, pneumonia_png, art
     page.dispatch_event("#zoom", "input")
     page.fill("#opacity-heatmap", "0.7")
     page.dispatch_event("#opacity-heatmap", "input")
-    opacity = page.eval_on_selector("canvas.overlay[data-layer=heatmap]", "c => c.style.opacity")
-    assert opacity == "0.7"
+    assert "opacity: 0.7" in heat.get_attribute("style")
     page.fill("#window", str(100))
     page.dispatch_event("#window", "input")
     page.screenshot(path=str(artifacts / "workstation-study.png"), full_page=True)
@@ -130,9 +129,9 @@ def test_clinician_reviews_a_real_image(browser, live_server, pneumonia_png, art
     page.click("a[data-route=models]")
     page.wait_for_selector("#models")
     page.click("#models a")
-    page.wait_for_selector("#plots img")
-    page.wait_for_function("[...document.querySelectorAll('#plots img')]"
-                           ".every(i => i.complete && i.naturalWidth > 0)")
+    page.wait_for_selector("#plots[data-complete]")
+    page.wait_for_selector("#plots img:not([data-loaded])", state="detached")
+    assert page.locator("#plots img[data-loaded]").count() >= 3
     assert "Intended use" in page.inner_text("#model-card")
     page.screenshot(path=str(artifacts / "workstation-model.png"), full_page=True)
 

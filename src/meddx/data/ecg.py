@@ -356,28 +356,34 @@ def resample_signal(values: np.ndarray, fs: float, target_fs: float) -> np.ndarr
 
 
 def detect_r_peaks(values: np.ndarray, fs: float, source: str = "signal") -> np.ndarray:
-    """R-peak sample indices of a single lead, with wfdb's XQRS detector (peaks then refined).
+    """R-peak sample indices of a single lead: neurokit2's detector, refined with wfdb.
+
+    neurokit2's QRS detector finds the beats; ``wfdb.processing.correct_peaks`` then moves each
+    mark to the largest deflection within 50 ms, up or down, so that inverted ventricular beats
+    are aligned like the reference annotations the model was trained on.
 
     Raises:
-        InputFileError: Fewer than 3 beats found (no ECG, or the wrong lead/rate).
+        InputFileError: Fewer than 3 beats found (no ECG, or the wrong lead or rate).
     """
+    import neurokit2 as nk
     from wfdb import processing
 
     lead = np.asarray(values, dtype=np.float64)
-    peaks = processing.xqrs_detect(lead, fs=fs, verbose=False)
+    try:
+        _, info = nk.ecg_peaks(lead, sampling_rate=int(round(fs)))
+        peaks = np.asarray(info["ECG_R_Peaks"], np.int64)
+    except (ValueError, IndexError, ZeroDivisionError) as error:
+        raise InputFileError(source, f"R-peak detection failed ({error})") from error
     if len(peaks) >= 3:
-        # XQRS marks the QRS onset region; move each mark to the largest deflection nearby.
         filtered = filter_ecg(lead, fs, mains_hz=None)
-        polarity = 1.0 if np.median(filtered[peaks]) >= 0 else -1.0
-        radius = max(1, int(0.05 * fs))
         peaks = np.unique(np.asarray(processing.correct_peaks(
-            polarity * filtered, peaks, search_radius=radius, smooth_window_size=max(
-                3, int(0.03 * fs)), peak_dir="up"), np.int64))
+            filtered, peaks, search_radius=max(1, int(0.05 * fs)),
+            smooth_window_size=max(3, int(0.03 * fs)), peak_dir="compare"), np.int64))
         peaks = peaks[(peaks >= 0) & (peaks < len(lead))]
     if len(peaks) < 3:
         raise InputFileError(source, f"only {len(peaks)} heartbeat(s) detected in "
                              f"{len(lead) / fs:.1f} s; is this an ECG at {fs:g} Hz?")
-    return np.asarray(peaks, np.int64)
+    return peaks
 
 
 def rr_features(beat_times_s: np.ndarray, local_beats: int = 10) -> np.ndarray:
@@ -496,7 +502,7 @@ def extract_beats(record: EcgRecord, config: BeatConfig,
         record: The recording.
         config: Beat options.
         samples: R-peak samples at the record's rate (default: the reference annotations, else
-            XQRS detection).
+            neurokit2 detection).
     """
     lead = choose_lead(record, config.lead)
     raw = record.signal[:, lead].astype(np.float64)

@@ -1,9 +1,9 @@
 """Prediction from ECG bundles: per-beat AAMI classes of a record, or classes of UCR series.
 
 :class:`EcgBeatClassifier` reads a WFDB record (or a CSV signal with its sampling rate), finds the
-beats (reference annotations when the record has them, else the XQRS detector), classifies every
-beat and summarises the record: beat counts per class, S and V burden (share of beats), heart
-rate. With ``explain_to`` it writes a strip plot: 10 s of the lead with each beat coloured by its
+beats (reference annotations when the record has them, else neurokit2 R-peak detection refined
+with wfdb.processing), classifies every beat and summarises the record: beat counts per class,
+S and V burden (share of beats), heart rate. With ``explain_to`` it writes a strip plot: 10 s of the lead with each beat coloured by its
 class, and below it an integrated-gradients saliency trace (Captum; Sundararajan et al., ICML
 2017) showing which samples drove each beat's class.
 
@@ -167,7 +167,7 @@ class EcgBeatClassifier(_EcgPredictor):
             "lead": beats.lead,
             "sampling_rate_hz": record.fs,
             "beat_positions": ("reference annotations" if record.annotated
-                               else "XQRS R-peak detection"),
+                               else "R-peak detection (neurokit2 + wfdb)"),
             "summary": summary,
             "decision": ("ectopic beats: " + ", ".join(ectopic)) if ectopic
             else "no ectopic beats found",

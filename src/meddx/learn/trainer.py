@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from torch import nn
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.optim.swa_utils import AveragedModel
 
 from meddx.errors import ConfigError, MeddxError
 from meddx.learn.tasks.base import TrainableTask
@@ -90,6 +90,26 @@ class TrainResult:
     elapsed_s: float
     amp: bool
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+def ema_with_warmup(decay: float) -> Callable:
+    """EMA update whose decay ramps up as min(decay, (1 + n) / (10 + n)) over the n updates.
+
+    A fixed decay of 0.99 needs a few hundred steps to forget the random initialisation; small
+    datasets train for fewer than that, so early on the average must follow the model closely.
+    """
+
+    @torch.no_grad()
+    def update(averaged: list[torch.Tensor], current: list[torch.Tensor], n_averaged) -> None:
+        n = int(n_averaged)
+        weight = 1 - min(decay, (1 + n) / (10 + n))
+        if torch.is_floating_point(averaged[0]):
+            torch._foreach_lerp_(averaged, current, weight)
+        else:  # integer buffers such as batch-norm's num_batches_tracked
+            for mine, theirs in zip(averaged, current, strict=True):
+                mine.copy_(theirs)
+
+    return update
 
 
 def seed_everything(seed: int) -> None:
@@ -180,7 +200,7 @@ class Trainer:
         seed_everything(cfg.seed)
         self.work_dir.mkdir(parents=True, exist_ok=True)
         model = task.build_model().to(self.device)
-        ema = (AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay),
+        ema = (AveragedModel(model, multi_avg_fn=ema_with_warmup(cfg.ema_decay),
                              use_buffers=True) if cfg.ema_decay > 0 else None)
         optimizer = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr)
 

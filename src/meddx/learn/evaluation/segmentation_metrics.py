@@ -15,6 +15,7 @@ name (the label value where no name is known) plus ``"mean"`` (mean of the label
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -72,8 +73,13 @@ def case_metrics(pred: np.ndarray, truth: np.ndarray, spacing: Sequence[float],
         else:
             p, t = _one_hot(pred, value), _one_hot(truth, value)
             dice = float(compute_dice(p, t, include_background=False)[0, 0])
-            hd95 = float(compute_hausdorff_distance(p, t, percentile=95, spacing=spacing)[0, 0])
-            nsd = float(compute_surface_dice(p, t, [nsd_tolerance_mm], spacing=spacing)[0, 0])
+            with warnings.catch_warnings():
+                # MONAI 1.5+ warns about its own internal use of a deprecated argument.
+                warnings.simplefilter("ignore", FutureWarning)
+                hd95 = float(compute_hausdorff_distance(p, t, percentile=95,
+                                                        spacing=spacing)[0, 0])
+                nsd = float(compute_surface_dice(p, t, [nsd_tolerance_mm],
+                                                 spacing=spacing)[0, 0])
         out["dice"][name] = dice
         out["hd95"][name] = hd95
         out["nsd"][name] = nsd

@@ -188,6 +188,12 @@ def _topology(patch: list[int], spacing: list[float]) -> tuple[list, list, list[
         current = [c * st for c, st in zip(current, step, strict=True)]
         strides.append(step)
         kernels.append([3 if c <= 2 * min(current) else 1 for c in current])
+    while len(strides) < 3:
+        # DynUNet needs at least two poolings: tiny patches pool isotropically down to 1 voxel.
+        step = [2 if size[a] >= 2 else 1 for a in range(dims)]
+        size = [max(1, sz // st) for sz, st in zip(size, step, strict=True)]
+        strides.append(step)
+        kernels.append([3] * dims)
     divisor = [int(np.prod([s[a] for s in strides])) for a in range(dims)]
     return kernels, strides, divisor
 

@@ -314,9 +314,12 @@
     for (const name of model.report_files) {
       const figure = el("figure", {}, el("img", {alt: name}), el("figcaption", {text: name.replace(".png", "").replaceAll("_", " ")}));
       plots.append(figure);
-      figure.querySelector("img").src = await api.blob(`/api/models/${id}/report/${encodeURIComponent(name)}`);
+      const image = figure.querySelector("img");
+      image.addEventListener("load", () => { image.dataset.loaded = "true"; });
+      image.src = await api.blob(`/api/models/${id}/report/${encodeURIComponent(name)}`);
     }
     if (!model.report_files.length) plots.append(el("p", {class: "muted", text: "This bundle has no report plots."}));
+    plots.dataset.complete = "true";
   }
 
   // ---- users & audit (admins) -----------------------------------------------------------------

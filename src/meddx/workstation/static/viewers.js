@@ -118,6 +118,7 @@
           out.data[i * 4 + 3] = 255;
         }
         base.getContext("2d").putImageData(out, 0, 0);
+        base.dataset.ready = "true";
         resize();
       }
       function drawLayer(index) {
@@ -141,6 +142,7 @@
         }
         canvas.getContext("2d").putImageData(out, 0, 0);
         canvas.style.opacity = String(layer.opacity);
+        canvas.dataset.ready = "true";
         resize();
       }
       function resize() {

@@ -1,0 +1,306 @@
+"""Benchmark: concurrent clinicians uploading and predicting against a running workstation.
+
+Starts ``meddx serve`` (SQLite, a 28 px PneumoniaMNIST model) on 127.0.0.1, creates a clinician
+account, then:
+
+1. **load**: ``--clients`` concurrent clients (threads, one HTTP connection each) each upload
+   ``--requests`` real 28 px PneumoniaMNIST test images; every upload is stored and predicted
+   (``explain=false``: the heat map is for the viewer, not this path) and then reviewed
+   (feedback). Reports throughput, p50/p95/p99 latency of upload+predict and of feedback, errors.
+2. **restart**: the same load while the server is killed (SIGKILL, the worst case) and started
+   again mid-way; clients retry what failed while it was down. Afterwards every feedback the
+   server acknowledged (HTTP 201) must be in the database: *no committed feedback is lost*.
+
+Bounded (fixed request counts, timeouts everywhere); stops by itself. Prints a table and writes
+``benchmarks/results/workstation_load.json``.
+
+    python benchmarks/workstation_load.py [--clients 16] [--requests 25] [--bundle DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+from PIL import Image
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy import create_engine, text
+
+ROOT = Path(__file__).resolve().parent
+RESULTS = ROOT / "results"
+PASSWORD = "benchmark-password-1"
+console = Console()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def demo_bundle(path: Path | None) -> Path:
+    """The bundle to serve: the given one, else the demo's, else a small one trained now."""
+    import meddx
+    from meddx.decision.bundle import METADATA_FILE
+
+    for candidate in (path, Path("runs/demo/pneumoniamnist"),
+                      Path("runs/bench/workstation-pneumoniamnist")):
+        if candidate is not None and (candidate / METADATA_FILE).exists():
+            return candidate
+    out = Path("runs/bench/workstation-pneumoniamnist")
+    console.print(f"training a small PneumoniaMNIST model for the benchmark into {out}")
+    meddx.train("pneumoniamnist", out, epochs=3, time_budget_min=2.0, progress=False)
+    return out
+
+
+def test_images(n: int) -> list[bytes]:
+    from meddx.data.loading import load_dataset
+
+    split = load_dataset("pneumoniamnist").split("test")
+    images = []
+    for image in split.images[:n]:
+        buffer = io.BytesIO()
+        Image.fromarray(np.clip(image[0], 0, 255).astype(np.uint8)).save(buffer, format="PNG")
+        images.append(buffer.getvalue())
+    return images
+
+
+class Server:
+    """``meddx serve`` in a subprocess."""
+
+    def __init__(self, root: Path, bundle: Path, port: int):
+        self.env = {**os.environ, "MEDDX_WORKSTATION_DIR": str(root),
+                    "MEDDX_SECRET_KEY": _key(), "MEDDX_BUNDLES": str(bundle.resolve())}
+        self.env.pop("MEDDX_DATABASE_URL", None)
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        self.root = root
+        self.process = None
+
+    def create_user(self) -> None:
+        subprocess.run([sys.executable, "-m", "meddx", "users", "create", "bench", "--role",
+                        "clinician", "--password-stdin"], input=PASSWORD + "\n", env=self.env,
+                       check=True, capture_output=True, text=True, timeout=300)
+
+    def start(self, timeout: float = 180) -> float:
+        begin = time.monotonic()
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "meddx", "serve", "--port", str(self.port)], env=self.env,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        while time.monotonic() - begin < timeout:
+            if self.process.poll() is not None:
+                raise RuntimeError("the server exited during start-up")
+            try:
+                if httpx.get(f"{self.url}/api/health", timeout=2).status_code == 200:
+                    return time.monotonic() - begin
+            except httpx.TransportError:
+                time.sleep(0.2)
+        self.stop()
+        raise RuntimeError(f"server not up within {timeout} s")
+
+    def kill(self) -> None:
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=30)
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=30)
+
+
+def _key() -> str:
+    from meddx.safeguards.encryption import generate_key
+
+    return generate_key()
+
+
+def token(url: str) -> str:
+    answer = httpx.post(f"{url}/api/auth/token", data={"username": "bench",
+                                                       "password": PASSWORD}, timeout=30)
+    answer.raise_for_status()
+    return answer.json()["access_token"]
+
+
+class Client(threading.Thread):
+    """One clinician: upload -> prediction -> review, ``n`` times; retries while the server is
+    down when ``retry`` is set (restart phase)."""
+
+    def __init__(self, url: str, bearer: str, images: list[bytes], n: int, offset: int,
+                 retry: bool = False, deadline: float = 600):
+        super().__init__(daemon=True)
+        self.url, self.images, self.n, self.offset, self.retry = url, images, n, offset, retry
+        self.headers = {"Authorization": f"Bearer {bearer}"}
+        self.deadline = time.monotonic() + deadline
+        self.upload_ms: list[float] = []
+        self.feedback_ms: list[float] = []
+        self.errors: list[str] = []
+        self.retried = 0
+        self.acknowledged: list[dict] = []
+
+    def _call(self, http: httpx.Client, method: str, path: str, **kwargs) -> httpx.Response | None:
+        while time.monotonic() < self.deadline:
+            start = time.perf_counter()
+            try:
+                answer = http.request(method, self.url + path, headers=self.headers, **kwargs)
+            except httpx.TransportError as error:
+                if not self.retry:
+                    self.errors.append(f"{method} {path}: {type(error).__name__}")
+                    return None
+                self.retried += 1
+                time.sleep(0.2)
+                continue
+            elapsed = (time.perf_counter() - start) * 1000
+            if answer.status_code >= 400:
+                self.errors.append(f"{method} {path}: {answer.status_code} {answer.text[:120]}")
+                return None
+            answer.elapsed_ms = elapsed
+            return answer
+        self.errors.append(f"{method} {path}: gave up at the deadline")
+        return None
+
+    def run(self) -> None:
+        with httpx.Client(timeout=60) as http:
+            for i in range(self.n):
+                image = self.images[(self.offset + i) % len(self.images)]
+                study = self._call(http, "POST", "/api/studies", data={"explain": "false"},
+                                   files={"files": (f"case-{self.offset}-{i}.png", image,
+                                                    "image/png")})
+                if study is None:
+                    continue
+                self.upload_ms.append(study.elapsed_ms)
+                body = study.json()
+                prediction = body["predictions"][0]
+                comment = f"bench review {self.offset}-{i}"
+                review = self._call(http, "POST", f"/api/studies/{body['id']}/feedback", json={
+                    "prediction_id": prediction["id"], "agrees": True, "comment": comment})
+                if review is None:
+                    continue
+                self.feedback_ms.append(review.elapsed_ms)
+                self.acknowledged.append({"id": review.json()["id"], "comment": comment})
+
+
+def percentiles(values: list[float]) -> dict[str, float | None]:
+    if not values:
+        return {"p50": None, "p95": None, "p99": None, "mean": None}
+    ordered = np.asarray(values)
+    return {"p50": float(np.percentile(ordered, 50)), "p95": float(np.percentile(ordered, 95)),
+            "p99": float(np.percentile(ordered, 99)), "mean": float(statistics.fmean(values))}
+
+
+def run_load(server: Server, images: list[bytes], clients: int, requests: int,
+             restart_after_s: float | None = None) -> dict:
+    bearer = token(server.url)
+    workers = [Client(server.url, bearer, images, requests, offset=k * requests,
+                      retry=restart_after_s is not None) for k in range(clients)]
+    start = time.perf_counter()
+    for worker in workers:
+        worker.start()
+    restart = None
+    if restart_after_s is not None:
+        time.sleep(restart_after_s)
+        acknowledged_before = sum(len(w.acknowledged) for w in workers)
+        server.kill()
+        down = time.perf_counter()
+        startup_s = server.start()
+        restart = {"killed_after_s": round(down - start, 2), "startup_s": round(startup_s, 2),
+                   "feedback_acknowledged_before_kill": acknowledged_before}
+    for worker in workers:
+        worker.join(timeout=900)
+    wall = time.perf_counter() - start
+    uploads = [ms for w in workers for ms in w.upload_ms]
+    reviews = [ms for w in workers for ms in w.feedback_ms]
+    errors = [e for w in workers for e in w.errors]
+    result = {"clients": clients, "requests_per_client": requests, "wall_s": round(wall, 2),
+              "uploads_ok": len(uploads), "feedback_ok": len(reviews), "errors": len(errors),
+              "error_samples": errors[:5],
+              "throughput_uploads_per_s": round(len(uploads) / wall, 2),
+              "throughput_requests_per_s": round((len(uploads) + len(reviews)) / wall, 2),
+              "upload_predict_ms": percentiles(uploads), "feedback_ms": percentiles(reviews),
+              "retried_while_down": sum(w.retried for w in workers)}
+    if restart is not None:
+        acknowledged = [a for w in workers for a in w.acknowledged]
+        engine = create_engine(f"sqlite:///{server.root / 'workstation.db'}")
+        with engine.connect() as connection:
+            stored = dict(connection.execute(text("SELECT id, comment FROM feedback")).all())
+        engine.dispose()
+        lost = [a for a in acknowledged if stored.get(a["id"]) != a["comment"]]
+        restart.update({"feedback_acknowledged": len(acknowledged),
+                        "feedback_in_database": len(stored), "feedback_lost": len(lost)})
+        result["restart"] = restart
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--requests", type=int, default=25, help="uploads per client")
+    parser.add_argument("--restart-requests", type=int, default=10,
+                        help="uploads per client in the restart phase")
+    parser.add_argument("--bundle", type=Path, default=None)
+    parser.add_argument("--out", type=Path, default=RESULTS / "workstation_load.json")
+    args = parser.parse_args()
+
+    bundle = demo_bundle(args.bundle)
+    images = test_images(200)
+    with tempfile.TemporaryDirectory(prefix="meddx-bench-") as scratch:
+        server = Server(Path(scratch) / "ws", bundle, free_port())
+        server.create_user()
+        server.start()
+        try:
+            warm = run_load(server, images, 2, 3)  # model load, first-call costs
+            load = run_load(server, images, args.clients, args.requests)
+            restart = run_load(server, images, args.clients, args.restart_requests,
+                               restart_after_s=max(2.0, load["wall_s"] / args.requests
+                                                   * args.restart_requests / 3))
+        finally:
+            server.stop()
+
+    report = {"bundle": str(bundle), "cpu_count": os.cpu_count(),
+              "load_average_at_end": os.getloadavg()[0], "image": "PneumoniaMNIST test, 28 px PNG",
+              "target": {"clients": 16, "p95_ms": 100, "errors": 0, "lost_feedback": 0},
+              "warmup": warm, "load": load, "restart": restart}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    temporary = args.out.with_suffix(".tmp")
+    temporary.write_text(json.dumps(report, indent=2))
+    os.replace(temporary, args.out)
+
+    table = Table(title=f"workstation load: {args.clients} clients, 28 px prediction "
+                        f"({os.cpu_count()} CPUs, load avg {report['load_average_at_end']:.1f})")
+    for column in ("phase", "uploads", "req/s", "upload+predict p50/p95/p99 ms",
+                   "feedback p95 ms", "errors", "lost feedback"):
+        table.add_column(column)
+    for name, phase in (("load", load), ("restart", restart)):
+        up = phase["upload_predict_ms"]
+        table.add_row(name, str(phase["uploads_ok"]), f"{phase['throughput_requests_per_s']:.1f}",
+                      f"{up['p50']:.0f} / {up['p95']:.0f} / {up['p99']:.0f}",
+                      f"{phase['feedback_ms']['p95']:.0f}", str(phase["errors"]),
+                      str(phase.get("restart", {}).get("feedback_lost", "-")))
+    console.print(table)
+    if "restart" in restart:
+        r = restart["restart"]
+        console.print(f"restart: killed after {r['killed_after_s']} s, back in {r['startup_s']} s; "
+                      f"{r['feedback_acknowledged']} reviews acknowledged, "
+                      f"{r['feedback_in_database']} in the database, {r['feedback_lost']} lost")
+    console.print(f"json: {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,142 @@
+"""ECG end to end: synthetic patients -> train -> bundle -> evaluate a folder -> predict, explain.
+
+Synthetic records (neurokit2 ECGSYN with premature wide ventricular beats, see
+``tests/ecg_helpers.py``) go through the public API and the real CLI, exactly as MIT-BIH records
+would: patient-wise split, the one trainer, the bundle, ``meddx evaluate --dataset FOLDER --split
+all --json`` and ``meddx predict BUNDLE RECORD --explain``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import meddx
+from tests.ecg_helpers import FS, synthetic_signal, write_folder, write_record, write_ucr
+
+MEDDX = [sys.executable, "-m", "meddx"]
+QUICK = {"epochs": 4, "patience": 0, "amp": "off", "progress": False}
+
+
+def cli(*args):
+    return subprocess.run([*MEDDX, *map(str, args)], capture_output=True, text=True,
+                          env=os.environ.copy(), timeout=600)
+
+
+@pytest.fixture(scope="module")
+def beat_bundle(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ecg-e2e")
+    train_folder = write_folder(root / "train", n_records=6, duration_s=60)
+    bundle = meddx.train(str(train_folder), root / "bundle",
+                         plan={"epoch_size": 1024, "batch_size": 64}, **QUICK)
+    return root, bundle
+
+
+def test_training_writes_a_beat_bundle(beat_bundle):
+    _, bundle = beat_bundle
+    meta = bundle.metadata
+    assert meta["task"] == "ecg-beat-classification"
+    assert meta["class_names"] == ["N", "S", "V", "F", "Q"]
+    splits = meta["record_split"]
+    assert not set(splits["train"]) & (set(splits["val"]) | set(splits["test"]))
+    imbalance = meta["imbalance"]
+    assert imbalance["method"] == "sampler"
+    # Square-root tempering: V is drawn more often than its natural share, N less.
+    assert imbalance["sampled_share"]["V"] > imbalance["train_share"]["V"]
+    test = meta["metrics"]["test"]
+    assert test["per_class"]["V"]["support"] > 0
+    assert test["per_class"]["S"]["sensitivity"] is None  # no S beat: undefined, not a crash
+
+
+def test_evaluate_any_folder_of_annotated_records(beat_bundle):
+    root, bundle = beat_bundle
+    unseen = write_folder(root / "unseen", n_records=2, duration_s=40)
+    out = root / "eval.json"
+    result = cli("evaluate", bundle.path, "--dataset", unseen, "--split", "all", "--json", out)
+    assert result.returncode == 0, result.stdout + result.stderr
+    metrics = json.loads(out.read_text())
+    assert {"accuracy", "macro_f1", "per_class"} <= set(metrics)
+    assert set(metrics["per_class"]) == {"N", "S", "V", "F", "Q"}
+    for name in ("S", "F", "Q"):  # absent from the folder
+        assert metrics["per_class"][name]["sensitivity"] is None
+    # Premature wide beats on unseen patients are learnable within a few epochs.
+    assert metrics["per_class"]["V"]["sensitivity"] >= 0.8
+    assert metrics["per_class"]["V"]["ppv"] >= 0.8
+    assert metrics["accuracy"] >= 0.9
+
+
+def test_predict_record_with_explanation(beat_bundle, artifacts):
+    root, bundle = beat_bundle
+    record = write_record(root / "patient", "950", seed=50, duration_s=40)
+    explain = artifacts / "ecg"
+    result = cli("predict", bundle.path, record, "--explain", "--out", explain)
+    assert result.returncode == 0, result.stderr
+    prediction = json.loads(result.stdout)[0]
+    summary = prediction["summary"]
+    assert summary["beats"] == sum(summary["counts"].values()) == len(
+        prediction["beat_table"]["class"])
+    truth = prediction["reference_counts"]
+    assert abs(summary["counts"]["V"] - truth["V"]) <= 2
+    assert summary["V_burden_percent"] == pytest.approx(
+        100 * summary["counts"]["V"] / summary["beats"], abs=1e-3)
+    png = explain / "000_950_saliency.png"
+    assert prediction["explanation"] == str(png) and png.stat().st_size > 10_000
+
+
+def test_predict_csv_signal_with_rate(beat_bundle, tmp_path):
+    _, bundle = beat_bundle
+    signal, peaks, symbols = synthetic_signal(seed=60, duration_s=30)
+    path = tmp_path / "strip.csv"
+    path.write_text("MLII\n" + "\n".join(f"{v:.5f}" for v in signal))
+    missing_rate = cli("predict", bundle.path, path)
+    assert missing_rate.returncode == 2 and "Traceback" not in missing_rate.stderr
+    assert "strip.csv: unknown sampling rate" in missing_rate.stderr
+    result = cli("predict", bundle.path, path, "--fs", FS)
+    assert result.returncode == 0, result.stderr
+    prediction = json.loads(result.stdout)[0]
+    assert prediction["beat_positions"].startswith("R-peak detection")
+    assert abs(prediction["summary"]["beats"] - len(peaks)) <= 2
+    assert abs(prediction["summary"]["counts"]["V"] - symbols.count("V")) <= 2
+
+
+def test_bad_record_gives_a_clear_cli_error(beat_bundle):
+    root, bundle = beat_bundle
+    record = write_record(root / "broken", "960", seed=70, duration_s=20)
+    (root / "broken" / "960.dat").unlink()
+    result = cli("predict", bundle.path, record)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "record 960: signal file not found" in result.stderr
+
+
+def test_series_train_evaluate_predict(tmp_path):
+    folder = tmp_path / "Bumps"
+    folder.mkdir()
+    write_ucr(folder / "Bumps_TRAIN.txt", 60, seed=0)
+    write_ucr(folder / "Bumps_TEST.txt", 40, seed=1)
+    bundle = meddx.train(str(folder), tmp_path / "bundle", plan={"arch": "resnet"},
+                         **{**QUICK, "epochs": 8})
+    assert bundle.metadata["task"] == "ecg-series-classification"
+    metrics = meddx.evaluate(tmp_path / "bundle", str(folder / "Bumps_TEST.txt"), split="all")
+    assert metrics["accuracy"] >= 0.9
+    result = meddx.predict(tmp_path / "bundle", [folder / "Bumps_TEST.txt"])[0]
+    assert result["series"] == 40
+    labels = np.loadtxt(folder / "Bumps_TEST.txt")[:, 0]
+    decided = np.array([float(name) for name in result["decisions"]])
+    assert (decided == labels).mean() >= 0.9
+
+
+def test_real_ds1_evaluation_path(shared_data, tmp_path):
+    """A model trained on synthetic patients is evaluated on the real DS1 folder by path."""
+    train_folder = write_folder(tmp_path / "train", n_records=4, duration_s=40)
+    meddx.train(str(train_folder), tmp_path / "bundle",
+                plan={"epoch_size": 256, "batch_size": 64}, **{**QUICK, "epochs": 1})
+    metrics = meddx.evaluate(tmp_path / "bundle", str(shared_data / "mitdb-arrhythmia-ds1"),
+                             split="all", n_bootstrap=50)
+    assert metrics["n"] == 51021
+    assert set(metrics["per_class"]) == {"N", "S", "V", "F", "Q"}
+    assert metrics["per_class"]["S"]["support"] == 944

@@ -1,0 +1,69 @@
+"""`meddx users create` and `meddx serve`: no default passwords, clear errors, demo accounts."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from sqlalchemy import create_engine, text
+
+from meddx.workstation.core.config import Settings
+from meddx.workstation.server import ensure_demo_users
+from meddx.workstation.services.users import authenticate
+
+
+def meddx(*args, env, stdin=""):
+    return subprocess.run([sys.executable, "-m", "meddx", *map(str, args)], input=stdin,
+                          env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_users_create(tmp_path):
+    env = {**os.environ, "MEDDX_WORKSTATION_DIR": str(tmp_path)}
+    env.pop("MEDDX_DATABASE_URL", None)
+    ok = meddx("users", "create", "dr.house", "--role", "clinician", "--password-stdin",
+               env=env, stdin="Vicodin-and-puzzles\n")
+    assert ok.returncode == 0, ok.stderr
+    weak = meddx("users", "create", "dr.who", "--role", "clinician", "--password-stdin",
+                 env=env, stdin="short\n")
+    assert weak.returncode == 2 and "password: must have at least 10" in weak.stderr
+    again = meddx("users", "create", "dr.house", "--role", "admin", "--password-stdin",
+                  env=env, stdin="Another-long-password\n")
+    assert again.returncode == 2 and "already exists" in again.stderr
+    role = meddx("users", "create", "eve", "--role", "superuser", "--password-stdin",
+                 env=env, stdin="Another-long-password\n")
+    assert role.returncode == 2 and "must be one of clinician, researcher, admin" in role.stderr
+    engine = create_engine(f"sqlite:///{tmp_path / 'workstation.db'}")
+    with engine.connect() as connection:
+        rows = connection.execute(text("SELECT username, role, password_hash FROM users")).all()
+    engine.dispose()
+    assert [(r[0], r[1]) for r in rows] == [("dr.house", "clinician")]
+    assert rows[0][2].startswith("$argon2id$")
+
+
+def test_serve_refuses_to_start_without_a_key(tmp_path):
+    env = {**os.environ, "MEDDX_WORKSTATION_DIR": str(tmp_path)}
+    for name in ("MEDDX_SECRET_KEY", "MEDDX_SECRET_KEY_FILE", "MEDDX_DEMO", "MEDDX_DATABASE_URL"):
+        env.pop(name, None)
+    result = meddx("serve", "--port", "1", env=env)
+    assert result.returncode == 2
+    assert "MEDDX_SECRET_KEY" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_demo_users_only_in_demo_mode(tmp_path):
+    import pytest
+
+    with pytest.raises(ValueError, match="demo mode"):
+        ensure_demo_users(Settings(data_root=tmp_path))
+    settings = Settings(data_root=tmp_path, demo=True)
+    first = ensure_demo_users(settings)
+    assert set(first) == {"clinician", "researcher", "admin"}
+    second = ensure_demo_users(settings)
+    assert first["admin"] != second["admin"], "fresh passwords at every demo start"
+    from meddx.workstation.db.session import make_engine, make_sessionmaker
+
+    engine = make_engine(settings.db_url)
+    with make_sessionmaker(engine)() as session:
+        assert authenticate(session, "admin", second["admin"]) is not None
+        assert authenticate(session, "admin", first["admin"]) is None
+    engine.dispose()
