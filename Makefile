@@ -10,12 +10,23 @@ ifneq ($(wildcard ../shared/data),)
 export MEDDX_DATA_DIR ?= $(abspath ../shared/data)
 endif
 
-.PHONY: install demo test lint bench clean
+.PHONY: install system-deps demo test lint bench clean
 
 install: $(STAMP)
 
+# Debian packages the project needs (skipped when already installed): postgresql (the workstation
+# tests start a real PostgreSQL server) and chromium (the browser tests drive it with Playwright).
+SYSTEM_PACKAGES := postgresql chromium
+system-deps:
+	@if ! command -v dpkg >/dev/null; then echo "system-deps: not Debian; install $(SYSTEM_PACKAGES) yourself"; exit 0; fi; \
+	missing=""; for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+	fi
+
 # torch is installed first and alone: pinned to the CPU build, so nothing later pulls CUDA wheels.
-$(STAMP): pyproject.toml requirements.lock
+$(STAMP): pyproject.toml requirements.lock | system-deps
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0

@@ -16,13 +16,13 @@ from meddx.data.catalog import fetch, list_datasets
 from meddx.data.loading import load_dataset
 from meddx.decision.bundle import Bundle, load_bundle
 from meddx.decision.predict import load_model
-from meddx.errors import DataError
+from meddx.errors import ConfigError, DataError
 from meddx.learn.evaluate import evaluate_split, write_evaluation, write_json
 from meddx.learn.pipeline import train_model
 from meddx.learn.trainer import TrainConfig
 
-__all__ = ["evaluate", "fetch", "list_datasets", "load_bundle", "load_dataset", "load_model",
-           "predict", "train"]
+__all__ = ["crossval", "evaluate", "fetch", "list_datasets", "load_bundle", "load_dataset",
+           "load_model", "predict", "predict_inputs", "train"]
 
 
 def train(dataset: str | Path, out: str | Path, *, data_dir: str | Path | None = None,
@@ -87,3 +87,40 @@ def predict(bundle: str | Path, files: Sequence[str | Path], *,
         options = {"fs": fs} if fs is not None else {}  # CSV ECG signals need their rate
         results.append(predictor.predict_file(file, explain_to=target, **options))
     return results
+
+
+def predict_inputs(bundle: str | Path, *, records: Sequence[dict[str, Any]] | None = None,
+                   table: str | Path | None = None, texts: Sequence[str] | None = None,
+                   explain_dir: str | Path | None = None) -> list[dict[str, Any]]:
+    """Predict clinical records (JSON objects or a CSV/TSV table) or symptom texts.
+
+    Each result holds probabilities, the decision and the explanation (SHAP values for records,
+    word attributions for texts); with ``explain_dir`` also a plot per case.
+    """
+    predictor = load_model(bundle)
+    target = Path(explain_dir) if explain_dir is not None else None
+    wanted = {"records": records is not None, "table": table is not None,
+              "texts": texts is not None}
+    method = {"records": "predict_records", "table": "predict_table", "texts": "predict_texts"}
+    chosen = [k for k, v in wanted.items() if v]
+    if len(chosen) != 1:
+        raise ConfigError("give exactly one of records, a table or texts to predict")
+    if not hasattr(predictor, method[chosen[0]]):
+        raise ConfigError(f"{bundle}: a {load_bundle(bundle).task} model cannot predict "
+                          f"{chosen[0]}; give it files")
+    value = {"records": records, "table": table, "texts": texts}[chosen[0]]
+    return getattr(predictor, method[chosen[0]])(value, target)
+
+
+def crossval(bundle_or_config: str | Path, dataset: str | Path | None = None, *,
+             folds: int = 5, repeats: int = 1, data_dir: str | Path | None = None,
+             seed: int = 0, json_path: str | Path | None = None,
+             progress: bool = True) -> dict[str, Any]:
+    """Repeated stratified k-fold cross-validation of a bundle's (or config's) settings."""
+    from meddx.learn.crossval import crossval_from
+
+    result = crossval_from(bundle_or_config, dataset, folds=folds, repeats=repeats,
+                           data_dir=data_dir, seed=seed, progress=progress)
+    if json_path is not None:
+        write_json(result, Path(json_path))
+    return result

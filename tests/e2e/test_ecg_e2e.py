@@ -15,23 +15,32 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 
 import meddx
 from tests.ecg_helpers import FS, synthetic_signal, write_folder, write_record, write_ucr
 
 MEDDX = [sys.executable, "-m", "meddx"]
-QUICK = {"epochs": 4, "patience": 0, "amp": "off", "progress": False}
+# One torch thread: these networks are tiny, and on a shared CPU more threads only wait.
+QUICK = {"epochs": 4, "patience": 0, "amp": "off", "progress": False, "num_threads": 1}
 
 
 def cli(*args):
     return subprocess.run([*MEDDX, *map(str, args)], capture_output=True, text=True,
-                          env=os.environ.copy(), timeout=600)
+                          env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=600)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _restore_threads():
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
 def beat_bundle(tmp_path_factory):
     root = tmp_path_factory.mktemp("ecg-e2e")
-    train_folder = write_folder(root / "train", n_records=6, duration_s=60)
+    train_folder = write_folder(root / "train", n_records=5, duration_s=50)
     bundle = meddx.train(str(train_folder), root / "bundle",
                          plan={"epoch_size": 1024, "batch_size": 64}, **QUICK)
     return root, bundle
@@ -55,7 +64,9 @@ def test_training_writes_a_beat_bundle(beat_bundle):
 
 def test_evaluate_any_folder_of_annotated_records(beat_bundle):
     root, bundle = beat_bundle
-    unseen = write_folder(root / "unseen", n_records=2, duration_s=40)
+    unseen = root / "unseen"
+    for index in range(2):
+        write_record(unseen, str(940 + index), seed=40 + index, duration_s=30)
     out = root / "eval.json"
     result = cli("evaluate", bundle.path, "--dataset", unseen, "--split", "all", "--json", out)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -72,7 +83,7 @@ def test_evaluate_any_folder_of_annotated_records(beat_bundle):
 
 def test_predict_record_with_explanation(beat_bundle, artifacts):
     root, bundle = beat_bundle
-    record = write_record(root / "patient", "950", seed=50, duration_s=40)
+    record = write_record(root / "patient", "950", seed=50, duration_s=30)
     explain = artifacts / "ecg"
     result = cli("predict", bundle.path, record, "--explain", "--out", explain)
     assert result.returncode == 0, result.stderr
@@ -90,7 +101,7 @@ def test_predict_record_with_explanation(beat_bundle, artifacts):
 
 def test_predict_csv_signal_with_rate(beat_bundle, tmp_path):
     _, bundle = beat_bundle
-    signal, peaks, symbols = synthetic_signal(seed=60, duration_s=30)
+    signal, peaks, symbols = synthetic_signal(seed=60, duration_s=20)
     path = tmp_path / "strip.csv"
     path.write_text("MLII\n" + "\n".join(f"{v:.5f}" for v in signal))
     missing_rate = cli("predict", bundle.path, path)
@@ -132,9 +143,9 @@ def test_series_train_evaluate_predict(tmp_path):
 
 def test_real_ds1_evaluation_path(shared_data, tmp_path):
     """A model trained on synthetic patients is evaluated on the real DS1 folder by path."""
-    train_folder = write_folder(tmp_path / "train", n_records=4, duration_s=40)
+    train_folder = write_folder(tmp_path / "train", n_records=3, duration_s=20)
     meddx.train(str(train_folder), tmp_path / "bundle",
-                plan={"epoch_size": 256, "batch_size": 64}, **{**QUICK, "epochs": 1})
+                plan={"epoch_size": 128, "batch_size": 64}, **{**QUICK, "epochs": 1})
     metrics = meddx.evaluate(tmp_path / "bundle", str(shared_data / "mitdb-arrhythmia-ds1"),
                              split="all", n_bootstrap=50)
     assert metrics["n"] == 51021

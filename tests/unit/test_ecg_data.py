@@ -121,7 +121,7 @@ def test_registered_path_readers(records):
     assert type(dataset).__name__ == "BeatDataset"
     single = load_dataset(str(records / "903.hea"))
     assert single.provenance["records"] == ["903"]
-    with pytest.raises(DataError, match="at least 3 records"):
+    with pytest.raises(DataError, match="needs at least 3 records"):
         single.split("train")
     with pytest.raises(ConfigError, match="unknown split"):
         dataset.split("validation")

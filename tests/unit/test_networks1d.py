@@ -10,14 +10,23 @@ from meddx.learn.networks1d import ARCHITECTURES, Network1DSpec, build_network1d
 from meddx.learn.tasks.ecg import DEFAULT_OPTIONS
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    """Tiny networks: one thread is as fast, and does not fight other work for the cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.mark.parametrize("arch", ARCHITECTURES)
 @pytest.mark.parametrize("family", ["beats", "series"])
 def test_every_architecture_gives_logits_and_gradients(arch, family):
     n_extra = 5 if family == "beats" else 0
-    spec = Network1DSpec(arch, in_channels=2 if n_extra else 1, length=84, num_classes=5,
+    spec = Network1DSpec(arch, in_channels=2 if n_extra else 1, length=64, num_classes=5,
                          n_extra=n_extra, options=DEFAULT_OPTIONS[family][arch])
     model = build_network1d(Network1DSpec.from_dict(spec.to_dict()))
-    x = torch.randn(3, spec.in_channels, 84, requires_grad=True)
+    x = torch.randn(3, spec.in_channels, 64, requires_grad=True)
     extra = torch.randn(3, n_extra) if n_extra else None
     logits = model(x, extra)
     assert logits.shape == (3, 5)

@@ -14,7 +14,7 @@ from meddx.data.segmentation import (
     SegmentationDataset,
     can_read,
     load_segmentation_dataset,
-    read_dicom_series,
+    read_volume,
 )
 from meddx.errors import InputFileError
 from tests.seg_synthetic import AFFINE, sphere_cube_case, write_msd
@@ -171,7 +171,7 @@ def _write_dicom_series(folder, volume, spacing_rc=(0.8, 0.7), thickness=2.5,
 def test_dicom_series_volume_and_affine(tmp_path):
     volume = np.arange(4 * 5 * 6, dtype=np.int16).reshape(4, 5, 6)  # (slices, rows, cols)
     _write_dicom_series(tmp_path / "series", volume)
-    image = read_dicom_series(tmp_path / "series")
+    image = read_volume(tmp_path / "series")
     assert image.array.shape == (1, 6, 5, 4)  # (columns, rows, slices)
     assert image.array[0, 2, 3, 1] == volume[1, 3, 2] - 1000
     expected = np.array([[-0.7, 0, 0, 10.0], [0, -0.8, 0, -20.0], [0, 0, 2.5, 5.0],

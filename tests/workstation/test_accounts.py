@@ -96,9 +96,9 @@ def test_no_key_outside_demo_mode_is_a_clear_error(tmp_path, ws_bundle):
 
 
 def test_users_cannot_be_duplicated_or_weak(workstation):
-    with workstation.client.app.state.sessions() as session, session.begin():
-        with pytest.raises(UserExistsError):
-            create_user(session, "clinician1", PASSWORD, "clinician")
+    sessions = workstation.client.app.state.sessions
+    with sessions() as session, session.begin(), pytest.raises(UserExistsError):
+        create_user(session, "clinician1", PASSWORD, "clinician")
     admin = workstation.headers["admin"]
     answer = workstation.client.post("/api/users", headers=admin, json={
         "username": "clinician1", "password": PASSWORD, "role": "clinician"})

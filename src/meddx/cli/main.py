@@ -30,6 +30,10 @@ from meddx.workstation.cli import feedback_app, serve, users_app  # noqa: E402
 app.command()(serve)
 app.add_typer(users_app, name="users")
 app.add_typer(feedback_app, name="feedback")
+# DICOM and PACS: `meddx dicom deidentify / info / echo / query / send / retrieve / listen / retry`.
+from meddx.pacs.cli import dicom_app  # noqa: E402
+
+app.add_typer(dicom_app, name="dicom")
 
 console = Console(stderr=True)
 out = Console()
@@ -187,8 +191,11 @@ def _print_segmentation(metrics, title: str, json_path: Path | None) -> None:
 @app.command()
 def predict(
     bundle: Annotated[Path, typer.Argument(help="Bundle folder.")],
-    files: Annotated[list[Path], typer.Argument(help="PNG/JPEG, DICOM, NIfTI or .npy files.")],
-    explain: Annotated[bool, typer.Option(help="Write Grad-CAM overlays.")] = False,
+    files: Annotated[list[Path] | None, typer.Argument(
+        help="PNG/JPEG, DICOM, NIfTI or .npy files (optional with --record/--csv/--text).")
+    ] = None,
+    explain: Annotated[bool, typer.Option(
+        help="Write explanation plots (Grad-CAM, SHAP, word attributions).")] = False,
     out_dir: Annotated[Path, typer.Option(
         "--out", help="Where heat maps (segmentation: masks, volumes JSON) go.")] = Path(
         "predictions"),
@@ -198,6 +205,13 @@ def predict(
     fs: Annotated[float | None, typer.Option(
         "--fs", help="ECG: sampling rate in Hz of CSV signals (WFDB records carry theirs).")
     ] = None,
+    record: Annotated[str | None, typer.Option(
+        help='Clinical record as JSON, e.g. \'{"Glucose": 148, "BMI": 33.6}\' (or a list).')
+    ] = None,
+    csv_file: Annotated[Path | None, typer.Option(
+        "--csv", help="Clinical records: a CSV/TSV file, one patient per row.")] = None,
+    text: Annotated[list[str] | None, typer.Option(
+        help="Symptom description (repeat for several).")] = None,
 ):
     """Predict files: class probabilities, decision, uncertainty (and heat maps).
 
@@ -205,11 +219,64 @@ def predict(
     from meddx.api import predict as predict_api
     from meddx.learn.evaluate import write_json
 
-    results = predict_api(bundle, files, explain_dir=out_dir if explain else None,
-                          out_dir=out_dir, overlay=overlay, fs=fs)
+    if record is not None or csv_file is not None or text:
+        from meddx.api import predict_inputs
+        from meddx.errors import ConfigError
+
+        records = None
+        if record is not None:
+            try:
+                records = json.loads(record)
+            except json.JSONDecodeError as error:
+                raise ConfigError(f"--record is not valid JSON ({error})") from error
+            records = records if isinstance(records, list) else [records]
+        results = predict_inputs(bundle, records=records, table=csv_file, texts=text or None,
+                                 explain_dir=out_dir if explain else None)
+    elif not files:
+        from meddx.errors import ConfigError
+
+        raise ConfigError("give files to predict, or --record, --csv or --text")
+    else:
+        results = predict_api(bundle, files, explain_dir=out_dir if explain else None,
+                              out_dir=out_dir, overlay=overlay, fs=fs)
     _print_json(results)
     if json_path:
         write_json({"predictions": results}, json_path)
+
+
+@app.command()
+def crossval(
+    source: Annotated[Path, typer.Argument(
+        help="Bundle folder, or JSON config {dataset, plan, train}.", metavar="BUNDLE_OR_CONFIG")],
+    dataset: Annotated[str | None, typer.Option(
+        "--dataset", "-d", help="Catalog name or path (default: the bundle's dataset).")] = None,
+    folds: Annotated[int, typer.Option(help="k of stratified k-fold.")] = 5,
+    repeats: Annotated[int, typer.Option(help="Repeats with new partitions.")] = 1,
+    seed: Annotated[int, typer.Option(help="Seed of the partitions.")] = 0,
+    json_path: Annotated[Path | None, typer.Option("--json", help="Write results here.")] = None,
+    data_dir: DataDir = None,
+    progress: Annotated[bool, typer.Option(help="Show the progress bar.")] = True,
+):
+    """Repeated stratified k-fold cross-validation: mean, SD and 95% CI per metric."""
+    from meddx.api import crossval as crossval_api
+
+    result = crossval_api(source, dataset, folds=folds, repeats=repeats, data_dir=data_dir,
+                          seed=seed, json_path=json_path, progress=progress)
+    table = Table(title=f"{result['dataset']}: {folds}-fold CV x {repeats} (n={result['n']})")
+    for column in ("model", "metric", "mean", "SD", "95% CI"):
+        table.add_column(column)
+    rows = [("chosen", result["summary"]), *result["models"].items()]
+    for model, summary in rows:
+        for key in ("auc", "accuracy", "macro_f1", "top_3_accuracy"):
+            entry = summary.get(key)
+            if not entry or entry["mean"] is None:
+                continue
+            ci = entry["ci"]
+            table.add_row(model, key, f"{entry['mean']:.4f}", f"{entry['std']:.4f}",
+                          f"{ci[0]:.4f}-{ci[1]:.4f}" if ci else "")
+    out.print(table)
+    if json_path:
+        out.print(f"json: {json_path}")
 
 
 @app.command()

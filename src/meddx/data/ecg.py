@@ -666,9 +666,10 @@ class BeatDataset:
         if seed not in self._splits:
             beats = self._all
             n_records = len(np.unique(beats.records))
-            if n_records < 3:
-                raise DataError(f"{self.name}: a patient-wise train/val/test split needs at least "
-                                f"3 records, got {n_records}; evaluate with split 'all'")
+            needed = 2 + (self.test_fraction > 0)
+            if n_records < needed:
+                raise DataError(f"{self.name}: a patient-wise split needs at least {needed} "
+                                f"records, got {n_records}; evaluate with split 'all'")
             rest, test = patient_split(beats.records, beats.labels, self.test_fraction, seed)
             index = np.flatnonzero(rest)
             train_part, val_part = patient_split(beats.records[index], beats.labels[index],
@@ -712,12 +713,14 @@ class BeatDataset:
                         sorted(set(beats.records[test].tolist()))))
         return out
 
-    def subset(self, record_names: Iterable[str], name: str | None = None) -> BeatDataset:
-        """A dataset of some records only (for cross-validation folds)."""
+    def subset(self, record_names: Iterable[str], name: str | None = None,
+               test_fraction: float | None = None) -> BeatDataset:
+        """A dataset of some records only (cross-validation folds: ``test_fraction=0``)."""
         wanted = set(record_names)
         return BeatDataset(name or self.name, [r for r in self.records if r.name in wanted],
                            self.provenance, self.config, val_fraction=self.val_fraction,
-                           test_fraction=self.test_fraction)
+                           test_fraction=(self.test_fraction if test_fraction is None
+                                          else test_fraction))
 
 
 def _read_records(stems: Sequence[Path], progress: bool = True) -> tuple[list[EcgRecord],

@@ -163,6 +163,15 @@ def read_image(path: str | os.PathLike[str], spatial_dims: int | None = None) ->
     if spatial_dims not in (None, 2, 3):
         raise ValueError(f"spatial_dims must be None, 2 or 3, not {spatial_dims!r}")
     path = Path(path)
+    if path.is_dir():
+        # A DICOM series folder: one oriented volume with its affine (meddx.data.dicom.series).
+        from meddx.data.dicom.series import read_series
+
+        image = read_series(path)
+        image.array = _check_array(path, image.array)
+        if spatial_dims is not None and image.spatial_dims != spatial_dims:
+            image = _match_dims(path, image, spatial_dims)
+        return image
     fmt = detect_format(path)
     if fmt is None:
         suffix = _suffix(path) or "(no suffix)"

@@ -30,7 +30,7 @@ import json
 import logging
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +47,6 @@ __all__ = [
     "SegmentationSplit",
     "can_read",
     "load_segmentation_dataset",
-    "read_dicom_series",
     "read_volume",
 ]
 
@@ -133,7 +132,8 @@ class SegmentationDataset:
         modality: ``"CT"``, ``"MRI"``, ... or ``"unknown"`` (chooses the normalisation).
         skipped: the bad cases that were reported and left out: ``{"case", "problem"}``.
         names_inferred: True when label names were not given (they are the label values).
-        fixed_splits: explicit case indices per split (cross-validation folds), else None.
+        splits: explicit splits (cross-validation folds, :meth:`with_splits`); when None,
+            :meth:`split` draws a seeded random train/val/test split of ``cases``.
     """
 
     name: str
@@ -145,7 +145,7 @@ class SegmentationDataset:
     modality: str = "unknown"
     skipped: list[dict[str, str]] = field(default_factory=list)
     names_inferred: bool = False
-    fixed_splits: dict[str, list[int]] | None = None
+    splits: dict[str, SegmentationSplit] | None = None
 
     @property
     def num_classes(self) -> int:
@@ -153,8 +153,6 @@ class SegmentationDataset:
 
     def _indices(self, seed: int, val_fraction: float, test_fraction: float
                  ) -> dict[str, list[int]]:
-        if self.fixed_splits is not None:
-            return {k: list(self.fixed_splits.get(k, [])) for k in SPLIT_NAMES}
         for label, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
             if not 0.0 <= value < 1.0:
                 raise ConfigError(f"{label} must be in [0, 1), not {value}")
@@ -178,6 +176,11 @@ class SegmentationDataset:
         """
         if name == "all":
             chosen = list(range(len(self.cases)))
+        elif name in SPLIT_NAMES and self.splits is not None:
+            part = self.splits.get(name, SegmentationSplit([]))
+            if not len(part):
+                raise DataError(f"split '{name}' of dataset '{self.name}' is empty")
+            return part
         elif name in SPLIT_NAMES:
             chosen = self._indices(seed, val_fraction, test_fraction)[name]
         else:
@@ -190,6 +193,8 @@ class SegmentationDataset:
     def split_sizes(self, seed: int = 0, val_fraction: float = 0.1,
                     test_fraction: float = 0.2) -> dict[str, int]:
         """Number of cases in train, val and test for these split settings."""
+        if self.splits is not None:
+            return {k: len(self.splits.get(k, ())) for k in SPLIT_NAMES}
         return {k: len(v) for k, v in self._indices(seed, val_fraction, test_fraction).items()}
 
     def with_splits(self, splits: dict[str, Sequence[int]], name: str | None = None
@@ -198,12 +203,9 @@ class SegmentationDataset:
         unknown = set(splits) - set(SPLIT_NAMES)
         if unknown:
             raise ConfigError(f"unknown split name(s) {sorted(unknown)}")
-        fixed = {k: [int(i) for i in v] for k, v in splits.items()}
-        return SegmentationDataset(
-            name=name or self.name, class_names=list(self.class_names),
-            spatial_dims=self.spatial_dims, in_channels=self.in_channels, cases=self.cases,
-            provenance=dict(self.provenance), modality=self.modality,
-            skipped=list(self.skipped), names_inferred=self.names_inferred, fixed_splits=fixed)
+        everything = SegmentationSplit(self.cases)
+        return replace(self, name=name or self.name,
+                       splits={k: everything.subset(list(v)) for k, v in splits.items()})
 
     def adopt_class_names(self, names: Sequence[str]) -> None:
         """Take a model's label names when this dataset's were only inferred from the values.
@@ -225,77 +227,21 @@ class SegmentationDataset:
 # --------------------------------------------------------------------------------------------
 
 
-def read_dicom_series(folder: str | os.PathLike[str]) -> Image:
-    """Read a folder of single-frame DICOM slices into one volume with a NIfTI (RAS) affine.
-
-    Slices are ordered along the slice normal (ImagePositionPatient projected on the cross
-    product of the ImageOrientationPatient cosines), not by file name. The array is
-    ``(1, columns, rows, slices)``, the layout NIfTI converters write, and the affine maps those
-    voxel indices to RAS millimetres, so a mask written with it overlays the series.
-
-    Raises:
-        InputFileError: no DICOM slices, slices of different size/orientation, missing geometry.
-    """
-    import pydicom
-    from pydicom.errors import InvalidDicomError
-    from pydicom.pixels import apply_rescale
-
-    folder = Path(folder)
-    slices = []
-    for path in sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")):
-        try:
-            ds = pydicom.dcmread(path)
-        except (InvalidDicomError, OSError, EOFError, ValueError, KeyError):
-            continue  # DICOMDIR, thumbnails, notes: a series folder may hold other files
-        if "PixelData" in ds:
-            slices.append((path, ds))
-    if not slices:
-        raise InputFileError(folder, "folder holds no DICOM slices with pixel data")
-    try:
-        row_cos = np.array([float(v) for v in slices[0][1].ImageOrientationPatient[:3]])
-        col_cos = np.array([float(v) for v in slices[0][1].ImageOrientationPatient[3:]])
-        row_spacing, col_spacing = (float(v) for v in slices[0][1].PixelSpacing)
-        normal = np.cross(row_cos, col_cos)
-        positions = [np.array([float(v) for v in ds.ImagePositionPatient]) for _, ds in slices]
-    except (AttributeError, ValueError, TypeError) as error:
-        raise InputFileError(folder, "DICOM slices lack ImageOrientationPatient, "
-                                     f"ImagePositionPatient or PixelSpacing ({error})") from error
-    order = np.argsort([float(p @ normal) for p in positions])
-    arrays = []
-    shape = None
-    for index in order:
-        path, ds = slices[index]
-        pixels = np.asarray(apply_rescale(ds.pixel_array, ds), dtype=np.float32)
-        if pixels.ndim != 2:
-            raise InputFileError(path, f"expected a single-frame slice, got shape {pixels.shape}")
-        if shape is not None and pixels.shape != shape:
-            raise InputFileError(path, f"slice size {pixels.shape} differs from {shape}")
-        shape = pixels.shape
-        arrays.append(pixels.T)  # (rows, columns) -> (columns, rows): i along the row cosine
-    volume = np.stack(arrays, axis=-1)[np.newaxis]
-    first, last = positions[order[0]], positions[order[-1]]
-    step = (last - first) / (len(order) - 1) if len(order) > 1 else normal * float(
-        slices[0][1].get("SliceThickness", 1.0) or 1.0)
-    lps = np.eye(4)
-    lps[:3, 0] = row_cos * col_spacing
-    lps[:3, 1] = col_cos * row_spacing
-    lps[:3, 2] = step
-    lps[:3, 3] = first
-    affine = np.diag([-1.0, -1.0, 1.0, 1.0]) @ lps  # DICOM LPS -> NIfTI RAS
-    spacing = (col_spacing, row_spacing, float(np.linalg.norm(step)))
-    if not np.isfinite(volume).all():
-        raise InputFileError(folder, "contains NaN or infinite values")
-    return Image(array=np.ascontiguousarray(volume), spacing=spacing, affine=affine,
-                 source=str(folder), meta={"format": "dicom-series", "slices": len(order)})
-
-
 def read_volume(path: str | os.PathLike[str], spatial_dims: int | None = None) -> Image:
     """Read an image for segmentation: a file (NIfTI, PNG, DICOM...) or a DICOM series folder.
 
-    The result always has a spacing and a 4x4 affine (from the header, else unit spacing).
+    A DICOM series folder is read by :func:`meddx.data.dicom.series.read_series` (slices ordered
+    along the normal, NIfTI/RAS affine, array ``(1, columns, rows, slices)``, as NIfTI
+    converters write). The result always has a spacing and a 4x4 affine (from the header, else
+    unit spacing).
     """
     path = Path(path)
-    image = read_dicom_series(path) if path.is_dir() else read_image(path, spatial_dims)
+    if path.is_dir():
+        from meddx.data.dicom.series import read_series
+
+        image = read_series(path)
+    else:
+        image = read_image(path, spatial_dims)
     dims = image.array.ndim - 1
     if image.spacing is None or len(image.spacing) != dims:
         image.spacing = (1.0,) * dims

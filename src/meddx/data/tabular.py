@@ -402,7 +402,7 @@ def infer_schema(header: Sequence[str], rows: Sequence[Sequence[str]], source: s
             continue
         cells = [row[position] for row in rows if row[position] not in missing]
         numeric = [c for c in cells if _is_number(c)]
-        if name in categorical or (cells and len(numeric) < 0.9 * len(cells)):
+        if name in categorical or (cells and len(numeric) < 0.75 * len(cells)):
             categories = sorted({canonical_category(c) for c in cells})
             if len(categories) > MAX_CATEGORIES and name not in categorical:
                 raise DataError(f"{source}: column {name!r} has {len(categories)} distinct "
@@ -456,13 +456,23 @@ def _apply_overrides(schema: TabularSchema, overrides: Mapping[str, Any],
     data = schema.to_dict()
     for key, value in overrides.items():
         if key == "columns":
+            # Entries update the inferred column of the same name; {"drop": true} removes it.
             by_name = {c["name"]: c for c in data["columns"]}
-            merged = []
             for col in value:
                 if not isinstance(col, Mapping) or "name" not in col:
                     raise ConfigError(f"{source}: every column entry needs a name")
-                merged.append({**by_name.get(col["name"], {"name": col["name"]}), **col})
-            data["columns"] = merged
+                if col["name"] not in by_name:
+                    raise ConfigError(f"{source}: column {col['name']!r} is not a feature "
+                                      f"column of the table ({sorted(by_name)})")
+                if col.get("drop"):
+                    del by_name[col["name"]]
+                    continue
+                update = dict(col)
+                if update.get("kind") == "categorical":
+                    update.setdefault("minimum", None)
+                    update.setdefault("maximum", None)
+                by_name[col["name"]] = {**by_name[col["name"]], **update}
+            data["columns"] = list(by_name.values())
         elif key in data:
             data[key] = value
         else:

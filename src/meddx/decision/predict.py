@@ -23,6 +23,10 @@ from meddx.decision.ecg_predict import ECG_PREDICTORS
 from meddx.decision.explain import heat_map, save_overlay
 from meddx.decision.segment_predict import TASK_NAME as SEGMENTATION_TASK
 from meddx.decision.segment_predict import SegmentationPredictor
+from meddx.decision.tabular_predict import TASK_NAME as TABULAR_TASK
+from meddx.decision.tabular_predict import TabularPredictor
+from meddx.decision.text_predict import TASK_NAME as TEXT_TASK
+from meddx.decision.text_predict import TextPredictor
 from meddx.errors import BundleError
 from meddx.learn.networks import NetworkSpec, build_network
 from meddx.learn.tasks.image_classification import (
@@ -126,6 +130,7 @@ class ImageClassifier:
 
 PREDICTORS = {TASK_NAME: ImageClassifier, SEGMENTATION_TASK: SegmentationPredictor}
 PREDICTORS.update(ECG_PREDICTORS)
+PREDICTORS.update({TABULAR_TASK: TabularPredictor, TEXT_TASK: TextPredictor})
 
 
 def load_model(bundle: str | Path | Bundle, device: torch.device | None = None):

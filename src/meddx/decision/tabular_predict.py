@@ -136,6 +136,14 @@ class TabularPredictor:
                         next(w for w in warnings if w)[0])
         return self.probs_from_encoded(encoded)
 
+    def predict_split_by_model(self, split) -> dict[str, tuple[np.ndarray, float | None]]:
+        """(probabilities, validation-chosen threshold) of every model in the bundle."""
+        encoded, _ = self.preprocessing.encode(split.features, split.sources)
+        features = self.preprocessing.expand(encoded)
+        return {name: (self._model_probs(features, name),
+                       self.metadata["models"][name].get("threshold"))
+                for name in self.metadata["models"]}
+
     def explain(self, encoded: np.ndarray, target: int | None = None,
                 ) -> tuple[np.ndarray, float, np.ndarray]:
         """SHAP values (N, C) of encoded records, the base value and the explained outputs.
@@ -223,7 +231,12 @@ class TabularPredictor:
                       ) -> list[dict[str, Any]]:
         """Predict every row of a CSV/TSV file read with the bundle's schema."""
         path = Path(path)
-        header, rows = read_raw_table(path, None, self.schema.missing_values)
+        _, rows = read_raw_table(path, False, self.schema.missing_values)
+        # The bundle knows the column names: a first row naming most of them is a header.
+        named = len(set(rows[0]) & set(self.schema.feature_names))
+        header = rows[0] if named >= max(1, len(self.schema.feature_names) // 2) else None
+        rows = rows[1:] if header is not None else rows
+        first = 2 if header is not None else 1
         if header is None:
             order = self.schema.column_order or self.schema.feature_names
             features = self.schema.feature_names
@@ -236,7 +249,6 @@ class TabularPredictor:
                                 f"expects the columns {order}")
         if not rows:
             raise DataError(f"{path}: the table has no records")
-        first = 2 if header is not None else 1
         frame, _, warnings = parse_frame(header, rows, self.schema, str(path), first,
                                          require_target=False)
         sources = [f"{path.name}:{i + first}" for i in range(len(rows))]

@@ -105,6 +105,10 @@ class TextPredictor:
         """Probabilities for every text of a split (the evaluation path's entry)."""
         return self.predict_proba(split.texts)
 
+    def predict_split_by_model(self, split) -> dict[str, tuple[np.ndarray, None]]:
+        """Probabilities of every model in the bundle (no thresholds: arg-max decisions)."""
+        return {name: (self._probs(split.texts, name), None) for name in self.metadata["models"]}
+
     # --- explanations -----------------------------------------------------------------------
 
     def integrated_gradients(self, text: str, target: int) -> dict[str, Any]:

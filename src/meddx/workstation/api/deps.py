@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, status
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from meddx.safeguards.encryption import FieldCipher
 from meddx.safeguards.ratelimit import LoginRateLimiter
@@ -30,6 +30,10 @@ def get_settings(request: Request) -> Settings:
 def get_db(request: Request) -> Iterator[Session]:
     with request.app.state.sessions() as session, session.begin():
         yield session
+
+
+def get_session_factory(request: Request) -> sessionmaker[Session]:
+    return request.app.state.sessions
 
 
 def get_cipher(request: Request) -> FieldCipher:
@@ -50,6 +54,8 @@ def client_address(request: Request) -> str:
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 SessionDep = Annotated[Session, Depends(get_db, scope="function")]
+# For records that must outlive a request's rollback (failed sign-ins).
+SessionFactoryDep = Annotated[sessionmaker[Session], Depends(get_session_factory)]
 CipherDep = Annotated[FieldCipher, Depends(get_cipher)]
 PredictorsDep = Annotated[PredictorCache, Depends(get_predictors)]
 RateLimiterDep = Annotated[LoginRateLimiter, Depends(get_rate_limiter)]

@@ -22,11 +22,8 @@ from meddx.data.images import read_image
 def _volume(path: str, mtime: float) -> tuple[np.ndarray, tuple[float, ...] | None]:
     image = read_image(path)
     array = image.array.mean(axis=0) if image.array.shape[0] > 1 else image.array[0]
-    if array.ndim == 3:
-        # Slices along the last axis (axial for NIfTI's RAS-like storage), shown row-major.
-        array = np.moveaxis(array, -1, 0)
-    else:
-        array = array[None]
+    # Volumes: slices along the last axis (axial in NIfTI's storage order); 2D: one slice.
+    array = np.moveaxis(array, -1, 0) if array.ndim == 3 else array[None]
     return np.ascontiguousarray(array.astype(np.float32)), image.spacing
 
 

@@ -10,8 +10,8 @@ from sqlalchemy.orm import Session
 
 from meddx.errors import ConfigError
 from meddx.safeguards.passwords import check_policy, hash_password, needs_rehash, verify_password
-from meddx.safeguards.tokens import token_digest
 from meddx.safeguards.tokens import new_token as _new_token
+from meddx.safeguards.tokens import token_digest
 from meddx.workstation.db.models import ROLES, AuthToken, User
 
 USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{2,63}$")

@@ -293,22 +293,20 @@
   async function modelView(id) {
     const model = await api.json(`/api/models/${id}`);
     const keys = ["auc", "accuracy", "balanced_accuracy", "sensitivity", "specificity", "f1", "ece", "brier", "n", "dice"];
-    const rows = [];
-    for (const split of ["val", "test"]) {
-      const metrics = (model.metrics || {})[split] || {};
-      for (const key of keys) {
-        if (metrics[key] === undefined || typeof metrics[key] === "object") continue;
-        const ci = (metrics.ci || {})[key];
-        rows.push(el("tr", {}, el("td", {text: split}), el("td", {text: key}),
-          el("td", {class: "mono", text: typeof metrics[key] === "number" ? Number(metrics[key]).toFixed(4) : String(metrics[key])}),
-          el("td", {class: "mono", text: ci && ci[0] !== null ? `${Number(ci[0]).toFixed(3)}–${Number(ci[1]).toFixed(3)}` : ""})));
-      }
-    }
+    const val = (model.metrics || {}).val || {};
+    const test = (model.metrics || {}).test || {};
+    const show = (v) => (typeof v !== "number" ? (v === undefined ? "—" : String(v)) : Number.isInteger(v) ? String(v) : v.toFixed(4));
+    const rows = keys.filter((key) => [val[key], test[key]].some((v) => v !== undefined && typeof v !== "object")).map((key) => {
+      const ci = (test.ci || {})[key];
+      return el("tr", {}, el("td", {text: key.replaceAll("_", " ")}), el("td", {class: "mono", text: show(val[key])}),
+        el("td", {class: "mono", text: show(test[key])}),
+        el("td", {class: "mono", text: ci && ci[0] !== null ? `${Number(ci[0]).toFixed(3)}–${Number(ci[1]).toFixed(3)}` : ""}));
+    });
     const plots = el("div", {class: "plots", id: "plots"});
     page(`${model.name} @ ${model.version}`,
       el("div", {class: "grid"},
         el("section", {class: "panel"}, el("h2", {text: "Metrics"}), el("table", {class: "metrics"},
-          el("thead", {}, el("tr", {}, ["Split", "Metric", "Value", "95% CI"].map((h) => el("th", {text: h})))), el("tbody", {}, rows))),
+          el("thead", {}, el("tr", {}, ["Metric", "Validation", "Test", "Test 95% CI"].map((h) => el("th", {text: h})))), el("tbody", {}, rows))),
         el("section", {class: "panel"}, el("h2", {text: "Model card"}), el("div", {class: "card-text", id: "model-card", text: model.model_card || "No model card."}))),
       el("section", {class: "panel"}, el("h2", {text: "Evaluation report"}), plots));
     for (const name of model.report_files) {

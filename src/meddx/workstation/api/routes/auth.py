@@ -13,10 +13,12 @@ from meddx.workstation.api.deps import (
     CurrentUser,
     RateLimiterDep,
     SessionDep,
+    SessionFactoryDep,
     SettingsDep,
     TokenDep,
 )
 from meddx.workstation.api.schemas import TokenPublic, UserPublic
+from meddx.workstation.db.session import transaction
 from meddx.workstation.services import users
 
 router = APIRouter(prefix="/api/auth", tags=["auth"])
@@ -24,20 +26,24 @@ router = APIRouter(prefix="/api/auth", tags=["auth"])
 
 @router.post("/token", response_model=TokenPublic)
 def login(form: Annotated[OAuth2PasswordRequestForm, Depends()], session: SessionDep,
-          settings: SettingsDep, limiter: RateLimiterDep, client: ClientDep) -> TokenPublic:
+          sessions: SessionFactoryDep, settings: SettingsDep, limiter: RateLimiterDep,
+          client: ClientDep) -> TokenPublic:
     """Exchange user name and password for a bearer token (rate-limited per user and address)."""
     username = form.username[:64]
     keys = (f"user:{username.lower()}", f"client:{client}")
     wait = limiter.retry_after(*keys)
     if wait > 0:
-        audit.record(session, "login_throttled", username=username, client=client)
+        # Its own transaction: the request's rolls back with the 429.
+        with transaction(sessions) as own:
+            audit.record(own, "login_throttled", username=username, client=client)
         raise HTTPException(status.HTTP_429_TOO_MANY_REQUESTS,
                             f"too many failed sign-ins; try again in {int(wait) + 1} s",
                             headers={"Retry-After": str(int(wait) + 1)})
     user = users.authenticate(session, username, form.password)
     if user is None:
         limiter.failure(*keys)
-        audit.record(session, "login_failed", username=username, client=client)
+        with transaction(sessions) as own:
+            audit.record(own, "login_failed", username=username, client=client)
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "wrong user name or password",
                             headers={"WWW-Authenticate": "Bearer"})
     limiter.success(keys[0])

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, status
 
-from meddx.workstation.api.deps import Clinician, ClientDep, Reader, SessionDep
+from meddx.workstation.api.deps import ClientDep, Clinician, Reader, SessionDep
 from meddx.workstation.api.schemas import FeedbackCreate, FeedbackPublic
 from meddx.workstation.db.models import Feedback
 from meddx.workstation.services import feedback as feedback_service

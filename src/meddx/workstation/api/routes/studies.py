@@ -11,8 +11,8 @@ from meddx.errors import MeddxError
 from meddx.safeguards import audit
 from meddx.workstation.api.deps import (
     CipherDep,
-    Clinician,
     ClientDep,
+    Clinician,
     PredictorsDep,
     Reader,
     SessionDep,

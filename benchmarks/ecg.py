@@ -1,0 +1,253 @@
+"""Benchmark: ECG200 (UCR test split), ECG5000 (CV on its train split), MIT-BIH DS1 (patient-wise CV).
+
+- **ECG200**: trained on the official TRAIN file (validation carved out of it, stratified), tested
+  once on the official TEST file; test accuracy beside InceptionTime 0.93 / ROCKET 0.906.
+- **ECG5000**: only the official TRAIN split (500 beats) is available, so it is evaluated by
+  stratified 5-fold cross-validation on those 500 beats (each fold's model picks its epoch on a
+  validation part of its own training folds); pooled out-of-fold accuracy, balanced accuracy and
+  macro-F1. Not comparable one-to-one with the published figures, which test on 4,500 beats.
+- **MIT-BIH DS1**: leave-records-out cross-validation (record folds stratified on beat classes,
+  never a record on both sides); inside each fold, a patient-wise validation split of the training
+  records picks the epoch. Pooled ("gross") Se and +P per AAMI class over all held-out records,
+  as in de Chazal et al. 2004. Targets on unseen patients: V Se, +P >= 0.90; S Se >= 0.80,
+  +P >= 0.60.
+
+Training time is wall-clock on this machine's CPU (one torch thread: the machine is shared);
+inference time is per whole 30-minute record (reading, filtering, beat cutting, network).
+
+    python benchmarks/ecg.py [--parts ecg200 ecg5000 mitdb] [--folds 5] [--epochs 10]
+
+Model choices (architecture, epochs, imbalance handling) use validation data only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+ROOT = Path(__file__).resolve().parent
+RESULTS = ROOT / "results"
+console = Console()
+
+ANCHORS = {
+    "ecg200": {"InceptionTime": 0.93, "ROCKET": 0.906, "MiniRocket": 0.899, "FCN": 0.888,
+               "ResNet": 0.874},
+    "ecg5000": {"ROCKET": 0.947, "MiniRocket": 0.946, "InceptionTime": 0.941, "ResNet": 0.935},
+    # Inter-patient DS1 -> DS2, % (published-anchors.md).
+    "mitdb": {"de Chazal 2004": {"S_se": 75.9, "S_ppv": 38.5, "V_se": 77.7, "V_ppv": 81.9},
+              "Mar 2011": {"S_se": 83.2, "S_ppv": 33.5, "V_se": 86.8, "V_ppv": 75.9},
+              "Zhang 2014": {"S_se": 79.1, "S_ppv": 36.0, "V_se": 85.5, "V_ppv": 92.7},
+              "Mondejar-Guerra 2019": {"S_se": 78.1, "S_ppv": 49.7, "V_se": 94.7,
+                                       "V_ppv": 93.9}},
+}
+TARGETS = {"ecg200_accuracy": 0.93, "V_se": 0.90, "V_ppv": 0.90, "S_se": 0.80, "S_ppv": 0.60}
+
+
+def _config(epochs: int, seed: int = 0):
+    from meddx.learn.trainer import TrainConfig
+
+    return TrainConfig(epochs=epochs, patience=0, seed=seed, num_threads=1, amp="off")
+
+
+def run_ecg200(args) -> dict:
+    import meddx
+
+    with tempfile.TemporaryDirectory() as scratch:
+        start = time.perf_counter()
+        bundle = meddx.train("ecg200", Path(scratch) / "ecg200", data_dir=args.data_dir,
+                             plan={"arch": args.series_arch}, progress=False,
+                             epochs=args.series_epochs, patience=0, num_threads=1, amp="off")
+        train_s = time.perf_counter() - start
+        metrics = meddx.evaluate(Path(scratch) / "ecg200", "ecg200", split="test",
+                                 data_dir=args.data_dir)
+    training = bundle.metadata["training"]
+    return {"test_accuracy": metrics["accuracy"], "test_accuracy_ci": metrics["ci"]["accuracy"],
+            "test_auc": metrics["auc"], "test_macro_f1": metrics["macro_f1"],
+            "n_test": metrics["n"], "arch": bundle.metadata["network"]["arch"],
+            "model_selection": training["model_selection"], "best_epoch": training["best_epoch"],
+            "train_s": round(train_s, 1), "anchors": ANCHORS["ecg200"],
+            "target": TARGETS["ecg200_accuracy"],
+            "meets_target": metrics["accuracy"] >= TARGETS["ecg200_accuracy"]}
+
+
+def run_ecg5000(args) -> dict:
+    from sklearn.model_selection import StratifiedKFold
+
+    from meddx.data.datasets import ClassificationDataset
+    from meddx.data.ecg import SeriesDataset, load_series_dataset
+    from meddx.learn.evaluation.metrics import classification_metrics
+    from meddx.learn.tasks import ecg as recipe
+
+    full = load_series_dataset("ecg5000", args.data_dir)
+    data = full.split("all")
+    folds = StratifiedKFold(n_splits=args.folds, shuffle=True, random_state=0)
+    probs = np.zeros((len(data), len(full.class_names)))
+    times = []
+    for fold, (train_index, test_index) in enumerate(folds.split(np.zeros(len(data)),
+                                                                 data.labels)):
+        splits = {"train": data.subset(train_index), "test": data.subset(test_index)}
+        inner = ClassificationDataset(f"ecg5000-fold{fold}", full.class_names, 1, 1, splits,
+                                      full.provenance)
+        dataset = SeriesDataset(inner.name, full.class_names, full.label_values, full.length,
+                                inner, full.provenance)
+        with tempfile.TemporaryDirectory() as scratch:
+            start = time.perf_counter()
+            fitted = recipe.fit(dataset, Path(scratch), _config(args.series_epochs, fold),
+                                plan={"arch": args.series_arch}, progress=False)
+            times.append(time.perf_counter() - start)
+        probs[test_index] = fitted.predictor.predict_split(splits["test"])
+        console.print(f"ecg5000 fold {fold + 1}/{args.folds}: "
+                      f"{(probs[test_index].argmax(1) == splits['test'].labels).mean():.3f}")
+    metrics = classification_metrics(data.labels, probs, full.class_names)
+    return {"evaluation": f"stratified {args.folds}-fold CV on the 500 TRAIN beats (pooled "
+                          "out-of-fold predictions); the official 4,500-beat TEST split is not "
+                          "available",
+            "cv_accuracy": metrics["accuracy"], "cv_accuracy_ci": metrics["ci"]["accuracy"],
+            "cv_balanced_accuracy": metrics["balanced_accuracy"],
+            "cv_macro_f1": metrics["macro_f1"],
+            "per_class": {k: {"sensitivity": v["sensitivity"], "ppv": v["ppv"],
+                              "support": v["support"]} for k, v in metrics["per_class"].items()},
+            "train_s_per_fold": round(float(np.mean(times)), 1), "arch": args.series_arch,
+            "anchors": ANCHORS["ecg5000"]}
+
+
+def run_mitdb(args) -> dict:
+    from meddx.data.ecg import load_wfdb_dataset
+    from meddx.learn.evaluation.metrics import classification_metrics
+    from meddx.learn.tasks import ecg as recipe
+
+    dataset = load_wfdb_dataset("mitdb-ds1", args.data_dir, progress=False)
+    labels_all, probs_all, records_all = [], [], []
+    folds_out, train_times, infer_times = [], [], []
+    for fold, (train_records, test_records) in enumerate(dataset.folds(args.folds, seed=0)):
+        inner = dataset.subset(train_records, f"mitdb-ds1-fold{fold}", test_fraction=0.0)
+        with tempfile.TemporaryDirectory() as scratch:
+            start = time.perf_counter()
+            fitted = recipe.fit(inner, Path(scratch), _config(args.epochs, fold),
+                                plan={"arch": args.beat_arch, **args.beat_plan}, progress=False)
+            train_times.append(time.perf_counter() - start)
+        predictor = fitted.predictor
+        test = dataset.split("all").subset(np.flatnonzero(
+            np.isin(dataset.split("all").records, test_records)))
+        probs = predictor.predict_split(test)
+        labels_all.append(test.labels)
+        probs_all.append(probs)
+        records_all.append(test.records)
+        for record in (r for r in dataset.records if r.name in test_records[:2]):
+            start = time.perf_counter()
+            predictor.predict_record(record)
+            infer_times.append(time.perf_counter() - start)
+        fold_metrics = classification_metrics(test.labels, probs, dataset.class_names,
+                                              n_bootstrap=0)
+        fold_row = {"fold": fold, "test_records": test_records,
+                    "val_records": fitted.metadata["record_split"]["val"],
+                    "train_s": round(train_times[-1], 1),
+                    "best_epoch": fitted.metadata["training"]["best_epoch"],
+                    **{f"{c}_{m}": fold_metrics["per_class"][c][k] for c in ("S", "V")
+                       for m, k in (("se", "sensitivity"), ("ppv", "ppv"))}}
+        folds_out.append(fold_row)
+        console.print(f"mitdb fold {fold + 1}/{args.folds} ({', '.join(test_records)}): "
+                      + ", ".join(f"{k} {v:.3f}" for k, v in fold_row.items()
+                                  if k[:2] in ("S_", "V_") and v is not None))
+    labels = np.concatenate(labels_all)
+    probs = np.concatenate(probs_all)
+    metrics = classification_metrics(labels, probs, dataset.class_names)
+    per_class = {c: {"sensitivity": v["sensitivity"], "ppv": v["ppv"], "support": v["support"],
+                     "ci": v["ci"]} for c, v in metrics["per_class"].items()}
+    gross = {"S_se": per_class["S"]["sensitivity"], "S_ppv": per_class["S"]["ppv"],
+             "V_se": per_class["V"]["sensitivity"], "V_ppv": per_class["V"]["ppv"]}
+    return {"evaluation": f"{args.folds}-fold leave-records-out CV on the 22 DS1 records "
+                          "(stratified record folds, patient-wise validation inside each "
+                          "training fold); pooled gross statistics over all held-out beats",
+            "accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"],
+            "per_class": per_class, "gross": gross,
+            "confusion_matrix": metrics["confusion_matrix"], "folds": folds_out,
+            "arch": args.beat_arch, "plan": args.beat_plan, "epochs": args.epochs,
+            "train_s_per_fold": round(float(np.mean(train_times)), 1),
+            "train_beats_per_fold": int(len(labels) * (args.folds - 1) / args.folds),
+            "inference_s_per_record": round(float(np.mean(infer_times)), 3),
+            "targets": {k: TARGETS[k] for k in ("S_se", "S_ppv", "V_se", "V_ppv")},
+            "meets_targets": {k: (gross[k] or 0) >= TARGETS[k] for k in gross},
+            "anchors_ds1_to_ds2_percent": ANCHORS["mitdb"]}
+
+
+def _fmt(value) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def print_table(results: dict) -> None:
+    table = Table(title="ECG benchmark (this CPU, one thread)")
+    for column in ("dataset", "evaluation", "metric", "ours", "anchor / target"):
+        table.add_column(column)
+    if "ecg200" in results:
+        r = results["ecg200"]
+        table.add_row("ECG200", "official test (100)", "accuracy", _fmt(r["test_accuracy"]),
+                      "InceptionTime 0.93, ROCKET 0.906; target >= 0.93")
+    if "ecg5000" in results:
+        r = results["ecg5000"]
+        table.add_row("ECG5000", "5-fold CV, 500 train beats", "accuracy",
+                      _fmt(r["cv_accuracy"]), "ROCKET 0.947, InceptionTime 0.941 (4,500 test)")
+        table.add_row("", "", "macro-F1 / bal. acc.",
+                      f"{_fmt(r['cv_macro_f1'])} / {_fmt(r['cv_balanced_accuracy'])}", "")
+    if "mitdb" in results:
+        r = results["mitdb"]
+        for key, label in (("V_se", "V Se"), ("V_ppv", "V +P"), ("S_se", "S Se"),
+                           ("S_ppv", "S +P")):
+            table.add_row("MIT-BIH DS1", "leave-records-out CV", label, _fmt(r["gross"][key]),
+                          f"target >= {TARGETS[key]:.2f}; Mondejar-Guerra (DS2) "
+                          f"{ANCHORS['mitdb']['Mondejar-Guerra 2019'][key] / 100:.3f}")
+        table.add_row("", "", "accuracy / macro-F1",
+                      f"{_fmt(r['accuracy'])} / {_fmt(r['macro_f1'])}", "")
+        table.add_row("", "", "train s/fold, infer s/record",
+                      f"{r['train_s_per_fold']:.0f} / {r['inference_s_per_record']:.2f}", "")
+    console.print(table)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--parts", nargs="+", default=["ecg200", "ecg5000", "mitdb"],
+                        choices=["ecg200", "ecg5000", "mitdb"])
+    parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--epochs", type=int, default=10, help="beat model epochs")
+    parser.add_argument("--series-epochs", type=int, default=150)
+    parser.add_argument("--beat-arch", default="resnet")
+    parser.add_argument("--series-arch", default="inception")
+    parser.add_argument("--beat-plan", type=json.loads, default={},
+                        help="JSON plan overrides for the beat model")
+    parser.add_argument("--data-dir", default=os.environ.get("MEDDX_DATA_DIR"))
+    parser.add_argument("--out", type=Path, default=RESULTS / "ecg.json")
+    args = parser.parse_args()
+
+    import torch
+
+    torch.set_num_threads(1)
+    results: dict = {}
+    if args.out.exists():
+        results = json.loads(args.out.read_text())
+    runners = {"ecg200": run_ecg200, "ecg5000": run_ecg5000, "mitdb": run_mitdb}
+    for part in args.parts:
+        console.print(f"[bold]{part}[/]")
+        start = time.perf_counter()
+        results[part] = {**runners[part](args), "wall_s": round(time.perf_counter() - start, 1)}
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = args.out.with_name(args.out.name + ".tmp")
+        tmp.write_text(json.dumps(results, indent=2))
+        os.replace(tmp, args.out)
+    results["machine"] = {"cpu_count": os.cpu_count(), "torch_threads": 1,
+                          "python": sys.version.split()[0]}
+    args.out.write_text(json.dumps(results, indent=2))
+    print_table(results)
+    console.print(f"results: {args.out}")
+
+
+if __name__ == "__main__":
+    main()
