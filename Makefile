@@ -15,8 +15,10 @@ endif
 install: $(STAMP)
 
 # Debian packages the project needs (skipped when already installed): postgresql (the workstation
-# tests start a real PostgreSQL server) and chromium (the browser tests drive it with Playwright).
-SYSTEM_PACKAGES := postgresql chromium
+# tests start a real PostgreSQL server), chromium (the browser tests drive it with Playwright) and
+# libgomp1 (OpenMP runtime of the LightGBM wheel), orthanc + orthanc-dicomweb (the DICOM/PACS
+# tests and benchmark start a real Orthanc PACS).
+SYSTEM_PACKAGES := postgresql chromium libgomp1 orthanc orthanc-dicomweb
 system-deps:
 	@if ! command -v dpkg >/dev/null; then echo "system-deps: not Debian; install $(SYSTEM_PACKAGES) yourself"; exit 0; fi; \
 	missing=""; for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \

@@ -1,4 +1,4 @@
-"""Benchmark: ECG200 (UCR test split), ECG5000 (CV on its train split), MIT-BIH DS1 (patient-wise CV).
+"""Benchmark: ECG200 (UCR test), ECG5000 (CV on its train split), MIT-BIH DS1 (patient-wise CV).
 
 - **ECG200**: trained on the official TRAIN file (validation carved out of it, stratified), tested
   once on the official TEST file; test accuracy beside InceptionTime 0.93 / ROCKET 0.906.
@@ -219,7 +219,7 @@ def main() -> None:
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--epochs", type=int, default=10, help="beat model epochs")
     parser.add_argument("--series-epochs", type=int, default=150)
-    parser.add_argument("--beat-arch", default="resnet")
+    parser.add_argument("--beat-arch", default="transformer")
     parser.add_argument("--series-arch", default="inception")
     parser.add_argument("--beat-plan", type=json.loads, default={},
                         help="JSON plan overrides for the beat model")

@@ -58,8 +58,10 @@ def run(args: argparse.Namespace) -> dict:
                          epochs=args.epochs, lr=args.lr, patience=0, seed=args.seed,
                          split_seed=args.seed, progress=sys.stderr.isatty())
     train_s = time.perf_counter() - start
-    metrics = meddx.evaluate(bundle_dir, dataset.name, split="test", data_dir=args.data_dir,
-                             report_dir=args.out / "test-report", split_seed=args.seed)
+    # The pipeline already scored the 40 test cases with the one evaluation path (bundle
+    # metrics and report/); `meddx evaluate BUNDLE --dataset ... --split test` gives the same.
+    metrics = {**bundle.metadata["metrics"]["test"],
+               "report": str(bundle_dir / "report" / "report.html")}
 
     predictor = load_model(bundle_dir)
     test = dataset.split("test", seed=args.seed)

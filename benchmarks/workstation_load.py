@@ -42,7 +42,7 @@ from sqlalchemy import create_engine, text
 
 ROOT = Path(__file__).resolve().parent
 RESULTS = ROOT / "results"
-PASSWORD = "benchmark-password-1"
+PASSWORD = "load-test-password-1"
 console = Console()
 
 

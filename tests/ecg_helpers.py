@@ -1,9 +1,9 @@
 """Synthetic ECG records for tests: neurokit2's ECGSYN simulator plus wide ventricular beats.
 
-Each record is a neurokit2 ``ecg_simulate(method="ecgsyn")`` trace (one patient: its own heart rate, amplitude and
-noise) in which every few beats one is replaced by a wide, large, inverted complex that comes early
-(a premature ventricular beat, annotated ``V``); the others are annotated ``N``. Written in WFDB
-format (``.hea``/``.dat``/``.atr``), so the real readers are exercised.
+Each record is a neurokit2 ``ecg_simulate(method="ecgsyn")`` trace (one patient: its own heart
+rate, amplitude and noise) in which every few beats one is replaced by a wide, large, inverted
+complex that comes early (a premature ventricular beat, annotated ``V``); the others are annotated
+``N``. Written in WFDB format (``.hea``/``.dat``/``.atr``), so the real readers are exercised.
 """
 
 from __future__ import annotations

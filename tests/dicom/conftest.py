@@ -14,7 +14,7 @@ from tests.conftest import write_npz
 from tests.seg_synthetic import write_msd
 
 SEG_PLAN = {"patch_size": [16, 16, 16], "base_filters": 8, "batch_size": 4,
-            "batches_per_epoch": 6, "augment": {"affine_prob": 0.0, "elastic_prob": 0.0}}
+            "batches_per_epoch": 4, "augment": {"affine_prob": 0.0, "elastic_prob": 0.0}}
 
 
 @pytest.fixture
@@ -65,7 +65,7 @@ def clean_orthanc(orthanc):
 def seg_bundle(tmp_path_factory) -> Path:
     """A 3D segmentation bundle trained for seconds on synthetic spheres and cubes."""
     folder = tmp_path_factory.mktemp("segbundle")
-    data = write_msd(folder / "spheres", n=8)
+    data = write_msd(folder / "spheres", n=6)
     bundle = meddx.train(str(data), folder / "bundle", plan=SEG_PLAN, epochs=2, lr=1e-2,
                          patience=0, progress=False, amp="off")
     return Path(bundle.path)

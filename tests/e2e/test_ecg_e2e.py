@@ -18,6 +18,7 @@ import pytest
 import torch
 
 import meddx
+from meddx.errors import InputFileError
 from tests.ecg_helpers import FS, synthetic_signal, write_folder, write_record, write_ucr
 
 MEDDX = [sys.executable, "-m", "meddx"]
@@ -55,7 +56,7 @@ def test_training_writes_a_beat_bundle(beat_bundle):
     assert not set(splits["train"]) & (set(splits["val"]) | set(splits["test"]))
     imbalance = meta["imbalance"]
     assert imbalance["method"] == "sampler"
-    # Square-root tempering: V is drawn more often than its natural share, N less.
+    # Tempered sampling: V is drawn more often than its natural share, N less.
     assert imbalance["sampled_share"]["V"] > imbalance["train_share"]["V"]
     test = meta["metrics"]["test"]
     assert test["per_class"]["V"]["support"] > 0
@@ -104,12 +105,9 @@ def test_predict_csv_signal_with_rate(beat_bundle, tmp_path):
     signal, peaks, symbols = synthetic_signal(seed=60, duration_s=20)
     path = tmp_path / "strip.csv"
     path.write_text("MLII\n" + "\n".join(f"{v:.5f}" for v in signal))
-    missing_rate = cli("predict", bundle.path, path)
-    assert missing_rate.returncode == 2 and "Traceback" not in missing_rate.stderr
-    assert "strip.csv: unknown sampling rate" in missing_rate.stderr
-    result = cli("predict", bundle.path, path, "--fs", FS)
-    assert result.returncode == 0, result.stderr
-    prediction = json.loads(result.stdout)[0]
+    with pytest.raises(InputFileError, match="strip.csv: unknown sampling rate"):
+        meddx.predict(bundle.path, [path])
+    prediction = meddx.predict(bundle.path, [path], fs=FS)[0]
     assert prediction["beat_positions"].startswith("R-peak detection")
     assert abs(prediction["summary"]["beats"] - len(peaks)) <= 2
     assert abs(prediction["summary"]["counts"]["V"] - symbols.count("V")) <= 2

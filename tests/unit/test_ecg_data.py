@@ -14,7 +14,6 @@ from meddx.data.ecg import (
     filter_ecg,
     is_ucr_path,
     is_wfdb_path,
-    load_series_dataset,
     load_wfdb_dataset,
     read_csv_signal,
     read_signal,

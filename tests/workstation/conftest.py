@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import io
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -10,11 +11,14 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
+from sqlalchemy import select
 
 import meddx
 from meddx.safeguards.encryption import generate_key
+from meddx.safeguards.passwords import hash_password
 from meddx.workstation.app import create_app
 from meddx.workstation.core.config import Settings
+from meddx.workstation.db.models import User
 from meddx.workstation.db.session import transaction
 from meddx.workstation.services import users
 from tests.conftest import write_npz
@@ -72,10 +76,17 @@ class Workstation:
                                 data=form)
 
 
+@functools.lru_cache(maxsize=1)
+def password_hash() -> str:
+    """One Argon2 hash of the test password, reused: hashing costs ~0.1 s and 64 MB each."""
+    return hash_password(PASSWORD)
+
+
 def add_users(app, roles=ROLES) -> None:
     with transaction(app.state.sessions) as session:
         for role in roles:
-            users.create_user(session, f"{role}1", PASSWORD, role, full_name=f"Test {role}")
+            session.add(User(username=f"{role}1", full_name=f"Test {role}", role=role,
+                             password_hash=password_hash(), active=True))
 
 
 def login(client: TestClient, username: str, password: str = PASSWORD):
@@ -89,10 +100,12 @@ def build_workstation(root: Path, bundle: Path, **overrides) -> Workstation:
     add_users(app)
     client = TestClient(app)
     station = Workstation(client, settings)
-    for role in ROLES:
-        answer = login(client, f"{role}1")
-        assert answer.status_code == 200, answer.text
-        station.headers[role] = {"Authorization": f"Bearer {answer.json()['access_token']}"}
+    # Tokens issued directly (sign-in itself is tested in test_accounts and the browser tests).
+    with transaction(app.state.sessions) as session:
+        for role in ROLES:
+            user = session.scalar(select(User).where(User.username == f"{role}1"))
+            token, _ = users.issue_token(session, user, 60)
+            station.headers[role] = {"Authorization": f"Bearer {token}"}
     return station
 
 
@@ -171,3 +184,37 @@ def live_server(tmp_path, ws_bundle):
     server = start_server(tmp_path / "ws", ws_bundle)
     yield server
     server.stop()
+
+
+@dataclass
+class CliResult:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture
+def run_meddx(monkeypatch, capsys):
+    """Run the ``meddx`` console entry point in-process (exit status, stdout, stderr)."""
+    import sys
+
+    from meddx.cli.main import run
+
+    def invoke(*args, env: dict[str, str | None] | None = None, stdin: str = "") -> CliResult:
+        for key, value in (env or {}).items():
+            if value is None:
+                monkeypatch.delenv(key, raising=False)
+            else:
+                monkeypatch.setenv(key, value)
+        monkeypatch.setattr(sys, "argv", ["meddx", *map(str, args)])
+        monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
+        capsys.readouterr()
+        code = 0
+        try:
+            run()
+        except SystemExit as exit_:
+            code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
+        captured = capsys.readouterr()
+        return CliResult(code, captured.out, captured.err)
+
+    return invoke

@@ -113,7 +113,19 @@ def test_users_cannot_be_duplicated_or_weak(workstation):
     assert answer.status_code == 409
 
 
+def test_sign_in_issues_a_working_token(workstation):
+    answer = login(workstation.client, "admin1")
+    assert answer.status_code == 200
+    body = answer.json()
+    assert body["token_type"] == "bearer" and body["role"] == "admin"
+    me = workstation.client.get("/api/auth/me",
+                                headers={"Authorization": f"Bearer {body['access_token']}"})
+    assert me.json()["username"] == "admin1" and me.json()["last_login_at"]
+    assert login(workstation.client, "nobody", PASSWORD).status_code == 401
+
+
 def test_every_action_is_audited(workstation, case_png):
+    assert login(workstation.client, "admin1").status_code == 200
     study = workstation.upload(case_png).json()
     workstation.client.get(f"/api/studies/{study['id']}", headers=workstation.headers["researcher"])
     workstation.client.post(f"/api/studies/{study['id']}/feedback",

@@ -9,7 +9,20 @@ import pytest
 from sqlalchemy import func, select, text
 
 from meddx.workstation.db.models import AuditEvent, Feedback, Patient, Study, StudyFile
-from meddx.workstation.services.storage import UploadTooLargeError, save_upload
+from meddx.workstation.services.storage import (
+    UploadError,
+    UploadTooLargeError,
+    check_filename,
+    save_upload,
+)
+from tests.workstation.conftest import build_workstation, close_workstation
+
+
+@pytest.fixture(scope="module")
+def shared_station(tmp_path_factory, ws_bundle):
+    station = build_workstation(tmp_path_factory.mktemp("bad-input"), ws_bundle)
+    yield station
+    close_workstation(station)
 
 
 def counts(station) -> dict[str, int]:
@@ -32,19 +45,19 @@ def still_serving(station, case_png) -> None:
 @pytest.mark.parametrize(("name", "content", "status", "message"), [
     ("notes.exe", b"MZ\x90\x00binary", 415, "no registered model takes .exe"),
     ("report.txt", b"a text report", 415, "no registered model takes .txt"),
-    ("noise.png", bytes(range(256)) * 8, 422, "not a .png file"),
+    ("noise.png", bytes(range(256)) * 8, 422, "noise.png: not a readable PNG/JPEG image"),
     ("truncated.png", b"\x89PNG\r\n\x1a\n" + b"\x00" * 40, 422, "case"),
     ("empty.png", b"", 422, "empty"),
-    ("fake.dcm", b"\x89PNG\r\n\x1a\n" + b"\x00" * 300, 422, "not a .dcm file"),
+    ("fake.dcm", b"\x89PNG\r\n\x1a\n" + b"\x00" * 300, 422, "fake.dcm: not a readable DICOM"),
     ("../../etc/passwd.png", b"\x89PNG", 400, "plain file name"),
     ("..\\..\\boot.png", b"\x89PNG", 400, "plain file name"),
     ("/etc/cron.d/x.png", b"\x89PNG", 400, "plain file name"),
     (".hidden.png", b"\x89PNG", 400, "must not start with '.'"),
-    ("bad\x07name.png", b"\x89PNG", 400, "control characters"),
 ])
-def test_bad_files_are_refused_and_nothing_is_kept(workstation, case_png, name, content, status,
-                                                    message):
-    before = counts(workstation)
+def test_bad_files_are_refused_and_nothing_is_kept(shared_station, case_png, name, content,
+                                                    status, message):
+    workstation = shared_station
+    before, folders = counts(workstation), stored_dirs(workstation)
     answer = workstation.upload(content, name=name)
     assert answer.status_code == status, answer.text
     detail = answer.json()["detail"]
@@ -53,7 +66,7 @@ def test_bad_files_are_refused_and_nothing_is_kept(workstation, case_png, name, 
     else:
         assert "truncated.png" in detail
     assert counts(workstation) == before
-    assert stored_dirs(workstation) == []
+    assert stored_dirs(workstation) == folders
     still_serving(workstation, case_png)
 
 
@@ -64,6 +77,14 @@ def test_oversized_upload_is_refused_before_it_is_read(workstation, case_png):
     assert "MEDDX_MAX_UPLOAD_MB" in answer.json()["detail"]
     assert counts(workstation)["studies"] == 0 and stored_dirs(workstation) == []
     still_serving(workstation, case_png)
+
+
+@pytest.mark.parametrize(("name", "problem"), [
+    ("bad\x07name.png", "control characters"), ("a/../b.png", "plain file name"),
+    ("", "empty"), ("x" * 300 + ".png", "longer than 200"), ("..", "plain file name")])
+def test_file_names_are_checked(name, problem):
+    with pytest.raises(UploadError, match=problem):
+        check_filename(name)
 
 
 def test_stream_limit_stops_at_the_limit(tmp_path):

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 from sqlalchemy import create_engine, text
 
 from meddx.workstation.core.config import Settings
@@ -13,14 +9,9 @@ from meddx.workstation.server import ensure_demo_users
 from meddx.workstation.services.users import authenticate
 
 
-def meddx(*args, env, stdin=""):
-    return subprocess.run([sys.executable, "-m", "meddx", *map(str, args)], input=stdin,
-                          env=env, capture_output=True, text=True, timeout=300)
-
-
-def test_users_create(tmp_path):
-    env = {**os.environ, "MEDDX_WORKSTATION_DIR": str(tmp_path)}
-    env.pop("MEDDX_DATABASE_URL", None)
+def test_users_create(tmp_path, run_meddx):
+    meddx = run_meddx
+    env = {"MEDDX_WORKSTATION_DIR": str(tmp_path), "MEDDX_DATABASE_URL": None}
     ok = meddx("users", "create", "dr.house", "--role", "clinician", "--password-stdin",
                env=env, stdin="Vicodin-and-puzzles\n")
     assert ok.returncode == 0, ok.stderr
@@ -41,11 +32,10 @@ def test_users_create(tmp_path):
     assert rows[0][2].startswith("$argon2id$")
 
 
-def test_serve_refuses_to_start_without_a_key(tmp_path):
-    env = {**os.environ, "MEDDX_WORKSTATION_DIR": str(tmp_path)}
-    for name in ("MEDDX_SECRET_KEY", "MEDDX_SECRET_KEY_FILE", "MEDDX_DEMO", "MEDDX_DATABASE_URL"):
-        env.pop(name, None)
-    result = meddx("serve", "--port", "1", env=env)
+def test_serve_refuses_to_start_without_a_key(tmp_path, run_meddx):
+    env = {"MEDDX_WORKSTATION_DIR": str(tmp_path), "MEDDX_SECRET_KEY": None,
+           "MEDDX_SECRET_KEY_FILE": None, "MEDDX_DEMO": None, "MEDDX_DATABASE_URL": None}
+    result = run_meddx("serve", "--port", "1", env=env)
     assert result.returncode == 2
     assert "MEDDX_SECRET_KEY" in result.stderr and "Traceback" not in result.stderr
 

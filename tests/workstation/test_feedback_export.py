@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import subprocess
-import sys
 
 import numpy as np
 
@@ -14,7 +11,7 @@ import meddx
 from tests.workstation.conftest import png_bytes
 
 
-def test_export_then_train(workstation, blobs28, tmp_path):
+def test_export_then_train(workstation, blobs28, tmp_path, run_meddx):
     images = np.load(blobs28)
     headers = workstation.headers["clinician"]
     truth = {}
@@ -41,10 +38,9 @@ def test_export_then_train(workstation, blobs28, tmp_path):
     truth[first] = flipped
 
     out = tmp_path / "feedback-dataset"
-    env = {**os.environ, "MEDDX_WORKSTATION_DIR": str(workstation.settings.data_root)}
-    env.pop("MEDDX_DATABASE_URL", None)
-    result = subprocess.run([sys.executable, "-m", "meddx", "feedback", "export", "--out",
-                             str(out)], env=env, capture_output=True, text=True, timeout=300)
+    env = {"MEDDX_WORKSTATION_DIR": str(workstation.settings.data_root),
+           "MEDDX_DATABASE_URL": None}
+    result = run_meddx("feedback", "export", "--out", out, env=env)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "16 cases" in result.stdout
 
@@ -65,9 +61,8 @@ def test_export_then_train(workstation, blobs28, tmp_path):
                          progress=False, plan={"batch_size": 8})
     assert bundle.metadata["provenance"]["split_sizes"]["train"] > 0
 
-    corrected = subprocess.run([sys.executable, "-m", "meddx", "feedback", "export", "--out",
-                                str(tmp_path / "corrected"), "--corrected-only"], env=env,
-                               capture_output=True, text=True, timeout=300)
+    corrected = run_meddx("feedback", "export", "--out", tmp_path / "corrected",
+                          "--corrected-only", env=env)
     n_corrected = sum(not case["agrees"] for case in cases["cases"])
     if n_corrected:
         assert corrected.returncode == 0, corrected.stderr
@@ -76,11 +71,8 @@ def test_export_then_train(workstation, blobs28, tmp_path):
         assert corrected.returncode == 2 and "no reviewed cases" in corrected.stderr
 
 
-def test_export_without_reviews_is_a_clear_error(tmp_path):
-    env = {**os.environ, "MEDDX_WORKSTATION_DIR": str(tmp_path / "empty")}
-    env.pop("MEDDX_DATABASE_URL", None)
-    result = subprocess.run([sys.executable, "-m", "meddx", "feedback", "export", "--out",
-                             str(tmp_path / "x")], env=env, capture_output=True, text=True,
-                            timeout=300)
+def test_export_without_reviews_is_a_clear_error(tmp_path, run_meddx):
+    env = {"MEDDX_WORKSTATION_DIR": str(tmp_path / "empty"), "MEDDX_DATABASE_URL": None}
+    result = run_meddx("feedback", "export", "--out", tmp_path / "x", env=env)
     assert result.returncode == 2
     assert "no reviewed cases" in result.stderr and "Traceback" not in result.stderr

@@ -3,9 +3,9 @@
 :class:`EcgBeatClassifier` reads a WFDB record (or a CSV signal with its sampling rate), finds the
 beats (reference annotations when the record has them, else neurokit2 R-peak detection refined
 with wfdb.processing), classifies every beat and summarises the record: beat counts per class,
-S and V burden (share of beats), heart rate. With ``explain_to`` it writes a strip plot: 10 s of the lead with each beat coloured by its
-class, and below it an integrated-gradients saliency trace (Captum; Sundararajan et al., ICML
-2017) showing which samples drove each beat's class.
+S and V burden (share of beats), heart rate. With ``explain_to`` it writes a strip plot: 10 s of
+the lead with each beat coloured by its class, and below it an integrated-gradients saliency
+trace (Captum; Sundararajan et al., ICML 2017) showing which samples drove each beat's class.
 
 :class:`EcgSeriesClassifier` classifies every series of a UCR-format file.
 """

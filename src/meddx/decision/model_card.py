@@ -73,4 +73,7 @@ def render_model_card(metadata: dict[str, Any]) -> str:
         "- Grad-CAM heat maps show where the network looked, not why; do not read them as "
         "lesion outlines.",
     ]
+    if metadata.get("limitations"):  # tasks other than images state their own
+        lines = lines[: lines.index("## Limitations") + 1] + [
+            f"- {item}" for item in metadata["limitations"]]
     return "\n".join(lines) + "\n"

@@ -43,6 +43,9 @@ from meddx.learn.tasks.tabular import (
 
 log = logging.getLogger(__name__)
 
+KERNEL_SAMPLES = 512
+"""Coalitions sampled per record by Kernel SHAP when there are too many to enumerate."""
+
 
 
 def _decide(probs: np.ndarray, threshold: float | None) -> np.ndarray:
@@ -148,9 +151,10 @@ class TabularPredictor:
                 ) -> tuple[np.ndarray, float, np.ndarray]:
         """SHAP values (N, C) of encoded records, the base value and the explained outputs.
 
-        Kernel SHAP (``shap.KernelExplainer``): with up to 11 measurements every coalition is
-        evaluated (exact Shapley values); beyond, 2C + 2048 sampled coalitions. The efficiency
-        constraint makes ``base + sum(values) == output`` exact either way.
+        Kernel SHAP (``shap.KernelExplainer``): with up to 9 measurements every coalition is
+        evaluated (exact Shapley values); beyond, :data:`KERNEL_SAMPLES` sampled coalitions
+        (the smallest and largest coalitions enumerated first). The efficiency constraint makes
+        ``base + sum(values) == output`` exact either way.
         """
         import shap
 
@@ -158,7 +162,8 @@ class TabularPredictor:
             return self._output(np.asarray(x, dtype=np.float64), target)
 
         explainer = shap.KernelExplainer(f, self.background, silent=True)
-        values = explainer.shap_values(encoded, nsamples="auto", silent=True)
+        samples = min(2 ** encoded.shape[1] - 2, KERNEL_SAMPLES)
+        values = explainer.shap_values(encoded, nsamples=max(samples, 1), silent=True)
         values = np.asarray(values, dtype=np.float64).reshape(encoded.shape)
         return values, float(np.squeeze(explainer.expected_value)), f(encoded)
 

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from meddx.data.dicom.series import save_dataset
 from meddx.pacs.errors import PacsError
 from meddx.pacs.retry import RetryPolicy, with_retries
 
@@ -40,8 +41,10 @@ class DicomWebClient:
         if auth is not None:
             session.auth = auth
         self._session = session
-        self._client = DICOMwebClient(url=self.url, session=session)
-        self._timeout = timeout
+        self._client = DICOMwebClient(url=self.url, session=session, timeout=timeout)
+        # Retries are ours (RetryPolicy, also for refused connections); the client's own would
+        # multiply them.
+        self._client.set_http_retry_params(retry=False)
 
     def _call(self, what: str, call: Callable[[], T]) -> T:
         import requests
@@ -95,11 +98,7 @@ class DicomWebClient:
         out.mkdir(parents=True, exist_ok=True)
         written = []
         for ds in self.retrieve_series(study_uid, series_uid):
-            target = out / f"{ds.SOPInstanceUID}.dcm"
-            tmp = target.with_name(f".tmp-{os.getpid()}-{target.name}")
-            ds.save_as(tmp, enforce_file_format=True)
-            os.replace(tmp, target)
-            written.append(target)
+            written.append(save_dataset(ds, out / f"{ds.SOPInstanceUID}.dcm"))
         return written
 
     # ---- STOW-RS ----------------------------------------------------------------------------

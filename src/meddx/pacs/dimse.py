@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from meddx.data.dicom.series import save_dataset
 from meddx.pacs.errors import PacsError
 from meddx.pacs.retry import RetryPolicy, with_retries
 
@@ -282,11 +283,7 @@ class DimseClient:
         def on_store(event):
             ds = event.dataset
             ds.file_meta = event.file_meta
-            target = out / f"{ds.SOPInstanceUID}.dcm"
-            tmp = target.with_name(f".tmp-{os.getpid()}-{target.name}")
-            ds.save_as(tmp, enforce_file_format=True)
-            os.replace(tmp, target)
-            written.append(target)
+            written.append(save_dataset(ds, out / f"{ds.SOPInstanceUID}.dcm"))
             return 0x0000
 
         identifier = self._retrieve_identifier(study_uid, series_uid)

@@ -9,8 +9,8 @@ Flow for every instance a modality or PACS sends:
 3. the bundle's predictor (:func:`meddx.decision.predict.load_model`) runs on the series folder
    (3D models) or on each image (2D models);
 4. the results are written as DICOM (SEG for masks, a TID 1500 SR, secondary captures with the
-   overlay burned in) into ``<series>/results/`` and then sent to the configured PACS (C-STORE
-   or STOW-RS, with retries);
+   overlay burned in) into ``<SeriesUID>.results/`` beside the series, then sent to the
+   configured PACS (C-STORE or STOW-RS, with retries);
 5. the series is added to the workstation worklist when one is attached.
 
 Each series has a status file (``.meddx-status.json``: received, processing, done, stored,
@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from meddx.data.dicom.series import read_dataset, read_series, scan_folder
+from meddx.data.dicom.series import read_dataset, read_series, save_dataset, scan_folder
 from meddx.errors import MeddxError
 from meddx.pacs.dimse import DicomNode, DimseClient
 from meddx.pacs.errors import PacsError
@@ -46,7 +46,7 @@ __all__ = ["DicomListener", "ResultSender", "SeriesProcessor", "process_pending"
 log = logging.getLogger(__name__)
 
 STATUS_FILE = ".meddx-status.json"
-RESULTS_DIR = "results"
+RESULTS_SUFFIX = ".results"
 _UID = re.compile(r"^[0-9][0-9.]{0,63}$")
 
 
@@ -60,6 +60,11 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
     tmp = path.with_name(f".tmp-{os.getpid()}-{threading.get_ident()}-{path.name}")
     tmp.write_text(json.dumps(data, indent=2, default=str))
     os.replace(tmp, path)
+
+
+def results_dir(series_dir: Path) -> Path:
+    """Where a series' results go: beside it, so the series folder holds only what was sent."""
+    return Path(series_dir).with_name(Path(series_dir).name + RESULTS_SUFFIX)
 
 
 def read_status(series_dir: Path) -> dict[str, Any]:
@@ -190,7 +195,7 @@ class SeriesProcessor:
                 result, outputs, kind = self._analyse(series_dir, files, bundle)
                 latency_ms = round((time.perf_counter() - start) * 1000, 2)
                 status["result"] = {k: v for k, v in result.items() if k != "predictions"}
-                status["outputs"] = [str(p.relative_to(series_dir)) for p in outputs]
+                status["outputs"] = [str(p.relative_to(series_dir.parent)) for p in outputs]
                 if self.sender is not None:
                     status["sent"] = self.sender.send(outputs)
                     status["sent_to"] = str(self.sender)
@@ -226,7 +231,7 @@ class SeriesProcessor:
         )
 
         predictor, lock = self._cache.get(bundle)
-        out_dir = series_dir / RESULTS_DIR
+        out_dir = results_dir(series_dir)
         out_dir.mkdir(exist_ok=True)
         algorithm = AlgorithmInfo(str(getattr(predictor, "name", Path(bundle).name)),
                                   _bundle_version(Path(bundle)))
@@ -291,11 +296,8 @@ class SeriesProcessor:
         written = []
         for index, ds in enumerate(objects):
             modality = str(getattr(ds, "Modality", "OT"))
-            target = out_dir / f"{index:02d}-{modality}-{ds.SOPInstanceUID}.dcm"
-            tmp = target.with_name(f".tmp-{os.getpid()}-{target.name}")
-            ds.save_as(tmp, enforce_file_format=True)
-            os.replace(tmp, target)
-            written.append(target)
+            written.append(save_dataset(
+                ds, out_dir / f"{index:02d}-{modality}-{ds.SOPInstanceUID}.dcm"))
         result = dict(result)
         result["dicom_results"] = [str(p) for p in written]
         return result, written, kind

@@ -212,7 +212,7 @@ def build_measurement_report(source_images: Sequence[Any], algorithm: AlgorithmI
                                                          identifier="AI classification"),
             finding_type=_concept("MDXCLS", "AI classification"),
             qualitative_evaluations=[hd.sr.QualitativeEvaluation(
-                name=_concept("121071", "Finding", "DCM"),
+                name=_concept("439401001", "Diagnosis", "SCT"),
                 value=_concept(f"MDXC{index}", decision or "unknown"))],
             measurements=measurements,
             source_images=[hd.sr.SourceImageForMeasurementGroup.from_source_image(ds)

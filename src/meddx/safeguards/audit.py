@@ -22,7 +22,6 @@ ACTIONS = {
     "user_update": "changed a user",
     "study_upload": "uploaded a study",
     "study_view": "opened a study",
-    "study_file_view": "viewed a study's image",
     "patient_view": "viewed identifying patient fields",
     "prediction": "ran a model on a study",
     "feedback": "reviewed a finding",

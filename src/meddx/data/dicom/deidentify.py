@@ -381,7 +381,7 @@ class Deidentifier:
         Raises:
             InputFileError: not a DICOM file.
         """
-        from meddx.data.dicom.series import read_dataset
+        from meddx.data.dicom.series import read_dataset, save_dataset
 
         data = Path(source).read_bytes()
         ds = read_dataset(source)
@@ -392,15 +392,9 @@ class Deidentifier:
         _, changes = self.deidentify_dataset(ds)
         parts = [str(ds.get(k, "") or "unknown") for k in
                  ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID")]
-        target = out_dir.joinpath(*parts[:2], f"{parts[2]}.dcm")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".tmp-{os.getpid()}-{target.name}")
-        try:
-            ds.save_as(tmp, enforce_file_format=getattr(ds, "file_meta", None) is not None
-                       and "TransferSyntaxUID" in ds.file_meta)
-            os.replace(tmp, target)
-        finally:
-            tmp.unlink(missing_ok=True)
+        target = save_dataset(ds, out_dir.joinpath(*parts[:2], f"{parts[2]}.dcm"),
+                              enforce=getattr(ds, "file_meta", None) is not None
+                              and "TransferSyntaxUID" in ds.file_meta)
         return FileResult(output=str(target.relative_to(out_dir)),
                           input_sha256=hashlib.sha256(data).hexdigest(), changes=changes,
                           warnings=warnings_)

@@ -25,6 +25,7 @@ from __future__ import annotations
 import datetime as _dt
 import logging
 import os
+import threading
 import warnings
 from collections import defaultdict
 from collections.abc import Sequence
@@ -40,6 +41,7 @@ from meddx.errors import InputFileError
 
 __all__ = [
     "LPS_TO_RAS",
+    "save_dataset",
     "SeriesFiles",
     "SliceHeader",
     "read_dataset",
@@ -80,6 +82,24 @@ def read_dataset(path: str | os.PathLike[str], headers_only: bool = False):
     if not any(tag.group in (0x0008, 0x0010, 0x0020, 0x0028) for tag in ds.keys()):  # noqa: SIM118
         raise InputFileError(path, "not a DICOM file (no DICOM header found)")
     return ds
+
+
+def save_dataset(ds: Any, target: str | os.PathLike[str], enforce: bool = True) -> Path:
+    """Write ``ds`` as a DICOM file atomically (temporary sibling, then rename); returns it.
+
+    Args:
+        enforce: write a conformant file (preamble + file meta); False for datasets read
+            without file meta whose transfer syntax is unknown.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".tmp-{os.getpid()}-{threading.get_ident()}-{target.name}")
+    try:
+        ds.save_as(tmp, enforce_file_format=enforce)
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return target
 
 
 @dataclass
@@ -503,9 +523,5 @@ def write_series(volume: np.ndarray, affine: np.ndarray, out_dir: str | os.PathL
         ds.RescaleSlope, ds.RescaleIntercept = f"{slope:.10g}", f"{intercept:.10g}"
         ds.RescaleType = "US"
         ds.PixelData = np.ascontiguousarray(stored[:, :, k].T).tobytes()
-        target = out_dir / f"slice_{k:04d}.dcm"
-        tmp = target.with_name(f".tmp-{os.getpid()}-{target.name}")
-        ds.save_as(tmp, enforce_file_format=True)
-        os.replace(tmp, target)
-        paths.append(target)
+        paths.append(save_dataset(ds, out_dir / f"slice_{k:04d}.dcm"))
     return paths

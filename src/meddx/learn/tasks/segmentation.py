@@ -629,8 +629,13 @@ def _check_split(split: SegmentationSplit, name: str, num_classes: int, source: 
                             f"the {num_classes} classes")
 
 
-def _choose_postprocessing(predictor, val: SegmentationSplit) -> tuple[list[int], dict]:
-    """Labels whose validation Dice rises with largest-component filtering (nnU-Net's rule)."""
+def _choose_postprocessing(predictor, val: SegmentationSplit
+                           ) -> tuple[list[int], dict, list[np.ndarray]]:
+    """Labels whose validation Dice rises with largest-component filtering (nnU-Net's rule).
+
+    Returns:
+        (chosen label values, per-label evidence, the validation masks post-processed so).
+    """
     from meddx.learn.evaluation.segmentation_metrics import case_metrics
 
     names = predictor.class_names
@@ -651,7 +656,7 @@ def _choose_postprocessing(predictor, val: SegmentationSplit) -> tuple[list[int]
                                   "kept": gain > 0}
         if gain > 0:
             chosen.append(value)
-    return chosen, evidence
+    return chosen, evidence, [keep_largest_component(m, chosen) for m in raw_masks]
 
 
 def fit(dataset: SegmentationDataset, work_dir: Path, config: TrainConfig,
@@ -709,7 +714,7 @@ def fit(dataset: SegmentationDataset, work_dir: Path, config: TrainConfig,
         "metrics": {},
     }
     predictor = SegmentationPredictor(metadata, state, source=str(work_dir))
-    chosen, evidence = _choose_postprocessing(predictor, val)
+    chosen, evidence, val_masks = _choose_postprocessing(predictor, val)
     plan_obj.largest_component_labels = chosen
     metadata["plan"] = plan_obj.to_dict()
     metadata["postprocessing"] = {"largest_component": evidence,
@@ -717,7 +722,7 @@ def fit(dataset: SegmentationDataset, work_dir: Path, config: TrainConfig,
                                           "mean validation Dice"}
     predictor = SegmentationPredictor(metadata, state, source=str(work_dir))
     val_cases = []
-    for mask, case in zip(predictor.predict_split(val), val.cases, strict=True):
+    for mask, case in zip(val_masks, val.cases, strict=True):
         val_cases.append({"case": case.case_id, "source": case.source,
                           **case_metrics(mask, case.label, case.spacing, plan_obj.class_names)})
     metadata["metrics"]["val"] = summarize_cases(val_cases, plan_obj.class_names)

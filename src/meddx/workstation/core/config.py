@@ -17,6 +17,7 @@ Environment variables (all optional unless noted):
 ``MEDDX_DEMO``              ``1``: demo mode (creates demo users with printed passwords)
 ``MEDDX_TOKEN_TTL_MIN``     bearer-token lifetime in minutes (default 480)
 ``MEDDX_LOGIN_MAX_FAILURES`` / ``MEDDX_LOGIN_WINDOW_S``  login rate limit (default 5 per 300 s)
+``MEDDX_TORCH_THREADS``     torch threads per prediction in the server (default 1)
 ==========================  ========================================================================
 """
 
@@ -50,6 +51,7 @@ class Settings(BaseModel):
     login_max_failures: int = Field(default=5, gt=0)
     login_window_s: float = Field(default=300.0, gt=0)
     explain: bool = True
+    torch_threads: int = Field(default=1, ge=1)
 
     @property
     def db_url(self) -> str:
@@ -119,7 +121,8 @@ def settings_from_env(environ: dict[str, str] | None = None, **overrides) -> Set
     for variable, key, kind in (("MEDDX_MAX_UPLOAD_MB", "max_upload_mb", float),
                                 ("MEDDX_TOKEN_TTL_MIN", "token_ttl_min", int),
                                 ("MEDDX_LOGIN_MAX_FAILURES", "login_max_failures", int),
-                                ("MEDDX_LOGIN_WINDOW_S", "login_window_s", float)):
+                                ("MEDDX_LOGIN_WINDOW_S", "login_window_s", float),
+                                ("MEDDX_TORCH_THREADS", "torch_threads", int)):
         if env.get(variable):
             try:
                 values[key] = kind(env[variable])
