@@ -11,11 +11,13 @@
   records picks the epoch. Pooled ("gross") Se and +P per AAMI class over all held-out records,
   as in de Chazal et al. 2004. Targets on unseen patients: V Se, +P >= 0.90; S Se >= 0.80,
   +P >= 0.60.
+- **archs**: the beat default picked on validation: ResNet, InceptionTime, GRU and Transformer
+  trained on the same patient-wise DS1 split, compared on its validation records.
 
 Training time is wall-clock on this machine's CPU (one torch thread: the machine is shared);
 inference time is per whole 30-minute record (reading, filtering, beat cutting, network).
 
-    python benchmarks/ecg.py [--parts ecg200 ecg5000 mitdb] [--folds 5] [--epochs 10]
+    python benchmarks/ecg.py [--parts ecg200 ecg5000 mitdb archs] [--folds 5] [--epochs 6]
 
 Model choices (architecture, epochs, imbalance handling) use validation data only.
 """
@@ -101,8 +103,9 @@ def run_ecg5000(args) -> dict:
                                 inner, full.provenance)
         with tempfile.TemporaryDirectory() as scratch:
             start = time.perf_counter()
-            fitted = recipe.fit(dataset, Path(scratch), _config(args.series_epochs, fold),
-                                plan={"arch": args.series_arch}, progress=False)
+            fitted = recipe.fit(dataset, Path(scratch), _config(args.ecg5000_epochs, fold),
+                                plan={"arch": args.series_arch, "batch_size": 32},
+                                progress=False)
             times.append(time.perf_counter() - start)
         probs[test_index] = fitted.predictor.predict_split(splits["test"])
         console.print(f"ecg5000 fold {fold + 1}/{args.folds}: "
@@ -117,6 +120,7 @@ def run_ecg5000(args) -> dict:
             "per_class": {k: {"sensitivity": v["sensitivity"], "ppv": v["ppv"],
                               "support": v["support"]} for k, v in metrics["per_class"].items()},
             "train_s_per_fold": round(float(np.mean(times)), 1), "arch": args.series_arch,
+            "epochs": args.ecg5000_epochs, "batch_size": 32,
             "anchors": ANCHORS["ecg5000"]}
 
 
@@ -180,6 +184,39 @@ def run_mitdb(args) -> dict:
             "anchors_ds1_to_ds2_percent": ANCHORS["mitdb"]}
 
 
+def run_archs(args) -> dict:
+    """The beat default, picked on validation: each architecture on the same patient-wise split.
+
+    Trained on the seed-0 training records of DS1, scored on its validation records (macro-F1
+    over N, S, V: the classes with >= 10 validation beats). The held-out test records of that
+    split are not looked at here.
+    """
+    from meddx.data.ecg import load_wfdb_dataset
+    from meddx.learn.evaluation.metrics import classification_metrics
+    from meddx.learn.tasks import ecg as recipe
+
+    dataset = load_wfdb_dataset("mitdb-ds1", args.data_dir, progress=False)
+    val = dataset.split("val")
+    rows = {}
+    for arch in args.archs:
+        with tempfile.TemporaryDirectory() as scratch:
+            start = time.perf_counter()
+            fitted = recipe.fit(dataset, Path(scratch), _config(args.epochs),
+                                plan={"arch": arch, **args.beat_plan}, progress=False)
+            train_s = time.perf_counter() - start
+        metrics = classification_metrics(val.labels, fitted.predictor.predict_split(val),
+                                         dataset.class_names, n_bootstrap=0)
+        rows[arch] = {"val_macro_f1_selection": fitted.metadata["training"]["model_selection"][0]
+                      ["val_macro_f1"],
+                      "best_epoch": fitted.metadata["training"]["best_epoch"],
+                      **{f"val_{c}_{m}": metrics["per_class"][c][k] for c in ("S", "V")
+                         for m, k in (("se", "sensitivity"), ("ppv", "ppv"))},
+                      "train_s": round(train_s, 1)}
+        console.print(f"{arch}: {rows[arch]}")
+    return {"split": dataset.record_split(0), "epochs": args.epochs, "results": rows,
+            "chosen": max(rows, key=lambda a: rows[a]["val_macro_f1_selection"])}
+
+
 def _fmt(value) -> str:
     return "n/a" if value is None else f"{value:.3f}"
 
@@ -210,16 +247,29 @@ def print_table(results: dict) -> None:
         table.add_row("", "", "train s/fold, infer s/record",
                       f"{r['train_s_per_fold']:.0f} / {r['inference_s_per_record']:.2f}", "")
     console.print(table)
+    if "archs" in results:
+        r = results["archs"]
+        table = Table(title="beat architectures on the DS1 validation records (seed-0 split)")
+        for column in ("arch", "val macro-F1", "S Se", "S +P", "V Se", "V +P"):
+            table.add_column(column)
+        for arch, row in r["results"].items():
+            table.add_row(arch + (" (default)" if arch == r["chosen"] else ""),
+                          _fmt(row["val_macro_f1_selection"]), _fmt(row["val_S_se"]),
+                          _fmt(row["val_S_ppv"]), _fmt(row["val_V_se"]), _fmt(row["val_V_ppv"]))
+        console.print(table)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--parts", nargs="+", default=["ecg200", "ecg5000", "mitdb"],
-                        choices=["ecg200", "ecg5000", "mitdb"])
+                        choices=["ecg200", "ecg5000", "mitdb", "archs"])
+    parser.add_argument("--archs", nargs="+", default=["resnet", "inception", "gru",
+                                                      "transformer"])
     parser.add_argument("--folds", type=int, default=5)
-    parser.add_argument("--epochs", type=int, default=10, help="beat model epochs")
-    parser.add_argument("--series-epochs", type=int, default=150)
-    parser.add_argument("--beat-arch", default="transformer")
+    parser.add_argument("--epochs", type=int, default=6, help="beat model epochs")
+    parser.add_argument("--series-epochs", type=int, default=150, help="ECG200 epochs")
+    parser.add_argument("--ecg5000-epochs", type=int, default=25)
+    parser.add_argument("--beat-arch", default="inception")
     parser.add_argument("--series-arch", default="inception")
     parser.add_argument("--beat-plan", type=json.loads, default={},
                         help="JSON plan overrides for the beat model")
@@ -233,7 +283,8 @@ def main() -> None:
     results: dict = {}
     if args.out.exists():
         results = json.loads(args.out.read_text())
-    runners = {"ecg200": run_ecg200, "ecg5000": run_ecg5000, "mitdb": run_mitdb}
+    runners = {"ecg200": run_ecg200, "ecg5000": run_ecg5000, "mitdb": run_mitdb,
+               "archs": run_archs}
     for part in args.parts:
         console.print(f"[bold]{part}[/]")
         start = time.perf_counter()

@@ -29,9 +29,20 @@ RESULTS = ROOT / "results"
 # Recipes chosen on the validation splits (see README, "Benchmarks"). Values are the API's
 # train() arguments: `plan` overrides the automatic plan, the rest are TrainConfig fields.
 RECIPES: dict[str, dict] = {
-    "pneumoniamnist": {"epochs": 60, "lr": 2e-3, "plan": {"arch": "compact_cnn"}},
-    "breastmnist": {"epochs": 80, "lr": 2e-3, "plan": {"arch": "compact_cnn"}},
-    "adrenalmnist3d": {"epochs": 60, "lr": 2e-3, "plan": {"arch": "compact_cnn"}},
+    # Chest X-ray: no flips (anatomy is not left-right symmetric); val AUC saturates by ~15 epochs.
+    "pneumoniamnist": {"epochs": 20, "lr": 3e-3,
+                       "plan": {"arch": "compact_cnn", "augment": {"flip_axes": []}}},
+    # Ultrasound: small set (546), flips help, val AUC still rising at 30 epochs.
+    "breastmnist": {"epochs": 60, "lr": 2e-3, "patience": 20,
+                    "plan": {"arch": "compact_cnn", "batch_size": 64,
+                             "network_options": {"widths": [32, 64, 128], "dropout": 0.3}}},
+    # Binary shape masks: lossless flips and quarter turns, no intensity jitter.
+    "adrenalmnist3d": {"epochs": 30, "lr": 2e-3, "patience": 15,
+                       "plan": {"arch": "compact_cnn", "batch_size": 32,
+                                "network_options": {"widths": [32, 64, 128],
+                                                    "convs_per_stage": 1, "dropout": 0.3},
+                                "augment": {"rot90": True, "intensity_scale": 0,
+                                            "intensity_shift": 0, "noise_std": 0}}},
 }
 TARGETS = {"pneumoniamnist": (0.975, 0.91), "breastmnist": (0.92, 0.88),
            "adrenalmnist3d": (0.87, 0.83)}

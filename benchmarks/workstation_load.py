@@ -3,11 +3,12 @@
 Starts ``meddx serve`` (SQLite, a 28 px PneumoniaMNIST model) on 127.0.0.1, creates a clinician
 account, then:
 
-1. **load**: ``--clients`` concurrent clients (threads, one HTTP connection each) each upload
+1. **serial**: one client, 30 uploads one after another (the service time without queueing).
+2. **load**: ``--clients`` concurrent clients (threads, one HTTP connection each) each upload
    ``--requests`` real 28 px PneumoniaMNIST test images; every upload is stored and predicted
    (``explain=false``: the heat map is for the viewer, not this path) and then reviewed
    (feedback). Reports throughput, p50/p95/p99 latency of upload+predict and of feedback, errors.
-2. **restart**: the same load while the server is killed (SIGKILL, the worst case) and started
+3. **restart**: the same load while the server is killed (SIGKILL, the worst case) and started
    again mid-way; clients retry what failed while it was down. Afterwards every feedback the
    server acknowledged (HTTP 201) must be in the database: *no committed feedback is lost*.
 
@@ -266,6 +267,7 @@ def main() -> None:
         server.start()
         try:
             warm = run_load(server, images, 2, 3)  # model load, first-call costs
+            serial = run_load(server, images, 1, 30)  # one clinician: the service time
             load = run_load(server, images, args.clients, args.requests)
             restart = run_load(server, images, args.clients, args.restart_requests,
                                restart_after_s=max(2.0, load["wall_s"] / args.requests
@@ -276,7 +278,7 @@ def main() -> None:
     report = {"bundle": str(bundle), "cpu_count": os.cpu_count(),
               "load_average_at_end": os.getloadavg()[0], "image": "PneumoniaMNIST test, 28 px PNG",
               "target": {"clients": 16, "p95_ms": 100, "errors": 0, "lost_feedback": 0},
-              "warmup": warm, "load": load, "restart": restart}
+              "warmup": warm, "serial": serial, "load": load, "restart": restart}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     temporary = args.out.with_suffix(".tmp")
     temporary.write_text(json.dumps(report, indent=2))
@@ -287,7 +289,7 @@ def main() -> None:
     for column in ("phase", "uploads", "req/s", "upload+predict p50/p95/p99 ms",
                    "feedback p95 ms", "errors", "lost feedback"):
         table.add_column(column)
-    for name, phase in (("load", load), ("restart", restart)):
+    for name, phase in (("1 client", serial), ("load", load), ("restart", restart)):
         up = phase["upload_predict_ms"]
         table.add_row(name, str(phase["uploads_ok"]), f"{phase['throughput_requests_per_s']:.1f}",
                       f"{up['p50']:.0f} / {up['p95']:.0f} / {up['p99']:.0f}",

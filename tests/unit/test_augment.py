@@ -31,3 +31,15 @@ def test_flip_only_flips():
     same = (out == batch).flatten(1).all(1)
     assert (flipped | same).all()
     assert 10 < flipped.sum() < 54
+
+
+def test_rot90_is_a_lossless_quarter_turn():
+    batch = torch.rand(32, 1, 6, 6, 6)
+    turns = AugmentConfig(rotate_deg=0, scale=0, translate=0, flip_axes=[], rot90=True,
+                          intensity_scale=0, intensity_shift=0, noise_std=0)
+    out = BatchAugment(turns, spatial_dims=3)(batch, torch.Generator().manual_seed(1))
+    for original, turned in zip(batch, out, strict=True):
+        candidates = [original.rot90(k, dims) for k in range(4)
+                      for dims in ((1, 2), (1, 3), (2, 3))]
+        assert any(torch.equal(turned, c) for c in candidates)
+    assert not torch.equal(out, batch)

@@ -26,6 +26,8 @@ class AugmentConfig:
         scale: max relative zoom in or out.
         translate: max shift as a fraction of the image size.
         flip_axes: spatial axes (0-based) flipped with probability 1/2 each.
+        rot90: rotate each sample by a random multiple of 90 degrees in a random plane of its
+            spatial axes (lossless; suits shapes and masks whose orientation carries no label).
         intensity_scale: max relative contrast change.
         intensity_shift: max brightness shift, in normalised (z-score) units.
         noise_std: max standard deviation of additive Gaussian noise, normalised units.
@@ -36,6 +38,7 @@ class AugmentConfig:
     scale: float = 0.1
     translate: float = 0.06
     flip_axes: list[int] = field(default_factory=list)
+    rot90: bool = False
     intensity_scale: float = 0.1
     intensity_shift: float = 0.1
     noise_std: float = 0.03
@@ -84,12 +87,28 @@ class BatchAugment:
         theta = torch.cat([linear, shift[:, :, None]], dim=2).to(batch.dtype)
         return self.warp(batch, theta, spatial_size=batch.shape[2:])
 
+    def _rot90(self, batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        if len(set(batch.shape[2:])) != 1:
+            return batch  # quarter turns would change the shape of a non-cubic input
+        planes = [(i + 2, j + 2) for i in range(self.dims) for j in range(i + 1, self.dims)]
+        plane = torch.randint(len(planes), (batch.shape[0],), generator=generator)
+        turns = torch.randint(4, (batch.shape[0],), generator=generator)
+        batch = batch.clone()
+        for p, dims in enumerate(planes):
+            for k in range(1, 4):
+                chosen = (plane == p) & (turns == k)
+                if chosen.any():
+                    batch[chosen] = batch[chosen].rot90(k, dims)
+        return batch
+
     def __call__(self, batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         cfg, n = self.config, batch.shape[0]
         if cfg.rotate_deg or cfg.scale or cfg.translate:
             # Pad value zero must mean background: shift so the batch minimum maps to zero.
             floor = batch.amin(dim=tuple(range(1, batch.ndim)), keepdim=True)
             batch = self._affine(batch - floor, generator) + floor
+        if cfg.rot90:
+            batch = self._rot90(batch, generator)
         for axis in cfg.flip_axes:
             flip = torch.rand(n, generator=generator) < 0.5
             if flip.any():

@@ -248,6 +248,9 @@ class Trainer:
                         ema.update_parameters(model)
                     losses.append(loss.item())
                     bar.update(job, advance=1, info=self._info(epoch, losses, state))
+                    if budget_s is not None and (state["elapsed_s"] + time.monotonic()
+                                                 - epoch_start) > budget_s:
+                        break  # a slowed machine must still stop on time: end the epoch here
                 eval_model = ema.module if ema is not None else model
                 eval_model.eval()
                 with torch.no_grad():

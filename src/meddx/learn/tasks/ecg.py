@@ -48,7 +48,7 @@ SELECTION_METRICS = ("macro_f1", "neg_log_loss", "accuracy", "final")
 # Defaults chosen on validation data (patient-wise DS1 validation records for beats, the
 # stratified validation part of the training files for series): see benchmarks/ecg.py and the
 # README's ECG section for the comparison.
-DEFAULT_BEAT_ARCH = "transformer"
+DEFAULT_BEAT_ARCH = "inception"
 DEFAULT_SERIES_ARCH = "inception"
 DEFAULT_OPTIONS: dict[str, dict[str, dict[str, Any]]] = {
     "beats": {

@@ -92,7 +92,9 @@ def make_plan(dataset: ClassificationDataset, train: SplitData,
                           num_classes=len(dataset.class_names), input_size=list(size),
                           resize_to=resize_to, options=overrides.pop("network_options", {}))
     if arch == "compact_cnn" and not network.options:
-        network.options = {"widths": [32, 64, 128] if dims == 2 else [24, 48, 96]}
+        # One convolution per stage in 3D: full-resolution 3D convolutions dominate CPU time.
+        network.options = ({"widths": [32, 64, 128]} if dims == 2
+                           else {"widths": [32, 64, 128], "convs_per_stage": 1})
     preprocessing = ImagePreprocessing(spatial_dims=dims, in_channels=dataset.in_channels,
                                        input_size=list(size))
     flip_axes = list(range(dims)) if dims == 3 else [1]
