@@ -11,6 +11,7 @@ import pytest
 import meddx
 from meddx.data.loading import load_dataset
 from meddx.decision.predict import load_model
+from meddx.errors import ConfigError, DataError
 
 pytestmark = pytest.mark.e2e
 
@@ -18,9 +19,18 @@ MEDDX = [sys.executable, "-m", "meddx"]
 
 
 def cli(*args):
-    result = subprocess.run([*MEDDX, *map(str, args)], capture_output=True, text=True,
-                            env=os.environ.copy(), timeout=600)
-    return result
+    """The CLI in this process (no second start-up of torch, shap and transformers)."""
+    from typer.testing import CliRunner
+
+    from meddx.cli.main import app
+
+    return CliRunner().invoke(app, [str(a) for a in args], catch_exceptions=False)
+
+
+def cli_process(*args):
+    """The CLI as users run it: expected errors exit 2 with one line, no traceback."""
+    return subprocess.run([*MEDDX, *map(str, args)], capture_output=True, text=True,
+                          env=os.environ.copy(), timeout=600)
 
 
 def test_schema_inference_on_the_real_files(shared_data):
@@ -69,7 +79,7 @@ def test_bundle_trained_on_one_centre_applies_to_the_other(va_bundle, shared_dat
     # The other centre's raw export, headerless, through the CLI.
     swiss_file = shared_data / "uci-heart-disease-va-switzerland" / "processed.switzerland.data"
     result = cli("predict", va_bundle.path, "--csv", swiss_file, "--json", tmp_path / "p.json")
-    assert result.returncode == 0, result.stderr
+    assert result.exit_code == 0, result.output
     predictions = json.loads((tmp_path / "p.json").read_text())["predictions"]
     assert len(predictions) == 123
     assert predictions[0]["record"] == "processed.switzerland.data:1"
@@ -81,16 +91,17 @@ def test_record_prediction_shap_adds_up_on_real_bundle(va_bundle, tmp_path):
               "thal": None}
     result = cli("predict", va_bundle.path, "--record", json.dumps(record), "--explain",
                  "--out", tmp_path)
-    assert result.returncode == 0, result.stderr
+    assert result.exit_code == 0, result.output
     [prediction] = json.loads(result.stdout)
     explanation = prediction["explanation"]
     total = explanation["base_value"] + sum(c["shap"] for c in explanation["contributions"])
     assert total == pytest.approx(explanation["output_value"], abs=1e-6)
     assert os.path.getsize(explanation["plot"]) > 1000
-    bad = cli("predict", va_bundle.path, "--record", json.dumps({**record, "age": "old"}))
+    bad = cli_process("predict", va_bundle.path, "--record",
+                      json.dumps({**record, "age": "old"}))
     assert bad.returncode == 2 and "'age'" in bad.stderr and "Traceback" not in bad.stderr
-    nothing = cli("predict", va_bundle.path)
-    assert nothing.returncode == 2 and "--record" in nothing.stderr
+    with pytest.raises(ConfigError, match="--record"):
+        cli("predict", va_bundle.path)
 
 
 def test_crossval_command(shared_data, tmp_path):
@@ -100,15 +111,16 @@ def test_crossval_command(shared_data, tmp_path):
                                   "train": {"epochs": 2, "amp": "off"}}))
     result = cli("crossval", config, "--folds", "2", "--json", tmp_path / "cv-out.json",
                  "--data-dir", shared_data, "--no-progress")
-    assert result.returncode == 0, result.stderr
+    assert result.exit_code == 0, result.output
     data = json.loads((tmp_path / "cv-out.json").read_text())
     assert data["n"] == 200 and len(data["fits"]) == 2
     assert {"mlp", "lightgbm"} <= set(data["models"])
 
 
 def test_symptom_text_round_trip(shared_data, tmp_path):
-    plan = {"vocab_size": 1000, "hidden_size": 48, "layers": 1, "heads": 2,
-            "intermediate_size": 96, "max_length": 64}
+    plan = {"vocab_size": 1000, "hidden_size": 32, "layers": 1, "heads": 2,
+            "intermediate_size": 64, "max_length": 64, "tfidf": {"ngram_range": [2, 4],
+                                                                 "max_features": 10000}}
     bundle = meddx.train("symptom2disease", tmp_path / "s2d", data_dir=shared_data,
                          progress=False, plan=plan, epochs=2, amp="off")
     test = bundle.metadata["metrics"]["test"]
@@ -116,10 +128,10 @@ def test_symptom_text_round_trip(shared_data, tmp_path):
     assert test["top_k_accuracy"]["top_3"] >= test["accuracy"]
     result = cli("predict", bundle.path, "--text", "I have itchy red patches all over my skin",
                  "--text", "Tengo fiebre alta y dolor de cabeza", "--text", "?!")
-    assert result.returncode == 0, result.stderr
+    assert result.exit_code == 0, result.output
     predictions = json.loads(result.stdout)
     assert len(predictions) == 3 and all(p["top_3"] for p in predictions)
-    empty = cli("predict", bundle.path, "--text", "   ")
-    assert empty.returncode == 2 and "empty" in empty.stderr
     predictor = load_model(bundle.path)
+    with pytest.raises(DataError, match="empty"):
+        predictor.predict_texts(["   "])
     assert predictor.class_names[0] == "Acne"

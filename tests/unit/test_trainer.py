@@ -106,3 +106,14 @@ def test_ema_warmup_follows_the_model_early_and_averages_later():
     late = [torch.zeros(1)]
     update(late, current, torch.tensor(10_000))
     assert late[0].item() == pytest.approx(0.01)
+
+
+def test_plan_overrides_merge_with_defaults_and_reject_unknown_keys():
+    dataset = synthetic_dataset()
+    plan = make_plan(dataset, dataset.split("train"), {"augment": {"flip_axes": [], "rot90": True}})
+    assert plan.augment["flip_axes"] == [] and plan.augment["rot90"]
+    assert plan.tta_flip_axes == []
+    with pytest.raises(ConfigError, match="invalid augment option"):
+        make_plan(dataset, dataset.split("train"), {"augment": {"flip": True}})
+    with pytest.raises(ConfigError, match="unknown plan option 'colour'"):
+        make_plan(dataset, dataset.split("train"), {"colour": 1})

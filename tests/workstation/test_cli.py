@@ -57,3 +57,58 @@ def test_demo_users_only_in_demo_mode(tmp_path):
         assert authenticate(session, "admin", second["admin"]) is not None
         assert authenticate(session, "admin", first["admin"]) is None
     engine.dispose()
+
+
+def test_demo_serves_the_demo_bundles_with_printed_credentials(tmp_path, ws_bundle):
+    """What `make demo` ends with: the server up on SQLite, URL and working passwords printed."""
+    import re
+    import shutil
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    from tests.workstation.conftest import free_port
+
+    out = tmp_path / "demo"
+    shutil.copytree(ws_bundle, out / "blobs28")
+    port = free_port()
+    code = ("from pathlib import Path; from meddx.workstation.demo import serve_demo;"
+            f"serve_demo(Path({str(out)!r}), port={port},"
+            " print_fn=lambda *a: print(*a, flush=True))")
+    process = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+    try:
+        lines = []
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:
+            line = process.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+            if "Ctrl-C" in line:
+                break
+        text_out = "".join(lines)
+        assert f"http://127.0.0.1:{port}/" in text_out, text_out
+        passwords = dict(re.findall(r"user (\w+)\s+password (\w+)", text_out))
+        assert set(passwords) == {"clinician", "researcher", "admin"}
+        url = f"http://127.0.0.1:{port}"
+        while time.monotonic() < deadline:
+            try:
+                httpx.get(f"{url}/api/health", timeout=2)
+                break
+            except httpx.TransportError:
+                time.sleep(0.3)
+        answer = httpx.post(f"{url}/api/auth/token", timeout=30,
+                            data={"username": "admin", "password": passwords["admin"]})
+        assert answer.status_code == 200, answer.text
+        token = answer.json()["access_token"]
+        models = httpx.get(f"{url}/api/models", headers={"Authorization": f"Bearer {token}"},
+                           timeout=30).json()
+        assert [m["name"] for m in models] == ["blobs28"]
+        assert (out / "workstation" / "workstation.db").exists()
+        assert (out / "workstation" / "secret.key").stat().st_mode & 0o077 == 0
+    finally:
+        process.terminate()
+        process.wait(timeout=60)

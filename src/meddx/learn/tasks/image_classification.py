@@ -97,12 +97,18 @@ def make_plan(dataset: ClassificationDataset, train: SplitData,
                            else {"widths": [32, 64, 128], "convs_per_stage": 1})
     preprocessing = ImagePreprocessing(spatial_dims=dims, in_channels=dataset.in_channels,
                                        input_size=list(size))
-    flip_axes = list(range(dims)) if dims == 3 else [1]
-    augment = AugmentConfig(flip_axes=flip_axes, **overrides.pop("augment", {}))
+    augment_options = {"flip_axes": list(range(dims)) if dims == 3 else [1],
+                       **overrides.pop("augment", {})}
+    try:
+        augment = AugmentConfig(**augment_options)
+    except TypeError as error:
+        raise ConfigError(f"invalid augment option ({error})") from error
     plan = ImageClassificationPlan(
         class_names=list(dataset.class_names), network=network.to_dict(),
         preprocessing=preprocessing.to_dict(), augment=augment.to_dict(),
-        batch_size=128 if dims == 2 else 32, tta_flip_axes=flip_axes)
+        batch_size=128 if dims == 2 else 32,
+        # Test-time flips only along axes the model was trained to be invariant to.
+        tta_flip_axes=list(augment.flip_axes))
     for key, value in overrides.items():
         if not hasattr(plan, key):
             raise ConfigError(f"unknown plan option {key!r}")

@@ -554,6 +554,11 @@ def fit(dataset: TabularDataset, work_dir: Path, config: TrainConfig,
 
     metadata: dict[str, Any] = {
         "task": TASK_NAME,
+        "intended_use": (
+            "Research and decision support only: a risk estimate from routine measurements, with "
+            "the measurements that raised or lowered it (SHAP), for a clinician to weigh. Not a "
+            "certified medical device; validate on local records before use (case mix, units "
+            "and missing-value conventions differ between hospitals)."),
         "class_names": class_names,
         "threshold": threshold,
         "threshold_method": plan_obj.threshold_method if threshold is not None else None,

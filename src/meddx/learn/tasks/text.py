@@ -284,7 +284,6 @@ class TfidfModel:
             seed: int = 0) -> TfidfModel:
         from sklearn.feature_extraction.text import TfidfVectorizer
         from sklearn.linear_model import LogisticRegression
-
         from threadpoolctl import threadpool_limits
 
         vectorizer = TfidfVectorizer(**cls._vectorizer_options(options))
@@ -407,6 +406,11 @@ def fit(dataset: TextDataset, work_dir: Path, config: TrainConfig,
                                                    n_bootstrap=200)} for name in MODELS}
     metadata: dict[str, Any] = {
         "task": TASK_NAME,
+        "intended_use": (
+            "Research and remote-consultation triage support only: ranks likely conditions from "
+            "a patient's own description of symptoms, with the words that drove the ranking, "
+            "for a clinician to review. Never a diagnosis; trained on a small English data set "
+            "of 24 conditions and blind to every other condition."),
         "class_names": class_names,
         "threshold": None,
         "plan": plan_obj.to_dict(),

@@ -18,7 +18,8 @@ from PIL import Image as PILImage
 from meddx.data.images import read_image
 
 
-@lru_cache(maxsize=32)
+# A few recent images only: a CT volume as float32 can be hundreds of MB.
+@lru_cache(maxsize=4)
 def _volume(path: str, mtime: float) -> tuple[np.ndarray, tuple[float, ...] | None]:
     image = read_image(path)
     array = image.array.mean(axis=0) if image.array.shape[0] > 1 else image.array[0]
