@@ -120,7 +120,7 @@ def main() -> None:
         for row in baselines_for(result["dataset"]):
             table.add_row("", row["method"], f"{row['auc']:.3f}", f"{row['accuracy']:.3f}", "",
                           "", "")
-    Console().print(table)
+    Console(width=160).print(table)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({"results": results, "cpu_count": os.cpu_count()}, indent=2))
     print(f"wrote {args.json}")
