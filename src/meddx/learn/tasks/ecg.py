@@ -9,7 +9,8 @@ Class imbalance is severe for beats (MIT-BIH DS1: 90% N, 1.9% S, 0.8% F). It is 
 drawing each training epoch with class probabilities proportional to ``count ** (1 - power)``
 (``imbalance_power`` 0.8 for beats, chosen on the patient-wise DS1 validation records: S beats are
 drawn ~12x more often than their share, short of the full balancing that makes the network
-memorise the few S-rich patients), or by a class-weighted loss; the counts, the method and the resulting class shares are reported in the bundle.
+memorise the few S-rich patients), or by a class-weighted loss; the counts, the method and the
+resulting class shares are reported in the bundle.
 Validation is patient-wise (see :class:`~meddx.data.ecg.BeatDataset`), and the best epoch is the
 one with the highest validation macro-F1 over the classes with at least 10 validation beats.
 """
