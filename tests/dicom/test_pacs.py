@@ -152,8 +152,12 @@ def test_cli_echo_query_and_listen(clean_orthanc, samples, tmp_path, listener_po
             time.sleep(0.2)
         assert status_files, "the listener did not store the series"
     finally:
-        listener.send_signal(signal.SIGINT)
-        _, err = listener.communicate(timeout=60)
+        listener.send_signal(signal.SIGTERM)  # what a service manager sends; stops cleanly
+        try:
+            _, err = listener.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            listener.kill()  # never leave a listener behind
+            raise
     assert listener.returncode == 0, err
     assert len(list((tmp_path / "spool").glob("*/*/*.dcm"))) == 1
     down = subprocess.run([*meddx, "echo", "127.0.0.1", str(free_port())],

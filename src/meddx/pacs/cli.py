@@ -196,8 +196,13 @@ def retrieve(
     out.print(f"retrieved {len(written)} instance(s) into {out_dir}")
 
 
-def _processor(rules: Path, send_host: str | None, send_port: int, send_aet: str,
-               send_dicomweb: str | None, calling_aet: str, workstation: bool):
+def _processor(rules: Path, spool: Path, send_host: str | None, send_port: int,
+               send_aet: str, send_dicomweb: str | None, calling_aet: str, workstation: bool):
+    """The series processor of ``listen`` / ``retry`` and the spool it works on.
+
+    With ``workstation`` the spool is the workstation's ``<storage>/dicom`` (its study files
+    must lie under its storage folder).
+    """
     from meddx.pacs.dimse import DicomNode
     from meddx.pacs.listener import ResultSender, SeriesProcessor
     from meddx.pacs.routing import load_rules
@@ -216,7 +221,8 @@ def _processor(rules: Path, send_host: str | None, send_port: int, send_aet: str
         from meddx.workstation.core.config import settings_from_env
 
         worklist = WorkstationWorklist(settings_from_env())
-    return SeriesProcessor(load_rules(rules), sender=sender, worklist=worklist), worklist
+        spool = worklist.storage_dir / "dicom"
+    return SeriesProcessor(load_rules(rules), sender=sender, worklist=worklist), spool
 
 
 SendHost = Annotated[str | None, typer.Option(help="Send results to this PACS (C-STORE).")]
@@ -244,10 +250,8 @@ def listen(
     """Receive studies (C-STORE), analyse complete series with the routed model, send results."""
     from meddx.pacs.listener import DicomListener
 
-    processor, worklist = _processor(rules, send_host, send_port, send_aet, send_dicomweb, aet,
-                                     workstation)
-    if worklist is not None:
-        spool = worklist.storage_dir / "dicom"
+    processor, spool = _processor(rules, spool, send_host, send_port, send_aet, send_dicomweb,
+                                  aet, workstation)
     listener = DicomListener(spool, processor, aet=aet, host=host, port=port,
                              idle_seconds=idle).start()
     out.print(f"listening as {aet} on {host}:{port}; spool {spool}; Ctrl-C to stop")
@@ -266,10 +270,8 @@ def retry(
     """Process again every received series that failed or was interrupted."""
     from meddx.pacs.listener import process_pending
 
-    processor, worklist = _processor(rules, send_host, send_port, send_aet, send_dicomweb, aet,
-                                     workstation)
-    if worklist is not None:
-        spool = worklist.storage_dir / "dicom"
+    processor, spool = _processor(rules, spool, send_host, send_port, send_aet, send_dicomweb,
+                                  aet, workstation)
     done = process_pending(spool, processor)
     states: dict[str, int] = {}
     for status in done:

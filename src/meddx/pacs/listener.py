@@ -493,13 +493,26 @@ class DicomListener:
             self._server = None
 
     def serve_forever(self) -> None:
-        """Block until Ctrl-C, then stop cleanly."""
+        """Block until Ctrl-C or SIGTERM, then stop cleanly (pending series are processed).
+
+        Explicit handlers: a process started in the background may inherit an ignored SIGINT,
+        and a service manager stops with SIGTERM.
+        """
+        import signal
+
+        def request_stop(signum, frame):
+            self._stop.set()
+
+        previous = {}
+        if threading.current_thread() is threading.main_thread():  # handlers: main thread only
+            previous = {sig: signal.signal(sig, request_stop)
+                        for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
             while not self._stop.wait(1.0):
                 pass
-        except KeyboardInterrupt:
-            pass
         finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
             self.stop()
 
     def __enter__(self) -> DicomListener:

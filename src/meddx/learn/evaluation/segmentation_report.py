@@ -94,7 +94,8 @@ def plot_mask_overlay(image: np.ndarray, masks: Sequence[tuple[str, np.ndarray]]
     from matplotlib.patches import Patch
 
     handles = [Patch(color=colours[i], label=name) for i, name in enumerate(class_names) if i]
-    figure.legend(handles=handles, loc="outside lower center", ncols=max(1, len(handles)), fontsize=8)
+    figure.legend(handles=handles, loc="outside lower center", ncols=max(1, len(handles)),
+                  fontsize=8)
     figure.suptitle(title, fontsize=10)
     return _save(figure, path)
 
