@@ -139,12 +139,11 @@ def load_bundle(path: str | Path) -> Bundle:
     """Read a bundle's metadata and check it is one this version of meddx understands."""
     path = Path(path)
     meta_path = path / METADATA_FILE
+    unfinished = (path.parent / f"{path.name}.ckpt").exists()
+    hint = " (its training did not finish; continue it with --resume)" if unfinished else ""
     if not path.exists():
-        raise BundleError(f"{path}: no such bundle folder")
+        raise BundleError(f"{path}: no such bundle folder{hint}")
     if not meta_path.exists():
-        hint = ""
-        if (path.parent / f"{path.name}.ckpt").exists():
-            hint = " (training did not finish; continue it with --resume)"
         raise BundleError(f"{path}: not a meddx bundle, {METADATA_FILE} is missing{hint}")
     try:
         metadata = json.loads(meta_path.read_text())
