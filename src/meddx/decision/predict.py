@@ -7,6 +7,7 @@ alike.
 
 from __future__ import annotations
 
+import importlib
 import math
 import time
 from collections.abc import Sequence
@@ -19,14 +20,7 @@ import torch
 from meddx.data.images import read_image
 from meddx.data.preprocessing import ImagePreprocessing
 from meddx.decision.bundle import Bundle, load_bundle
-from meddx.decision.ecg_predict import ECG_PREDICTORS
 from meddx.decision.explain import heat_map, save_overlay
-from meddx.decision.segment_predict import TASK_NAME as SEGMENTATION_TASK
-from meddx.decision.segment_predict import SegmentationPredictor
-from meddx.decision.tabular_predict import TASK_NAME as TABULAR_TASK
-from meddx.decision.tabular_predict import TabularPredictor
-from meddx.decision.text_predict import TASK_NAME as TEXT_TASK
-from meddx.decision.text_predict import TextPredictor
 from meddx.errors import BundleError
 from meddx.learn.networks import NetworkSpec, build_network
 from meddx.learn.tasks.image_classification import (
@@ -128,15 +122,31 @@ class ImageClassifier:
         return result
 
 
-PREDICTORS = {TASK_NAME: ImageClassifier, SEGMENTATION_TASK: SegmentationPredictor}
-PREDICTORS.update(ECG_PREDICTORS)
-PREDICTORS.update({TABULAR_TASK: TabularPredictor, TEXT_TASK: TextPredictor})
+# Task name -> "module:Class". Imported on first use, so predicting with an image model does not
+# load the text, tabular or ECG stacks (transformers, SHAP, LightGBM, scipy.signal).
+PREDICTORS: dict[str, str] = {
+    TASK_NAME: "meddx.decision.predict:ImageClassifier",
+    "segmentation": "meddx.decision.segment_predict:SegmentationPredictor",
+    "ecg-beat-classification": "meddx.decision.ecg_predict:EcgBeatClassifier",
+    "ecg-series-classification": "meddx.decision.ecg_predict:EcgSeriesClassifier",
+    "tabular-classification": "meddx.decision.tabular_predict:TabularPredictor",
+    "text-classification": "meddx.decision.text_predict:TextPredictor",
+}
+
+
+def predictor_class(task: str) -> type | None:
+    """The predictor class registered for a task, or None."""
+    target = PREDICTORS.get(task)
+    if target is None:
+        return None
+    module, name = target.split(":")
+    return getattr(importlib.import_module(module), name)
 
 
 def load_model(bundle: str | Path | Bundle, device: torch.device | None = None):
     """The predictor for a bundle's task."""
     bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
-    predictor = PREDICTORS.get(bundle.task)
+    predictor = predictor_class(bundle.task)
     if predictor is None:
         raise BundleError(f"{bundle.path}: this meddx cannot run task {bundle.task!r}; "
                           f"known tasks: {', '.join(PREDICTORS)}")

@@ -19,7 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from meddx.decision.bundle import METADATA_FILE, WEIGHTS_FILE, load_bundle
-from meddx.decision.predict import PREDICTORS, load_model
+from meddx.decision.predict import load_model, predictor_class
 from meddx.errors import BundleError
 from meddx.workstation.db.models import ModelVersion
 
@@ -49,12 +49,12 @@ def suffix_of(name: str) -> str:
 
 
 def task_inputs(task: str) -> tuple[str, ...]:
-    predictor = PREDICTORS.get(task)
+    predictor = predictor_class(task)
     return tuple(getattr(predictor, "input_suffixes", None) or TASK_INPUTS.get(task, ()))
 
 
 def task_kind(task: str, suffix: str) -> str:
-    predictor = PREDICTORS.get(task)
+    predictor = predictor_class(task)
     kind = getattr(predictor, "study_kind", None) or TASK_KINDS.get(task, "image")
     if kind == "image" and suffix in (".nii", ".nii.gz"):
         return "volume"
