@@ -63,17 +63,10 @@ def render_model_card(metadata: dict[str, Any]) -> str:
     lines += [
         "",
         "## Limitations",
-        "- Trained on one public dataset; performance on other scanners, sites and populations "
+        "- Trained on one public dataset; performance on other sites, devices and populations "
         "is unknown until validated locally.",
-        "- Inputs are resized to "
-        f"{metadata.get('preprocessing', {}).get('input_size', '?')}; fine detail below that "
-        "resolution is invisible to the model.",
         "- Confidence intervals are 95% percentile bootstrap intervals over cases; they do not "
         "cover shifts in the population.",
-        "- Grad-CAM heat maps show where the network looked, not why; do not read them as "
-        "lesion outlines.",
+        *[f"- {item}" for item in metadata.get("limitations", [])],
     ]
-    if metadata.get("limitations"):  # tasks other than images state their own
-        lines = lines[: lines.index("## Limitations") + 1] + [
-            f"- {item}" for item in metadata["limitations"]]
     return "\n".join(lines) + "\n"

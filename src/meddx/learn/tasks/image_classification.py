@@ -284,6 +284,12 @@ def fit(dataset: ClassificationDataset, work_dir: Path, config: TrainConfig,
                      "history": result.history},
         "metrics": {"val": classification_metrics(task.val_y, val_probs, plan_obj.class_names,
                                                   threshold=threshold)},
+        "limitations": [
+            f"Inputs are resized to {task.preprocessing.input_size}; detail below that "
+            "resolution is invisible to the model.",
+            "Grad-CAM heat maps show where the network looked, not why; do not read them as "
+            "lesion outlines.",
+        ],
     }
     state = {k: v.detach().cpu() for k, v in result.model.state_dict().items()}
     return FitOutput(metadata, state, ImageClassifier(metadata, state, source=str(work_dir)))

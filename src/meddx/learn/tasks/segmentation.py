@@ -712,6 +712,13 @@ def fit(dataset: SegmentationDataset, work_dir: Path, config: TrainConfig,
                      "bf16_autocast": result.amp, "device": str(next(
                          result.model.parameters()).device), "history": result.history},
         "metrics": {},
+        "limitations": [
+            f"Images are resampled to {plan_obj.target_spacing} mm and segmented in patches of "
+            f"{plan_obj.patch_size} voxels; structures thinner than a voxel at that spacing are "
+            "missed.",
+            "Volumes in mL are only as good as the mask boundary; check the overlay before using "
+            "a measurement.",
+        ],
     }
     predictor = SegmentationPredictor(metadata, state, source=str(work_dir))
     chosen, evidence, val_masks = _choose_postprocessing(predictor, val)

@@ -559,6 +559,13 @@ def fit(dataset: TabularDataset, work_dir: Path, config: TrainConfig,
             "the measurements that raised or lowered it (SHAP), for a clinician to weigh. Not a "
             "certified medical device; validate on local records before use (case mix, units "
             "and missing-value conventions differ between hospitals)."),
+        "limitations": [
+            "Probabilities are calibrated on one validation split; recalibrate for a population "
+            "with a different disease prevalence.",
+            "SHAP values explain the model's output, not causes in the patient.",
+            "Values outside the training range, and categories never seen in training, are "
+            "treated as missing (with a warning).",
+        ],
         "class_names": class_names,
         "threshold": threshold,
         "threshold_method": plan_obj.threshold_method if threshold is not None else None,

@@ -411,6 +411,12 @@ def fit(dataset: TextDataset, work_dir: Path, config: TrainConfig,
             "a patient's own description of symptoms, with the words that drove the ranking, "
             "for a clinician to review. Never a diagnosis; trained on a small English data set "
             "of 24 conditions and blind to every other condition."),
+        "limitations": [
+            "Only the trained conditions can be ranked; a patient with any other condition still "
+            "gets one of them.",
+            "Word attributions show what the model weighed, not medical reasoning.",
+            "Text in other languages is accepted but the model has seen only English.",
+        ],
         "class_names": class_names,
         "threshold": None,
         "plan": plan_obj.to_dict(),
