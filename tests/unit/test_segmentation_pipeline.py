@@ -148,3 +148,18 @@ def test_two_dimensional_segmentation(tmp_path):
     result = meddx.predict(tmp_path / "b2d", [root / "images" / "p00.png"], out_dir=tmp_path / "o",
                            overlay=True)[0]
     assert result["mask"].endswith("p00_seg.png") and result["labels"]["1"]["voxels"] > 0
+
+
+def test_crossval_works_for_segmentation(tmp_path):
+    """`meddx crossval` is generic: label maps get plain k-fold and per-label Dice summaries."""
+    from meddx.data.loading import load_dataset
+    from meddx.learn.crossval import cross_validate
+    from meddx.learn.trainer import TrainConfig
+
+    data = load_dataset(str(write_msd(tmp_path / "spheres", n=8)))
+    config = TrainConfig(epochs=1, lr=1e-2, patience=0, amp="off")
+    result = cross_validate(data, config=config, plan=PLAN, folds=2, progress=False)
+    assert len(result["fits"]) == 2
+    assert sum(fit["n_test"] for fit in result["fits"]) == 8
+    assert {"dice_mean", "hd95_mean"} <= set(result["summary"])
+    assert 0 <= result["summary"]["dice_mean"]["mean"] <= 1

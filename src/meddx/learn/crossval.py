@@ -1,11 +1,12 @@
-"""Repeated stratified k-fold cross-validation, for any dataset whose recipe has ``fit``.
+"""Repeated k-fold cross-validation, for any dataset whose recipe has ``fit``.
 
 Small data sets (768 Pima patients, 200 VA patients) make a single test split too noisy to
 compare models; cross-validation uses every case for testing once per repeat. For each fold the
 recipe trains exactly as ``meddx train`` would (validation carved out of the training folds,
 stratified; thresholds and calibration chosen on it), and the held-out fold is scored with
-:func:`~meddx.learn.evaluation.metrics.classification_metrics`, so the keys are those of
-``meddx evaluate``.
+:func:`~meddx.learn.evaluate.evaluate_split`, the one evaluation path, so the keys are those of
+``meddx evaluate``. Folds are stratified by class where labels are class indices, and plain
+k-fold where they are not (segmentation label maps).
 
 Summary per metric: mean and standard deviation over the ``folds x repeats`` fits, and a 95%
 confidence interval from the corrected resampled t-test (Nadeau & Bengio, Machine Learning 52,
@@ -32,6 +33,7 @@ from scipy import stats
 
 from meddx.data.loading import load_dataset
 from meddx.errors import ConfigError, DataError
+from meddx.learn.evaluate import evaluate_split
 from meddx.learn.evaluation.metrics import classification_metrics
 from meddx.learn.trainer import TrainConfig
 
@@ -53,11 +55,29 @@ def corrected_interval(values: np.ndarray, test_fraction: float, level: float = 
     return [float(values.mean() - half), float(values.mean() + half)]
 
 
+# Segmentation metrics come per label (plus "mean"); they are summarised as dice_<label>...
+PER_LABEL_METRICS = ("dice", "hd95", "nsd", "volume_error_ml")
+
+
 def _flatten(metrics: dict[str, Any]) -> dict[str, float | None]:
-    flat = {key: metrics.get(key) for key in SUMMARY_METRICS}
+    flat = {key: metrics[key] for key in SUMMARY_METRICS if key in metrics}
     for key, value in (metrics.get("top_k_accuracy") or {}).items():
         flat[f"{key}_accuracy"] = value
+    for key in PER_LABEL_METRICS:
+        for label, value in (metrics.get(key) or {}).items():
+            if value is None or isinstance(value, int | float):
+                flat[f"{key}_{label}"] = value
     return flat
+
+
+def _class_labels(labels: list[Any], num_classes: int) -> np.ndarray | None:
+    """Labels as class indices when they are (classification), else None (label maps)."""
+    if not labels or any(isinstance(label, np.ndarray) and label.ndim > 0 for label in labels):
+        return None
+    array = np.asarray(labels)
+    if array.ndim != 1 or array.dtype.kind not in "iu":
+        return None
+    return array if num_classes else None
 
 
 def _summarise(per_fold: list[dict[str, float | None]], test_fraction: float
@@ -95,7 +115,7 @@ def cross_validate(dataset: Any, *, config: TrainConfig | None = None,
         JSON-able dict: settings, ``summary`` ``{metric: {mean, std, ci}}``, ``models``
         (per candidate model, when available), ``folds`` (per-fold metrics).
     """
-    from sklearn.model_selection import RepeatedStratifiedKFold
+    from sklearn.model_selection import RepeatedKFold, RepeatedStratifiedKFold
 
     from meddx.data.tabular import stratified_parts
     from meddx.learn.pipeline import recipe_for
@@ -107,13 +127,21 @@ def cross_validate(dataset: Any, *, config: TrainConfig | None = None,
     config = config or TrainConfig()
     recipe = recipe_for(dataset)
     everything = dataset.split("all")
-    labels = np.asarray(everything.labels)
-    counts = np.bincount(labels, minlength=len(dataset.class_names))
-    if (counts[counts > 0] < folds).any() or (counts > 0).sum() < 2:
-        raise DataError(f"{dataset.name}: {folds}-fold stratified cross-validation needs at "
-                        f"least {folds} cases of each of two or more classes; class counts "
-                        f"{dict(zip(dataset.class_names, counts.tolist(), strict=True))}")
-    splitter = RepeatedStratifiedKFold(n_splits=folds, n_repeats=repeats, random_state=seed)
+    labels = _class_labels(list(everything.labels), len(dataset.class_names))
+    if labels is not None:
+        counts = np.bincount(labels, minlength=len(dataset.class_names))
+        if (counts[counts > 0] < folds).any() or (counts > 0).sum() < 2:
+            by_class = dict(zip(dataset.class_names, counts.tolist(), strict=True))
+            raise DataError(f"{dataset.name}: {folds}-fold stratified cross-validation needs "
+                            f"at least {folds} cases of each of two or more classes; class "
+                            f"counts {by_class}")
+        splitter = RepeatedStratifiedKFold(n_splits=folds, n_repeats=repeats, random_state=seed)
+    else:
+        if len(everything) < 2 * folds:
+            raise DataError(f"{dataset.name}: {folds}-fold cross-validation needs at least "
+                            f"{2 * folds} cases, found {len(everything)}")
+        splitter = RepeatedKFold(n_splits=folds, n_repeats=repeats, random_state=seed)
+        labels = np.zeros(len(everything), dtype=np.int64)  # nothing to stratify on
     scratch = Path(work_dir) if work_dir else Path(tempfile.mkdtemp(prefix="meddx-crossval-"))
     per_fold, per_model, records = [], {}, []
     bar = Progress(TextColumn("[bold]crossval"), BarColumn(), TextColumn("{task.completed}/"
@@ -135,9 +163,7 @@ def cross_validate(dataset: Any, *, config: TrainConfig | None = None,
                 shutil.rmtree(fold_dir, ignore_errors=True)
                 test = splits["test"]
                 predictor = fitted.predictor
-                probs = predictor.predict_split(test)
-                metrics = classification_metrics(test.labels, probs, dataset.class_names,
-                                                  threshold=predictor.threshold, n_bootstrap=0)
+                metrics, _, _ = evaluate_split(predictor, test, n_bootstrap=0)
                 per_fold.append(_flatten(metrics))
                 record = {"repeat": index // folds, "fold": index % folds, "n_test": len(test),
                           "metrics": per_fold[-1]}
