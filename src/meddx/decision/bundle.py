@@ -159,3 +159,19 @@ def load_bundle(path: str | Path) -> Bundle:
     if "task" not in metadata:
         raise BundleError(f"{meta_path}: the metadata names no task")
     return Bundle(path, metadata)
+
+
+def check_task(metadata: dict[str, Any], task: str, source: str) -> None:
+    """Refuse metadata of another task before building anything from it."""
+    if metadata.get("task") != task:
+        raise BundleError(f"{source}: task {metadata.get('task')!r} is not {task!r}")
+
+
+def load_weights(model: torch.nn.Module, state_dict: dict[str, torch.Tensor],
+                 device: torch.device, source: str) -> torch.nn.Module:
+    """Load a bundle's weights into its rebuilt network, on ``device``, in eval mode."""
+    try:
+        model.load_state_dict(state_dict)
+    except RuntimeError as error:
+        raise BundleError(f"{source}: weights do not fit the network ({error})") from error
+    return model.to(device).eval()

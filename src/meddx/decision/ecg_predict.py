@@ -36,7 +36,7 @@ from meddx.data.ecg import (  # noqa: E402
     read_signal,
     read_ucr,
 )
-from meddx.decision.bundle import Bundle  # noqa: E402
+from meddx.decision.bundle import Bundle, load_weights  # noqa: E402
 from meddx.errors import BundleError, InputFileError  # noqa: E402
 from meddx.learn.networks1d import Network1DSpec, build_network1d  # noqa: E402
 from meddx.learn.tasks.ecg import (  # noqa: E402
@@ -88,12 +88,8 @@ class _EcgPredictor:
         self.name = metadata.get("name", source)
         self.device = device or default_device()
         self.plan = EcgPlan.from_dict(metadata["plan"])
-        self.model = build_network1d(Network1DSpec.from_dict(self.plan.network))
-        try:
-            self.model.load_state_dict(state_dict)
-        except RuntimeError as error:
-            raise BundleError(f"{source}: weights do not fit the network ({error})") from error
-        self.model.to(self.device).eval()
+        self.model = load_weights(build_network1d(Network1DSpec.from_dict(self.plan.network)),
+                                  state_dict, self.device, source)
         self.class_names = list(self.plan.class_names)
         self.threshold = metadata.get("threshold")
 

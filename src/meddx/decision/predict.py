@@ -19,7 +19,7 @@ import torch
 
 from meddx.data.images import read_image
 from meddx.data.preprocessing import ImagePreprocessing
-from meddx.decision.bundle import Bundle, load_bundle
+from meddx.decision.bundle import Bundle, check_task, load_bundle, load_weights
 from meddx.decision.explain import heat_map, save_overlay
 from meddx.errors import BundleError
 from meddx.learn.networks import NetworkSpec, build_network
@@ -56,20 +56,15 @@ class ImageClassifier:
 
     def __init__(self, metadata: dict[str, Any], state_dict: dict[str, torch.Tensor],
                  device: torch.device | None = None, source: str = "bundle"):
-        if metadata.get("task") != TASK_NAME:
-            raise BundleError(f"{source}: task {metadata.get('task')!r} is not {TASK_NAME!r}")
+        check_task(metadata, TASK_NAME, source)
         self.metadata = metadata
         self.name = metadata.get("name", source)
         self.device = device or default_device()
         self.plan = ImageClassificationPlan.from_dict(metadata["plan"])
         self.spec = NetworkSpec.from_dict(self.plan.network)
         self.preprocessing = ImagePreprocessing.from_dict(self.plan.preprocessing)
-        self.model = build_network(NetworkSpec.from_dict(self.plan.network))
-        try:
-            self.model.load_state_dict(state_dict)
-        except RuntimeError as error:
-            raise BundleError(f"{source}: weights do not fit the network ({error})") from error
-        self.model.to(self.device).eval()
+        self.model = load_weights(build_network(NetworkSpec.from_dict(self.plan.network)),
+                                  state_dict, self.device, source)
         self.class_names = self.plan.class_names
         self.threshold = metadata.get("threshold")
 

@@ -25,8 +25,8 @@ import numpy as np
 import torch
 
 from meddx.data.segmentation import SegmentationSplit, read_volume
-from meddx.decision.bundle import Bundle
-from meddx.errors import BundleError, InputFileError
+from meddx.decision.bundle import Bundle, check_task, load_weights
+from meddx.errors import InputFileError
 from meddx.learn.tasks.segmentation import (
     TASK_NAME,
     SegmentationPlan,
@@ -75,18 +75,12 @@ class SegmentationPredictor:
 
     def __init__(self, metadata: dict[str, Any], state_dict: dict[str, torch.Tensor],
                  device: torch.device | None = None, source: str = "bundle"):
-        if metadata.get("task") != TASK_NAME:
-            raise BundleError(f"{source}: task {metadata.get('task')!r} is not {TASK_NAME!r}")
+        check_task(metadata, TASK_NAME, source)
         self.metadata = metadata
         self.name = metadata.get("name", source)
         self.device = device or default_device()
         self.plan = SegmentationPlan.from_dict(metadata["plan"])
-        self.model = build_model(self.plan)
-        try:
-            self.model.load_state_dict(state_dict)
-        except RuntimeError as error:
-            raise BundleError(f"{source}: weights do not fit the network ({error})") from error
-        self.model.to(self.device).eval()
+        self.model = load_weights(build_model(self.plan), state_dict, self.device, source)
         self.class_names = list(self.plan.class_names)
         self.threshold = None
 
