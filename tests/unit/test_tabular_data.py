@@ -107,3 +107,16 @@ def test_loading_registry_routes_tables_not_manifests(tmp_path):
     manifest = write(tmp_path / "manifest.csv", ["path,label", "a.png,0"])
     assert can_read_table(table) and not can_read_table(manifest)
     assert isinstance(load_dataset(table), TabularDataset)
+
+
+def test_carving_keeps_single_case_classes_for_training():
+    import numpy as np
+
+    from meddx.data.tabular import stratified_parts
+
+    labels = np.array([0] * 40 + [1] * 40 + [2])  # class 2 has one case: cannot be stratified
+    for seed in range(20):
+        rest, carved = stratified_parts(labels, 0.2, seed)
+        assert 80 in rest and 80 not in carved
+        assert len(rest) + len(carved) == len(labels)
+        assert set(rest).isdisjoint(carved)

@@ -532,9 +532,16 @@ def stratified_parts(labels: np.ndarray, fraction: float, seed: int
         rest, carved = train_test_split(indices, test_size=fraction, random_state=seed,
                                         stratify=labels)
     except ValueError:
-        log.warning("cannot stratify a %.0f%% split of %d cases; splitting at random",
-                    100 * fraction, len(labels))
-        rest, carved = train_test_split(indices, test_size=fraction, random_state=seed)
+        # Classes with a single case cannot be split: they stay on the training side, or a
+        # rare class could vanish from training altogether. The others are split at random.
+        values, counts = np.unique(labels, return_counts=True)
+        single = np.isin(labels, values[counts < 2])
+        log.warning("cannot stratify a %.0f%% split of %d cases (%d in classes of one case, "
+                    "kept for training); splitting the rest at random", 100 * fraction,
+                    len(labels), int(single.sum()))
+        rest, carved = train_test_split(indices[~single], test_size=fraction,
+                                        random_state=seed)
+        rest = np.concatenate([rest, indices[single]])
     return np.sort(rest), np.sort(carved)
 
 
