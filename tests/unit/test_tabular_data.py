@@ -112,7 +112,7 @@ def test_loading_registry_routes_tables_not_manifests(tmp_path):
 def test_carving_keeps_single_case_classes_for_training():
     import numpy as np
 
-    from meddx.data.tabular import stratified_parts
+    from meddx.data.datasets import stratified_parts
 
     labels = np.array([0] * 40 + [1] * 40 + [2])  # class 2 has one case: cannot be stratified
     for seed in range(20):

@@ -119,32 +119,39 @@ def _empty_split() -> SplitData:
     return SplitData([], np.zeros(0, np.int64), [])
 
 
-def _carve(data: SplitData, fraction: float, seed: int) -> tuple[SplitData, SplitData]:
-    """Split off ``fraction`` of ``data``, stratified by label when possible.
-
-    Returns:
-        (rest, carved). Both keep the original case order.
-    """
-    n = len(data)
-    if fraction <= 0 or n < 2:
-        return data, _empty_split()
+def stratified_parts(labels: np.ndarray, fraction: float, seed: int
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (rest, carved) with ``fraction`` carved off, stratified when possible."""
     from sklearn.model_selection import train_test_split
 
-    indices = np.arange(n)
+    indices = np.arange(len(labels))
+    if fraction <= 0 or len(labels) < 2:
+        return indices, indices[:0]
     try:
-        rest, carved = train_test_split(
-            indices, test_size=fraction, random_state=seed, stratify=data.labels
-        )
+        rest, carved = train_test_split(indices, test_size=fraction, random_state=seed,
+                                        stratify=labels)
     except ValueError:
-        # Too few cases of some class to stratify (e.g. a class with one case): plain random split.
-        log.warning(
-            "cannot stratify a %.0f%% split of %d cases; splitting at random", 100 * fraction, n
-        )
-        try:
-            rest, carved = train_test_split(indices, test_size=fraction, random_state=seed)
-        except ValueError:
-            return data, _empty_split()
-    return data.subset(np.sort(rest)), data.subset(np.sort(carved))
+        # Classes with a single case cannot be split: they stay on the training side, or a
+        # rare class could vanish from training altogether. The others are split at random.
+        values, counts = np.unique(labels, return_counts=True)
+        single = np.isin(labels, values[counts < 2])
+        log.warning("cannot stratify a %.0f%% split of %d cases (%d in classes of one case, "
+                    "kept for training); splitting the rest at random", 100 * fraction,
+                    len(labels), int(single.sum()))
+        if (~single).sum() < 2:
+            return indices, indices[:0]
+        rest, carved = train_test_split(indices[~single], test_size=fraction,
+                                        random_state=seed)
+        rest = np.concatenate([rest, indices[single]])
+    return np.sort(rest), np.sort(carved)
+
+
+def _carve(data: SplitData, fraction: float, seed: int) -> tuple[SplitData, SplitData]:
+    """Split off ``fraction`` of ``data`` with :func:`stratified_parts`; both keep case order."""
+    if fraction <= 0 or len(data) < 2:
+        return data, _empty_split()
+    rest, carved = stratified_parts(np.asarray(data.labels), fraction, seed)
+    return data.subset(rest), data.subset(carved)
 
 
 @dataclass

@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from meddx.data import catalog
+from meddx.data.datasets import stratified_parts
 from meddx.data.download import sha256_file
 from meddx.errors import ConfigError, DataError, DatasetNotFoundError, InputFileError
 
@@ -518,31 +519,6 @@ class TabularSplit:
         return TabularSplit(pd.concat([p.features for p in parts], ignore_index=True),
                             np.concatenate([p.labels for p in parts]),
                             [s for p in parts for s in p.sources])
-
-
-def stratified_parts(labels: np.ndarray, fraction: float, seed: int
-                     ) -> tuple[np.ndarray, np.ndarray]:
-    """Indices (rest, carved) with ``fraction`` carved off, stratified when possible."""
-    from sklearn.model_selection import train_test_split
-
-    indices = np.arange(len(labels))
-    if fraction <= 0 or len(labels) < 2:
-        return indices, indices[:0]
-    try:
-        rest, carved = train_test_split(indices, test_size=fraction, random_state=seed,
-                                        stratify=labels)
-    except ValueError:
-        # Classes with a single case cannot be split: they stay on the training side, or a
-        # rare class could vanish from training altogether. The others are split at random.
-        values, counts = np.unique(labels, return_counts=True)
-        single = np.isin(labels, values[counts < 2])
-        log.warning("cannot stratify a %.0f%% split of %d cases (%d in classes of one case, "
-                    "kept for training); splitting the rest at random", 100 * fraction,
-                    len(labels), int(single.sum()))
-        rest, carved = train_test_split(indices[~single], test_size=fraction,
-                                        random_state=seed)
-        rest = np.concatenate([rest, indices[single]])
-    return np.sort(rest), np.sort(carved)
 
 
 @dataclass

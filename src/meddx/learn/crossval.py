@@ -117,7 +117,7 @@ def cross_validate(dataset: Any, *, config: TrainConfig | None = None,
     """
     from sklearn.model_selection import RepeatedKFold, RepeatedStratifiedKFold
 
-    from meddx.data.tabular import stratified_parts
+    from meddx.data.datasets import stratified_parts
     from meddx.learn.pipeline import recipe_for
 
     if folds < 2:
