@@ -30,8 +30,8 @@ from rich.table import Table
 import meddx
 from meddx.data.loading import load_dataset
 from meddx.decision.predict import load_model
+from meddx.fileio import write_json
 from meddx.learn.crossval import cross_validate
-from meddx.learn.evaluate import write_json
 from meddx.learn.evaluation.metrics import classification_metrics
 from meddx.learn.trainer import TrainConfig
 

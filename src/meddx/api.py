@@ -17,7 +17,8 @@ from meddx.data.loading import load_dataset
 from meddx.decision.bundle import Bundle, load_bundle
 from meddx.decision.predict import load_model
 from meddx.errors import ConfigError, DataError
-from meddx.learn.evaluate import evaluate_split, write_evaluation, write_json
+from meddx.fileio import write_json
+from meddx.learn.evaluate import evaluate_split, write_evaluation
 from meddx.learn.pipeline import train_model
 from meddx.learn.trainer import TrainConfig
 

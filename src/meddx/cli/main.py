@@ -217,7 +217,7 @@ def predict(
 
     ECG beat models take WFDB records (``data/101``) or CSV signals with ``--fs``."""
     from meddx.api import predict as predict_api
-    from meddx.learn.evaluate import write_json
+    from meddx.fileio import write_json
 
     if record is not None or csv_file is not None or text:
         from meddx.api import predict_inputs

@@ -36,6 +36,7 @@ from meddx.data import catalog
 from meddx.data.datasets import stratified_parts
 from meddx.data.download import sha256_file
 from meddx.errors import ConfigError, DataError, DatasetNotFoundError, InputFileError
+from meddx.fileio import write_json
 
 __all__ = [
     "DEFAULT_MISSING",
@@ -160,11 +161,7 @@ class TabularSchema:
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write the schema as JSON (atomically), for people to read and override."""
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=2, allow_nan=False) + "\n")
-        os.replace(tmp, path)
-        return path
+        return write_json(self.to_dict(), Path(path))
 
 
 # --------------------------------------------------------------------------------------------

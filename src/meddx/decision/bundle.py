@@ -16,7 +16,6 @@ never leaves a half bundle where a good one (or nothing) was.
 from __future__ import annotations
 
 import json
-import os
 import platform
 import shutil
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ import torch
 
 from meddx import __version__
 from meddx.errors import BundleError
+from meddx.fileio import staged_folder
 
 FORMAT_VERSION = 1
 METADATA_FILE = "meddx-bundle.json"
@@ -102,12 +102,8 @@ def save_bundle(out: Path, metadata: dict[str, Any], state_dict: dict[str, torch
             models stored in their own safe format (a LightGBM text model, a tokenizer JSON).
     """
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     metadata = {"format_version": FORMAT_VERSION, **metadata, "software": software_versions()}
-    staging = out.parent / f".{out.name}.partial-{os.getpid()}"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir()
-    try:
+    with staged_folder(out) as staging:
         (staging / METADATA_FILE).write_text(json.dumps(metadata, indent=2, allow_nan=False))
         if state_dict is not None:
             torch.save({k: v.detach().cpu() for k, v in state_dict.items()}, staging / WEIGHTS_FILE)
@@ -124,14 +120,6 @@ def save_bundle(out: Path, metadata: dict[str, Any], state_dict: dict[str, torch
                 target.write_bytes(content)
             else:
                 target.write_text(content, encoding="utf-8")
-        previous = out.parent / f".{out.name}.previous-{os.getpid()}"
-        if out.exists():
-            os.replace(out, previous)
-        os.replace(staging, out)
-        shutil.rmtree(previous, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return Bundle(out, metadata)
 
 

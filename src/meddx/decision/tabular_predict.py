@@ -286,7 +286,7 @@ class TabularPredictor:
                 "importance": {names[i]: float(importance[i]) for i in order}}
         plot_global_importance(data["importance"], Path(report_dir) / "feature_importance.png",
                                f"{self.name}: which measurements drive the predictions")
-        from meddx.learn.evaluate import write_json
+        from meddx.fileio import write_json
 
         write_json(data, Path(report_dir) / "feature_importance.json")
         return data

@@ -6,8 +6,6 @@ dataset given later. Both therefore report the same numbers for the same data.
 
 from __future__ import annotations
 
-import json
-import os
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -58,11 +56,3 @@ def write_evaluation(predictor, split: SplitData, report_dir: Path, dataset_name
     return metrics, html
 
 
-def write_json(data: dict[str, Any], path: Path) -> Path:
-    """Atomic JSON write (temporary file, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, allow_nan=False))
-    os.replace(tmp, path)
-    return path

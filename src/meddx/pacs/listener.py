@@ -37,6 +37,7 @@ import numpy as np
 
 from meddx.data.dicom.series import read_dataset, read_series, save_dataset, scan_folder
 from meddx.errors import MeddxError
+from meddx.fileio import write_json
 from meddx.pacs.dimse import DicomNode, DimseClient
 from meddx.pacs.errors import PacsError
 from meddx.pacs.routing import RoutingRules
@@ -57,9 +58,7 @@ def _safe_uid(value: Any, fallback: str) -> str:
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(f".tmp-{os.getpid()}-{threading.get_ident()}-{path.name}")
-    tmp.write_text(json.dumps(data, indent=2, default=str))
-    os.replace(tmp, path)
+    write_json(data, path, default=str)
 
 
 def results_dir(series_dir: Path) -> Path:

@@ -34,7 +34,7 @@ from meddx.data.ecg import BeatConfig, BeatDataset, BeatSplit, SeriesDataset, re
 from meddx.errors import ConfigError, DataError
 from meddx.learn.evaluation.metrics import classification_metrics
 from meddx.learn.networks1d import ARCHITECTURES, Network1DSpec, build_network1d
-from meddx.learn.tasks import FitOutput
+from meddx.learn.tasks import PLAN_FILE, FitOutput, resolve_plan
 from meddx.learn.trainer import TrainConfig, Trainer
 
 log = logging.getLogger(__name__)
@@ -42,7 +42,6 @@ log = logging.getLogger(__name__)
 BEAT_TASK = "ecg-beat-classification"
 SERIES_TASK = "ecg-series-classification"
 TASK_NAME = BEAT_TASK
-PLAN_FILE = "plan.json"
 IMBALANCE_MODES = ("sampler", "weighted_loss", "none")
 SELECTION_METRICS = ("macro_f1", "neg_log_loss", "accuracy", "final")
 
@@ -425,15 +424,9 @@ def fit(dataset: BeatDataset | SeriesDataset, work_dir: Path, config: TrainConfi
     source = str(dataset.provenance.get("source", dataset.name))
     train = dataset.split("train", seed=split_seed)
     val = dataset.split("val", seed=split_seed)
-    plan_path = work_dir / PLAN_FILE
-    if resume:
-        if not plan_path.exists():
-            raise ConfigError(f"--resume: no interrupted run at {work_dir} (no {PLAN_FILE})")
-        plan_obj = EcgPlan.from_dict(json.loads(plan_path.read_text()))
-    else:
-        plan_obj = make_plan(dataset, plan)
     work_dir.mkdir(parents=True, exist_ok=True)
-    plan_path.write_text(json.dumps(plan_obj.to_dict(), indent=2))
+    plan_obj = resolve_plan(work_dir, resume, lambda: make_plan(dataset, plan),
+                            EcgPlan.from_dict, require_on_resume=True)
     log.info("plan: %s", json.dumps(plan_obj.to_dict()))
 
     candidates = plan_obj.arch_candidates or [plan_obj.network["arch"]]

@@ -28,14 +28,13 @@ from meddx.errors import ConfigError, DataError
 from meddx.learn.augment import AugmentConfig, BatchAugment
 from meddx.learn.evaluation.metrics import choose_threshold, classification_metrics
 from meddx.learn.networks import NetworkSpec, build_network, default_architecture
-from meddx.learn.tasks import FitOutput
+from meddx.learn.tasks import FitOutput, check_splits, resolve_plan
 from meddx.learn.trainer import TrainConfig, Trainer
 
 log = logging.getLogger(__name__)
 
 TASK_NAME = "image-classification"
 IMBALANCE_MODES = ("weighted_loss", "sampler", "none")
-PLAN_FILE = "plan.json"
 
 
 @dataclass
@@ -162,8 +161,9 @@ class ImageClassificationTask:
         self.source = source
         self.num_classes = len(plan.class_names)
         self.preprocessing = ImagePreprocessing.from_dict(plan.preprocessing)
-        self._check_labels(train, "train")
-        self._check_labels(val, "val")
+        check_splits(train, val, plan.class_names, source)
+        self._check_labels(train)
+        self._check_labels(val)
         train_x = stack_split(train, self.preprocessing)
         self.preprocessing.fit_intensity(train_x.numpy())
         plan.preprocessing = self.preprocessing.to_dict()
@@ -178,21 +178,13 @@ class ImageClassificationTask:
         self.sample_weights = balanced[self.train_y] if plan.imbalance == "sampler" else None
         self.augment = BatchAugment(AugmentConfig(**plan.augment), self.preprocessing.spatial_dims)
 
-    def _check_labels(self, split: SplitData, name: str) -> None:
-        if len(split) == 0:
-            raise DataError(f"{self.source}: the {name} split is empty")
+    def _check_labels(self, split: SplitData) -> None:
         labels = np.asarray(split.labels)
         bad = (labels < 0) | (labels >= self.num_classes)
         if bad.any():
             index = int(np.flatnonzero(bad)[0])
             raise DataError(f"{split.sources[index]}: label {labels[index]} is outside the "
                             f"{self.num_classes} classes {self.plan.class_names}")
-        if name == "train":
-            missing = sorted(set(range(self.num_classes)) - set(labels.tolist()))
-            if missing:
-                names = [self.plan.class_names[i] for i in missing]
-                raise DataError(f"{self.source}: the training split has no example of "
-                                f"class(es) {names}")
 
     # --- TrainableTask -----------------------------------------------------------------------
 
@@ -238,17 +230,6 @@ class ImageClassificationTask:
                              self.plan.tta_flip_axes if tta else None)
 
 
-def _load_or_make_plan(dataset: ClassificationDataset, train: SplitData, work_dir: Path,
-                       overrides: dict[str, Any] | None, resume: bool) -> ImageClassificationPlan:
-    plan_path = work_dir / PLAN_FILE
-    if resume:
-        if not plan_path.exists():
-            raise ConfigError(f"--resume: no interrupted run at {work_dir} (no {PLAN_FILE})")
-        # The network must match the checkpoint, so resume ignores new plan overrides.
-        return ImageClassificationPlan.from_dict(json.loads(plan_path.read_text()))
-    return make_plan(dataset, train, overrides)
-
-
 def fit(dataset: ClassificationDataset, work_dir: Path, config: TrainConfig,
         plan: dict[str, Any] | None = None, resume: bool = False, progress: bool = True,
         split_seed: int = 0) -> FitOutput:
@@ -257,10 +238,10 @@ def fit(dataset: ClassificationDataset, work_dir: Path, config: TrainConfig,
 
     train = dataset.split("train", seed=split_seed)
     val = dataset.split("val", seed=split_seed)
-    plan_obj = _load_or_make_plan(dataset, train, work_dir, plan, resume)
+    plan_obj = resolve_plan(work_dir, resume, lambda: make_plan(dataset, train, plan),
+                            ImageClassificationPlan.from_dict, require_on_resume=True)
     task = ImageClassificationTask(plan_obj, train, val,
                                    source=str(dataset.provenance.get("source", dataset.name)))
-    (work_dir / PLAN_FILE).write_text(json.dumps(plan_obj.to_dict(), indent=2))
     log.info("plan: %s", json.dumps(plan_obj.to_dict()))
     result = Trainer(config, work_dir, progress=progress).fit(task, resume=resume)
 

@@ -39,14 +39,15 @@ from torch.nn import functional
 
 from meddx.data.segmentation import SegmentationDataset, SegmentationSplit
 from meddx.errors import ConfigError, DataError
+from meddx.fileio import write_json
 from meddx.learn.augment import _rotation, _uniform
-from meddx.learn.tasks import FitOutput
+from meddx.learn.tasks import PLAN_FILE, FitOutput
 from meddx.learn.trainer import TrainConfig, Trainer, default_device
 
 log = logging.getLogger(__name__)
 
 TASK_NAME = "segmentation"
-PLAN_FILE = "plan.json"
+
 FINGERPRINT_FILE = "fingerprint.json"
 
 # Smallest feature map edge the encoder pools down to (nnU-Net uses 4).
@@ -688,9 +689,7 @@ def fit(dataset: SegmentationDataset, work_dir: Path, config: TrainConfig,
             printer = Console(stderr=True).print
         plan_obj, prints = make_plan(dataset, train, plan, print_fn=printer)
     for path, data in ((plan_path, plan_obj.to_dict()), (work_dir / FINGERPRINT_FILE, prints)):
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(data, indent=2))
-        os.replace(tmp, path)
+        write_json(data, path)
     log.info("plan: %s", json.dumps(plan_obj.to_dict()))
     task = SegmentationTask(plan_obj, train, val)
     result = Trainer(config, work_dir, progress=progress).fit(task, resume=resume)

@@ -36,17 +36,16 @@ from scipy.optimize import minimize_scalar
 from torch import nn
 from torch.nn import functional
 
-from meddx.data.tabular import TabularDataset, TabularSchema, TabularSplit, canonical_category
+from meddx.data.tabular import TabularDataset, TabularSchema, canonical_category
 from meddx.errors import ConfigError, DataError
 from meddx.learn.evaluation.metrics import choose_threshold, classification_metrics
-from meddx.learn.tasks import FitOutput
+from meddx.learn.tasks import FitOutput, check_splits, resolve_plan
 from meddx.learn.tasks.image_classification import quick_auc
 from meddx.learn.trainer import TrainConfig, Trainer
 
 log = logging.getLogger(__name__)
 
 TASK_NAME = "tabular-classification"
-PLAN_FILE = "plan.json"
 LGBM_FILE = "lightgbm.txt"
 SCHEMA_FILE = "schema.json"
 MODELS = ("mlp", "lightgbm", "ensemble")
@@ -483,34 +482,19 @@ def _lgbm_safe(name: str) -> str:
 # --------------------------------------------------------------------------------------------
 
 
-def _check_train(train: TabularSplit, val: TabularSplit, class_names: list[str],
-                 source: str) -> None:
-    for name, split in (("train", train), ("val", val)):
-        if len(split) == 0:
-            raise DataError(f"{source}: the {name} split is empty")
-    missing = sorted(set(range(len(class_names))) - set(train.labels.tolist()))
-    if missing:
-        raise DataError(f"{source}: the training split has no example of class(es) "
-                        f"{[class_names[i] for i in missing]}")
-
-
 def fit(dataset: TabularDataset, work_dir: Path, config: TrainConfig,
         plan: dict[str, Any] | None = None, resume: bool = False, progress: bool = True,
         split_seed: int = 0) -> FitOutput:
     """Preprocess, train the MLP (one Trainer) and LightGBM, calibrate, choose on validation."""
     from meddx.decision.tabular_predict import TabularPredictor
 
-    overrides = dict(plan or {})
-    plan_path = Path(work_dir) / PLAN_FILE
-    if resume and plan_path.exists():
-        overrides = json.loads(plan_path.read_text())
-    plan_obj = TabularPlan.from_dict(overrides)
-    plan_path.write_text(json.dumps(plan_obj.to_dict(), indent=2))
+    plan_obj = resolve_plan(work_dir, resume, lambda: TabularPlan.from_dict(dict(plan or {})),
+                            TabularPlan.from_dict)
     class_names = list(dataset.class_names)
     k = len(class_names)
     train = dataset.split("train", seed=split_seed)
     val = dataset.split("val", seed=split_seed)
-    _check_train(train, val, class_names, dataset.name)
+    check_splits(train, val, class_names, dataset.name)
     dataset.schema.save(Path(work_dir) / SCHEMA_FILE)
 
     prep = TabularPreprocessing.fit(dataset.schema, train.features)

@@ -37,16 +37,15 @@ from torch import nn
 from torch.nn import functional
 
 from meddx.data.text import TextDataset
-from meddx.errors import ConfigError, DataError
+from meddx.errors import ConfigError
 from meddx.learn.evaluation.metrics import classification_metrics
-from meddx.learn.tasks import FitOutput
+from meddx.learn.tasks import FitOutput, check_splits, resolve_plan
 from meddx.learn.tasks.tabular import calibrated_probs, fit_calibration, softmax
 from meddx.learn.trainer import TrainConfig, Trainer
 
 log = logging.getLogger(__name__)
 
 TASK_NAME = "text-classification"
-PLAN_FILE = "plan.json"
 TOKENIZER_FILE = "tokenizer.json"
 TFIDF_FILE = "tfidf.json"
 TFIDF_PREFIX = "tfidf."
@@ -366,19 +365,12 @@ def fit(dataset: TextDataset, work_dir: Path, config: TrainConfig,
     """Tokenizer + Transformer (one Trainer), TF-IDF + LR; calibrate and choose on validation."""
     from meddx.decision.text_predict import TextPredictor
 
-    overrides = dict(plan or {})
-    plan_path = Path(work_dir) / PLAN_FILE
-    if resume and plan_path.exists():
-        overrides = json.loads(plan_path.read_text())
-    plan_obj = TextPlan.from_dict(overrides)
-    plan_path.write_text(json.dumps(plan_obj.to_dict(), indent=2))
+    plan_obj = resolve_plan(work_dir, resume, lambda: TextPlan.from_dict(dict(plan or {})),
+                            TextPlan.from_dict)
     class_names = list(dataset.class_names)
     train = dataset.split("train", seed=split_seed)
     val = dataset.split("val", seed=split_seed)
-    absent = sorted(set(range(len(class_names))) - set(train.labels.tolist()))
-    if absent:
-        raise DataError(f"{dataset.name}: the training split has no text of class(es) "
-                        f"{[class_names[i] for i in absent]}")
+    check_splits(train, val, class_names, dataset.name)
 
     tokenizer = train_tokenizer(train.texts, plan_obj.vocab_size, plan_obj.max_length)
     network = {"arch": "bert-encoder", "vocab_size": tokenizer.get_vocab_size(),

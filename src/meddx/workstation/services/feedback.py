@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import shutil
 from datetime import UTC, datetime
 from pathlib import Path
@@ -14,6 +13,7 @@ from sqlalchemy import desc, func, select
 from sqlalchemy.orm import Session, selectinload
 
 from meddx.errors import ConfigError
+from meddx.fileio import staged_folder
 from meddx.safeguards import audit
 from meddx.workstation.db.models import Feedback, Prediction, Study, User
 from meddx.workstation.services.registry import task_inputs
@@ -104,11 +104,9 @@ def export_dataset(session: Session, storage_dir: Path, out: Path, *,
                           f"({sorted(class_sets)}); choose one with --model")
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    staging = out.parent / f".{out.name}.partial-{os.getpid()}"
-    shutil.rmtree(staging, ignore_errors=True)
-    (staging / "cases").mkdir(parents=True)
     rows, cases = [], []
-    try:
+    with staged_folder(out) as staging:
+        (staging / "cases").mkdir()
         for review in reviews:
             study = session.get(Study, review.study_id)
             accepted = task_inputs(review.prediction.model.task)
@@ -136,14 +134,6 @@ def export_dataset(session: Session, storage_dir: Path, out: Path, *,
                    "class_names": list(next(iter(class_sets))), "n": len(rows),
                    "corrected": sum(not r.agrees for r in reviews), "cases": cases}
         (staging / CASES).write_text(json.dumps(summary, indent=2))
-        previous = out.parent / f".{out.name}.previous-{os.getpid()}"
-        if out.exists():
-            os.replace(out, previous)
-        os.replace(staging, out)
-        shutil.rmtree(previous, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     audit.record(session, "feedback_export", user, username="cli" if user is None else "",
                  target_type="dataset", target_id=out.name,
                  detail={"n": len(rows), "out": str(out)})
