@@ -28,25 +28,29 @@ __all__ = ["crossval", "evaluate", "fetch", "list_datasets", "load_bundle", "loa
 
 def train(dataset: str | Path, out: str | Path, *, data_dir: str | Path | None = None,
           plan: dict[str, Any] | None = None, resume: bool = False, progress: bool = True,
-          split_seed: int = 0, **train_options: Any) -> Bundle:
+          split_seed: int = 0, on_error: str = "skip", **train_options: Any) -> Bundle:
     """Train on a dataset (catalog name or path) and write an evaluated bundle to ``out``.
 
     ``train_options`` are :class:`~meddx.learn.trainer.TrainConfig` fields (``epochs``,
-    ``time_budget_min``, ``lr``, ``seed``...); ``plan`` overrides the automatic plan (``arch``,
-    ``input_size``, ``batch_size``, ``augment``...).
+    ``time_budget_min``, ``lr``, ``seed``, ``ensemble``...); ``plan`` overrides the automatic plan (``arch``,
+    ``input_size``, ``batch_size``, ``augment``...). ``on_error="stop"`` makes one bad case
+    (volume, record) stop the run instead of being reported and skipped.
     """
     return train_model(dataset, out, config=TrainConfig(**train_options), plan=plan,
                        data_dir=data_dir, resume=resume, progress=progress,
-                       split_seed=split_seed)
+                       split_seed=split_seed, on_error=on_error)
 
 
 def evaluate(bundle: str | Path, dataset: str | Path, *, split: str = "test",
              data_dir: str | Path | None = None, json_path: str | Path | None = None,
              report_dir: str | Path | None = None, split_seed: int = 0,
-             n_bootstrap: int = 1000) -> dict[str, Any]:
-    """Evaluate a bundle on a dataset split; optionally write the JSON and a report folder."""
+             n_bootstrap: int = 1000, on_error: str = "skip") -> dict[str, Any]:
+    """Evaluate a bundle on a dataset split; optionally write the JSON and a report folder.
+
+    ``on_error``: a bad case in the dataset is reported and skipped, or (``"stop"``) raises.
+    """
     predictor = load_model(bundle)
-    data = load_dataset(dataset, data_dir)
+    data = load_dataset(dataset, data_dir, on_error=on_error)
     if hasattr(data, "adopt_class_names"):  # segmentation folders without label names
         data.adopt_class_names(predictor.class_names)
     if data.class_names != predictor.class_names:
@@ -116,12 +120,12 @@ def predict_inputs(bundle: str | Path, *, records: Sequence[dict[str, Any]] | No
 def crossval(bundle_or_config: str | Path, dataset: str | Path | None = None, *,
              folds: int = 5, repeats: int = 1, data_dir: str | Path | None = None,
              seed: int = 0, json_path: str | Path | None = None,
-             progress: bool = True) -> dict[str, Any]:
+             progress: bool = True, on_error: str = "skip") -> dict[str, Any]:
     """Repeated stratified k-fold cross-validation of a bundle's (or config's) settings."""
     from meddx.learn.crossval import crossval_from
 
     result = crossval_from(bundle_or_config, dataset, folds=folds, repeats=repeats,
-                           data_dir=data_dir, seed=seed, progress=progress)
+                           data_dir=data_dir, seed=seed, progress=progress, on_error=on_error)
     if json_path is not None:
         write_json(result, Path(json_path))
     return result

@@ -88,6 +88,11 @@ def datasets_fetch(name: str, data_dir: DataDir = None):
     out.print(f"{name}: {path}")
 
 
+StopOnBadCase = Annotated[bool, typer.Option(
+    "--stop-on-bad-case", help="Stop at the first unreadable case (volume, record) instead of "
+                               "reporting and skipping it.")]
+
+
 @app.command()
 def train(
     dataset: DatasetOpt,
@@ -108,6 +113,7 @@ def train(
         "--plan", help="JSON file of plan overrides (arch, augment, imbalance...).")] = None,
     resume: Annotated[bool, typer.Option(help="Continue an interrupted run.")] = False,
     progress: Annotated[bool, typer.Option(help="Show the progress bar.")] = True,
+    stop_on_bad_case: StopOnBadCase = False,
 ):
     """Train a model and write an evaluated bundle."""
     from meddx.api import train as train_api
@@ -124,7 +130,8 @@ def train(
             plan[key] = value
     bundle = train_api(dataset, out_dir, data_dir=data_dir, plan=plan, resume=resume,
                        progress=progress, epochs=epochs, time_budget_min=time_budget, lr=lr,
-                       patience=patience, seed=seed, amp=amp)
+                       patience=patience, seed=seed, amp=amp,
+                       on_error="stop" if stop_on_bad_case else "skip")
     test = bundle.metadata["metrics"].get("test", {})
     out.print(f"bundle: {bundle.path}")
     if test.get("task") == "segmentation":
@@ -145,6 +152,7 @@ def evaluate(
     report: Annotated[Path | None, typer.Option(
         help="Report folder (default: beside the JSON, else ./evaluation-report).")] = None,
     data_dir: DataDir = None,
+    stop_on_bad_case: StopOnBadCase = False,
 ):
     """Evaluate a bundle on a labelled dataset: metrics with 95% CIs, and a report."""
     from meddx.api import evaluate as evaluate_api
@@ -153,7 +161,7 @@ def evaluate(
         report = (json_path.parent / f"{json_path.stem}-report" if json_path
                   else Path("evaluation-report"))
     metrics = evaluate_api(bundle, dataset, split=split, data_dir=data_dir, json_path=json_path,
-                           report_dir=report)
+                           report_dir=report, on_error="stop" if stop_on_bad_case else "skip")
     if metrics.get("task") == "segmentation":
         _print_segmentation(metrics, f"{bundle.name} on {metrics['dataset']} ({split})", json_path)
         return
@@ -256,12 +264,14 @@ def crossval(
     json_path: Annotated[Path | None, typer.Option("--json", help="Write results here.")] = None,
     data_dir: DataDir = None,
     progress: Annotated[bool, typer.Option(help="Show the progress bar.")] = True,
+    stop_on_bad_case: StopOnBadCase = False,
 ):
     """Repeated stratified k-fold cross-validation: mean, SD and 95% CI per metric."""
     from meddx.api import crossval as crossval_api
 
     result = crossval_api(source, dataset, folds=folds, repeats=repeats, data_dir=data_dir,
-                          seed=seed, json_path=json_path, progress=progress)
+                          seed=seed, json_path=json_path, progress=progress,
+                          on_error="stop" if stop_on_bad_case else "skip")
     table = Table(title=f"{result['dataset']}: {folds}-fold CV x {repeats} (n={result['n']})")
     for column in ("model", "metric", "mean", "SD", "95% CI"):
         table.add_column(column)

@@ -55,12 +55,15 @@ __all__ = [
     "EcgRecord",
     "SeriesDataset",
     "detect_r_peaks",
+    "extended_rr_features",
     "extract_beats",
+    "feature_names",
     "filter_ecg",
     "is_ucr_path",
     "is_wfdb_path",
     "load_series_dataset",
     "load_wfdb_dataset",
+    "morphology_features",
     "patient_split",
     "read_csv_signal",
     "read_signal",
@@ -414,6 +417,122 @@ def rr_features(beat_times_s: np.ndarray, local_beats: int = 10) -> np.ndarray:
     return np.clip(features, 0.0, 5.0).astype(np.float32)
 
 
+LONG_RR_WINDOW_S = 150.0
+"""Half-width of the long-term average RR (a ~5-minute window, de Chazal 2004)."""
+
+EXTENDED_RR_FEATURES = (
+    "pre_rr", "post_rr", "local_rr", "centred_rr", "long_rr", "prev_pre_rr", "next_post_rr",
+    "pre_over_local", "pre_over_centred", "pre_over_long", "post_over_pre", "post_over_centred",
+    "pre_minus_centred")
+"""RR features of the ``full`` feature set (de Chazal 2004, Mondejar-Guerra 2019, relative to
+the patient's own rhythm): RR values over the record's median RR, and ratios."""
+
+MORPHOLOGY_FEATURES = (
+    "corr_all", "corr_p", "corr_qrs", "corr_t", "rms_p", "rms_qrs", "rms_t", "qrs_max",
+    "qrs_min", "qrs_width", "p_energy", "pre_qrs_slope")
+"""Morphology of a beat relative to the record's median beat (same lead, scaled)."""
+
+SHAPE_POINTS = 14
+"""Samples of the down-sampled beat and of the beat minus the median beat in the feature set."""
+
+FEATURE_SETS = ("rr", "full")
+
+
+def extended_rr_features(beat_times_s: np.ndarray, local_beats: int = 10) -> np.ndarray:
+    """RR features relative to the patient's own rhythm (:data:`EXTENDED_RR_FEATURES`).
+
+    Pre/post RR, the average of the previous ``local_beats`` RR intervals, of the ``local_beats``
+    intervals around the beat, and of the intervals within +-150 s, all divided by the record's
+    median RR, plus the ratios that make a premature beat stand out whatever the heart rate.
+    """
+    t = np.asarray(beat_times_s, dtype=np.float64)
+    n = len(t)
+    base = rr_features(t, local_beats).astype(np.float64)
+    rr = np.diff(t)
+    median = float(np.median(rr))
+    pre = np.concatenate([[rr[0]], rr])
+    post = np.concatenate([rr, [rr[-1]]])
+    cumulative = np.concatenate([[0.0], np.cumsum(pre)])
+    half = local_beats // 2
+    lo = np.clip(np.arange(n) - half, 0, n)
+    hi = np.clip(np.arange(n) + half + 1, 0, n)
+    centred = (cumulative[hi] - cumulative[lo]) / (hi - lo)
+    lo = np.searchsorted(t, t - LONG_RR_WINDOW_S, side="left")
+    hi = np.searchsorted(t, t + LONG_RR_WINDOW_S, side="right")
+    long = (cumulative[hi] - cumulative[lo]) / np.maximum(hi - lo, 1)
+    eps = 1e-3
+    prev_pre = np.concatenate([[pre[0]], pre[:-1]])
+    next_post = np.concatenate([post[1:], [post[-1]]])
+    features = np.stack([
+        base[:, 0], base[:, 1], base[:, 2], centred / median, long / median,
+        prev_pre / median, next_post / median, base[:, 3], pre / np.maximum(centred, eps),
+        pre / np.maximum(long, eps), base[:, 4], post / np.maximum(centred, eps),
+        (pre - centred) / median], axis=1)
+    return np.clip(features, -5.0, 5.0).astype(np.float32)
+
+
+def _rowwise_corr(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    a = a - a.mean(axis=1, keepdims=True)
+    b = b - b.mean(axis=-1, keepdims=True)
+    num = (a * b).sum(axis=1)
+    den = np.sqrt((a * a).sum(axis=1) * (b * b).sum(axis=-1)) + 1e-6
+    return num / den
+
+
+def morphology_features(windows: np.ndarray, pre: int, fs: float) -> np.ndarray:
+    """Beat shape relative to the record's median beat, and a down-sampled shape.
+
+    Args:
+        windows: ``(N, L)`` scaled beat windows of one record (R peak at index ``pre``).
+        pre: Samples before the R peak.
+        fs: Rate of the windows in Hz.
+
+    Returns:
+        ``(N, 12 + 2 * SHAPE_POINTS)`` float32: :data:`MORPHOLOGY_FEATURES`, then the beat and
+        the beat minus the median beat, each averaged down to :data:`SHAPE_POINTS` points.
+    """
+    n, length = windows.shape
+    median = np.median(windows, axis=0)
+    diff = windows - median
+
+    def span(start_s: float, end_s: float) -> slice:
+        return slice(int(np.clip(pre + round(start_s * fs), 0, length - 1)),
+                     int(np.clip(pre + round(end_s * fs), 1, length)))
+
+    # P wave region, QRS complex, T wave region (seconds around the R peak).
+    p_part, qrs, t_part = span(-0.25, -0.08), span(-0.08, 0.08), span(0.1, 0.45)
+    columns = [_rowwise_corr(windows, median)]
+    for part in (p_part, qrs, t_part):
+        columns.append(_rowwise_corr(windows[:, part], median[part]))
+    for part in (p_part, qrs, t_part):
+        columns.append(np.sqrt((diff[:, part] ** 2).mean(axis=1)))
+    qrs_values = windows[:, qrs]
+    columns += [qrs_values.max(axis=1) - median[qrs].max(),
+                qrs_values.min(axis=1) - median[qrs].min()]
+    peak = np.abs(qrs_values).max(axis=1, keepdims=True) + 1e-6
+    columns.append((np.abs(qrs_values) > 0.3 * peak).sum(axis=1) / fs * 10)
+    p_values = windows[:, p_part] - windows[:, p_part].mean(axis=1, keepdims=True)
+    columns.append(np.sqrt((p_values ** 2).mean(axis=1)))
+    onset = span(-0.08, 0.0)
+    columns.append(np.abs(np.diff(windows[:, onset], axis=1)).max(axis=1) * fs / 100)
+    edges = np.linspace(0, length, SHAPE_POINTS + 1).round().astype(int)
+    shape = np.stack([windows[:, a:b].mean(axis=1) for a, b in zip(edges[:-1], edges[1:],
+                                                                    strict=True)], axis=1)
+    shape_diff = np.stack([diff[:, a:b].mean(axis=1) for a, b in zip(edges[:-1], edges[1:],
+                                                                     strict=True)], axis=1)
+    features = np.concatenate([np.stack(columns, axis=1), shape, shape_diff], axis=1)
+    return np.clip(np.nan_to_num(features), -20, 20).astype(np.float32)
+
+
+def feature_names(feature_set: str) -> list[str]:
+    """Names of the per-beat features of a feature set (``rr`` or ``full``)."""
+    if feature_set == "rr":
+        return list(RR_FEATURES)
+    return (list(EXTENDED_RR_FEATURES) + list(MORPHOLOGY_FEATURES)
+            + [f"shape_{i}" for i in range(SHAPE_POINTS)]
+            + [f"shape_minus_median_{i}" for i in range(SHAPE_POINTS)])
+
+
 # --------------------------------------------------------------------------------------------
 # Beats
 # --------------------------------------------------------------------------------------------
@@ -433,6 +552,9 @@ class BeatConfig:
         mains_hz: Power-line notch frequency (None: off).
         template_channel: Add the beat minus the record's median beat as a second channel.
         local_beats: RR intervals in the local RR average.
+        feature_set: Per-beat features besides the window: ``rr`` (5 RR features) or ``full``
+            (13 RR features relative to the patient's rhythm, 12 morphology features relative to
+            the record's median beat and a down-sampled shape; see :func:`feature_names`).
     """
 
     fs: float = 120.0
@@ -444,6 +566,7 @@ class BeatConfig:
     mains_hz: float | None = 60.0
     template_channel: bool = True
     local_beats: int = 10
+    feature_set: str = "full"
 
     @property
     def pre(self) -> int:
@@ -459,7 +582,7 @@ class BeatConfig:
 
     @property
     def n_rr(self) -> int:
-        return len(RR_FEATURES)
+        return len(feature_names(self.feature_set))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -470,6 +593,11 @@ class BeatConfig:
         unknown = sorted(set(data) - known)
         if unknown:
             raise ConfigError(f"unknown beat option(s) {unknown}; known: {sorted(known)}")
+        # Bundles written before feature sets existed used the 5 RR features.
+        data = {"feature_set": "rr", **data}
+        if data["feature_set"] not in FEATURE_SETS:
+            raise ConfigError(f"beat option feature_set must be one of {FEATURE_SETS}, got "
+                              f"{data['feature_set']!r}")
         return cls(**data)
 
 
@@ -526,7 +654,11 @@ def extract_beats(record: EcgRecord, config: BeatConfig,
     channels = [windows]
     if config.template_channel:
         channels.append(windows - np.median(windows, axis=0, keepdims=True))
-    rr = rr_features(samples / record.fs, config.local_beats)
+    if config.feature_set == "full":
+        rr = np.concatenate([extended_rr_features(samples / record.fs, config.local_beats),
+                             morphology_features(windows, pre, config.fs)], axis=1)
+    else:
+        rr = rr_features(samples / record.fs, config.local_beats)
     return ExtractedBeats(windows=np.stack(channels, axis=1).astype(np.float32), rr=rr,
                           samples=samples, lead=record.leads[lead],
                           trace=(trace / scale).astype(np.float32), scale=scale)
@@ -723,9 +855,12 @@ class BeatDataset:
                                           else test_fraction))
 
 
-def _read_records(stems: Sequence[Path], progress: bool = True) -> tuple[list[EcgRecord],
-                                                                          list[str]]:
-    """Read annotated records; a bad record is reported and skipped, the others keep going."""
+def _read_records(stems: Sequence[Path], progress: bool = True, on_error: str = "skip"
+                  ) -> tuple[list[EcgRecord], list[str]]:
+    """Read annotated records; a bad record is reported and skipped, the others keep going.
+
+    With ``on_error="stop"`` the first bad record raises instead.
+    """
     from rich.progress import Progress
 
     records, problems = [], []
@@ -734,6 +869,8 @@ def _read_records(stems: Sequence[Path], progress: bool = True) -> tuple[list[Ec
             try:
                 records.append(read_wfdb_record(stem, require_annotations=True))
             except MeddxError as error:
+                if on_error == "stop":
+                    raise
                 log.warning("skipping record %s: %s", stem.name, error)
                 problems.append(str(error))
     return records, problems
@@ -756,11 +893,12 @@ def _wfdb_provenance(name: str, kind: str, source: Path, files: Iterable[Path]) 
 
 def load_wfdb_dataset(name_or_path: str | os.PathLike[str],
                       data_dir: str | os.PathLike[str] | None = None,
-                      config: BeatConfig | None = None, progress: bool = True) -> BeatDataset:
+                      config: BeatConfig | None = None, progress: bool = True,
+                      on_error: str = "skip") -> BeatDataset:
     """A :class:`BeatDataset` from a catalog name (kind ``wfdb``), a folder or one record.
 
     Every record needs reference beat annotations (``.atr``); records that cannot be read are
-    skipped and listed in ``dataset.problems``.
+    skipped and listed in ``dataset.problems`` (``on_error="stop"``: the first one raises).
     """
     if isinstance(name_or_path, str) and name_or_path in catalog.CATALOG:
         spec = catalog.get_spec(name_or_path)
@@ -792,7 +930,9 @@ def load_wfdb_dataset(name_or_path: str | os.PathLike[str],
             stems, problems, name = [stem], [], stem.name
         files = [f for s in stems for f in s.parent.glob(f"{s.name}.*")]
         provenance = _wfdb_provenance(name, "wfdb", path, files)
-    records, read_problems = _read_records(stems, progress)
+    if problems and on_error == "stop":
+        raise DataError(problems[0])
+    records, read_problems = _read_records(stems, progress, on_error)
     return BeatDataset(name, records, provenance, config, problems + read_problems)
 
 

@@ -8,6 +8,7 @@ the dataset type its task recipe trains on (see :data:`meddx.learn.pipeline.RECI
 from __future__ import annotations
 
 import importlib
+import inspect
 import os
 from pathlib import Path
 from typing import Any
@@ -47,9 +48,29 @@ def _resolve(target: str):
     return getattr(importlib.import_module(module), function)
 
 
+# What a reader of many cases (volumes, records) does with a bad one: report it and go on, or
+# stop the whole load with an error naming it.
+ON_ERROR_MODES = ("skip", "stop")
+
+
+def _read(target: str, source: Any, data_dir: Any, on_error: str) -> Any:
+    reader = _resolve(target)
+    # Readers of single files fail on any bad input anyway, so only many-case readers take it.
+    if "on_error" in inspect.signature(reader).parameters:
+        return reader(source, data_dir, on_error=on_error)
+    return reader(source, data_dir)
+
+
 def load_dataset(name_or_path: str | os.PathLike[str],
-                 data_dir: str | os.PathLike[str] | None = None) -> Any:
-    """Load a dataset by catalog name or path, with the reader its kind or content calls for."""
+                 data_dir: str | os.PathLike[str] | None = None, *,
+                 on_error: str = "skip") -> Any:
+    """Load a dataset by catalog name or path, with the reader its kind or content calls for.
+
+    ``on_error``: ``"skip"`` reports a bad case (volume, record) and loads the others; ``"stop"``
+    raises on the first one.
+    """
+    if on_error not in ON_ERROR_MODES:
+        raise ConfigError(f"on_error must be one of {ON_ERROR_MODES}, got {on_error!r}")
     # "name:part" selects part of a catalog dataset (e.g. one centre of a multi-centre table).
     if isinstance(name_or_path, str) and name_or_path.partition(":")[0] in catalog.CATALOG:
         spec = catalog.get_spec(name_or_path.partition(":")[0])
@@ -57,10 +78,10 @@ def load_dataset(name_or_path: str | os.PathLike[str],
         if reader is None:
             raise ConfigError(f"dataset '{name_or_path}' ({spec.kind}, {spec.task}): this version "
                               "of meddx has no reader for that kind yet")
-        return _resolve(reader)(name_or_path, data_dir)
+        return _read(reader, name_or_path, data_dir, on_error)
     path = Path(name_or_path).expanduser()
     if path.exists():
         for test, reader in PATH_READERS:
             if _resolve(test)(path):
-                return _resolve(reader)(path, data_dir)
-    return _resolve(FALLBACK_PATH_READER)(name_or_path, data_dir)
+                return _read(reader, path, data_dir, on_error)
+    return _read(FALLBACK_PATH_READER, name_or_path, data_dir, on_error)

@@ -39,6 +39,7 @@ import numpy as np
 from meddx.data import catalog
 from meddx.data.datasets import SPLIT_NAMES, _fingerprint
 from meddx.data.images import IMAGE_SUFFIXES, Image, read_image
+from meddx.data.loading import ON_ERROR_MODES
 from meddx.errors import ConfigError, DataError, InputFileError
 
 __all__ = [
@@ -52,7 +53,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-ON_ERROR_MODES = ("skip", "stop")
 _MASK_DIRS = ("masks", "labels", "mask", "label")
 # Tolerance of the image/label affine comparison (mm): rounding in headers, not real shifts.
 _AFFINE_ATOL = 1e-3

@@ -202,7 +202,8 @@ def cross_validate(dataset: Any, *, config: TrainConfig | None = None,
 
 def crossval_from(bundle_or_config: str | Path, dataset: str | Path | None = None, *,
                   folds: int = 5, repeats: int = 1, data_dir: str | Path | None = None,
-                  seed: int = 0, progress: bool = True) -> dict[str, Any]:
+                  seed: int = 0, progress: bool = True, on_error: str = "skip"
+                  ) -> dict[str, Any]:
     """Cross-validate the settings of a bundle, or of a JSON config file.
 
     A bundle contributes its plan overrides, its training configuration and (unless
@@ -238,6 +239,6 @@ def crossval_from(bundle_or_config: str | Path, dataset: str | Path | None = Non
         config = TrainConfig(**train)
     except TypeError as error:
         raise ConfigError(f"{source}: invalid training options ({error})") from error
-    data = load_dataset(dataset, data_dir)
+    data = load_dataset(dataset, data_dir, on_error=on_error)
     return cross_validate(data, config=config, plan=plan, folds=folds, repeats=repeats,
                           seed=seed, progress=progress)

@@ -58,7 +58,7 @@ def recipe_for(dataset: Any):
 def train_model(dataset: str | Path | Any, out: str | Path, *,
                 config: TrainConfig | None = None, plan: dict[str, Any] | None = None,
                 data_dir: str | Path | None = None, resume: bool = False, progress: bool = True,
-                split_seed: int = 0, name: str | None = None) -> Bundle:
+                split_seed: int = 0, name: str | None = None, on_error: str = "skip") -> Bundle:
     """Train a model on a dataset and write an evaluated bundle.
 
     Args:
@@ -71,6 +71,8 @@ def train_model(dataset: str | Path | Any, out: str | Path, *,
         progress: show progress bars.
         split_seed: seed of the stratified split for datasets without their own.
         name: model name shown in reports (default: the bundle folder's name).
+        on_error: a bad case while loading a dataset by name or path: ``"skip"`` (reported)
+            or ``"stop"``.
 
     Returns:
         The written bundle.
@@ -78,7 +80,7 @@ def train_model(dataset: str | Path | Any, out: str | Path, *,
     config = config or TrainConfig()
     out = Path(out)
     if isinstance(dataset, str | Path):
-        dataset = load_dataset(dataset, data_dir)
+        dataset = load_dataset(dataset, data_dir, on_error=on_error)
     recipe = recipe_for(dataset)
     test_split = dataset.split("test", seed=split_seed)
     work_dir = checkpoint_dir(out)
