@@ -11,13 +11,20 @@
   records picks the epoch. Pooled ("gross") Se and +P per AAMI class over all held-out records,
   as in de Chazal et al. 2004. Targets on unseen patients: V Se, +P >= 0.90; S Se >= 0.80,
   +P >= 0.60.
-- **archs**: the beat default picked on validation: ResNet, InceptionTime, GRU and Transformer
-  trained on the same patient-wise DS1 split, compared on its validation records.
+  The beat model is ``--beat-model``: ``lightgbm`` (the recipe's default: trees on the per-beat
+  RR and morphology features), ``cnn`` (``--beat-arch``; stored as ``mitdb_cnn``) or
+  ``cnn+lightgbm`` (both, probabilities averaged; stored as ``mitdb_cnn+lightgbm``).
+- **models**: the beat model kind picked on validation: LightGBM on beat features, the 1D CNN
+  and the two averaged, trained on the same patient-wise DS1 split, compared on its validation
+  records. Kinds not named in ``--models`` keep their earlier rows in the JSON.
+- **archs**: the network default picked on validation: ResNet, InceptionTime, GRU and
+  Transformer trained on the same patient-wise DS1 split, compared on its validation records.
 
-Training time is wall-clock on this machine's CPU (one torch thread: the machine is shared);
-inference time is per whole 30-minute record (reading, filtering, beat cutting, network).
+Training time is wall-clock on this machine's CPU (``--threads`` torch/LightGBM threads);
+inference time is per whole 30-minute record (reading, filtering, beat cutting, model).
 
-    python benchmarks/ecg.py [--parts ecg200 ecg5000 mitdb archs] [--folds 5] [--epochs 6]
+    python benchmarks/ecg.py [--parts ecg200 ecg5000 mitdb models archs] [--folds 5]
+        [--epochs 6] [--threads 2]
 
 Model choices (architecture, epochs, imbalance handling) use validation data only.
 """
@@ -54,31 +61,59 @@ ANCHORS = {
 TARGETS = {"ecg200_accuracy": 0.93, "V_se": 0.90, "V_ppv": 0.90, "S_se": 0.80, "S_ppv": 0.60}
 
 
-def _config(epochs: int, seed: int = 0):
+def _config(epochs: int, seed: int = 0, threads: int = 1):
     from meddx.learn.trainer import TrainConfig
 
-    return TrainConfig(epochs=epochs, patience=0, seed=seed, num_threads=1, amp="off")
+    return TrainConfig(epochs=epochs, patience=0, seed=seed, num_threads=threads, amp="off")
+
+
+def _beat_plan(args) -> dict:
+    """Beat plan overrides of the command line (``--beat-model``, ``--beat-arch``, JSON)."""
+    plan = {"model": args.beat_model, **args.beat_plan}
+    if "cnn" in plan["model"]:
+        plan.setdefault("arch", args.beat_arch)
+    return plan
 
 
 def run_ecg200(args) -> dict:
     import meddx
+    from meddx.learn.ensemble import member_figures
 
     with tempfile.TemporaryDirectory() as scratch:
         start = time.perf_counter()
         bundle = meddx.train("ecg200", Path(scratch) / "ecg200", data_dir=args.data_dir,
                              plan={"arch": args.series_arch}, progress=False,
-                             epochs=args.series_epochs, patience=0, num_threads=1, amp="off")
+                             epochs=args.series_epochs, patience=0, num_threads=1, amp="off",
+                             ensemble=args.series_ensemble)
         train_s = time.perf_counter() - start
         metrics = meddx.evaluate(Path(scratch) / "ecg200", "ecg200", split="test",
                                  data_dir=args.data_dir)
+        members = None
+        if bundle.metadata.get("ensemble"):
+            # Each member alone is the single network of its seed: the ensemble's gain.
+            data = meddx.load_dataset("ecg200", args.data_dir)
+            members = member_figures(meddx.load_model(Path(scratch) / "ecg200"),
+                                     data.split("val"), data.split("test"))
     training = bundle.metadata["training"]
-    return {"test_accuracy": metrics["accuracy"], "test_accuracy_ci": metrics["ci"]["accuracy"],
-            "test_auc": metrics["auc"], "test_macro_f1": metrics["macro_f1"],
-            "n_test": metrics["n"], "arch": bundle.metadata["network"]["arch"],
-            "model_selection": training["model_selection"], "best_epoch": training["best_epoch"],
-            "train_s": round(train_s, 1), "anchors": ANCHORS["ecg200"],
-            "target": TARGETS["ecg200_accuracy"],
-            "meets_target": metrics["accuracy"] >= TARGETS["ecg200_accuracy"]}
+    result = {"test_accuracy": metrics["accuracy"], "test_accuracy_ci": metrics["ci"]["accuracy"],
+              "test_auc": metrics["auc"], "test_macro_f1": metrics["macro_f1"],
+              "n_test": metrics["n"], "arch": bundle.metadata["network"]["arch"],
+              "model_selection": training["model_selection"],
+              "best_epoch": training["best_epoch"], "train_s": round(train_s, 1),
+              "anchors": ANCHORS["ecg200"], "target": TARGETS["ecg200_accuracy"],
+              "meets_target": metrics["accuracy"] >= TARGETS["ecg200_accuracy"]}
+    if members:
+        val = bundle.metadata["metrics"]["val"]
+        result["ensemble"] = {
+            "members": bundle.metadata["ensemble"]["members"],
+            "val": {"accuracy": val["accuracy"], "auc": val["auc"], "macro_f1": val["macro_f1"],
+                    "brier": val["brier"],
+                    "neg_log_loss": bundle.metadata["ensemble"]["val"]["neg_log_loss"]},
+            "member_figures": members,
+            "member_test_accuracy_mean": float(np.mean([m["test"]["accuracy"]
+                                                         for m in members])),
+            "member_val_accuracy_mean": float(np.mean([m["val"]["accuracy"] for m in members]))}
+    return result
 
 
 def run_ecg5000(args) -> dict:
@@ -125,19 +160,21 @@ def run_ecg5000(args) -> dict:
 
 
 def run_mitdb(args) -> dict:
-    from meddx.data.ecg import load_wfdb_dataset
+    from meddx.data.ecg import BeatConfig, load_wfdb_dataset
     from meddx.learn.evaluation.metrics import classification_metrics
     from meddx.learn.tasks import ecg as recipe
 
-    dataset = load_wfdb_dataset("mitdb-ds1", args.data_dir, progress=False)
+    # Cut the beats once with the features the model needs (not again in every fold).
+    config = BeatConfig(feature_set=recipe.MODEL_FEATURE_SET[args.beat_model])
+    dataset = load_wfdb_dataset("mitdb-ds1", args.data_dir, config=config, progress=False)
     labels_all, probs_all, records_all = [], [], []
     folds_out, train_times, infer_times = [], [], []
     for fold, (train_records, test_records) in enumerate(dataset.folds(args.folds, seed=0)):
         inner = dataset.subset(train_records, f"mitdb-ds1-fold{fold}", test_fraction=0.0)
         with tempfile.TemporaryDirectory() as scratch:
             start = time.perf_counter()
-            fitted = recipe.fit(inner, Path(scratch), _config(args.epochs, fold),
-                                plan={"arch": args.beat_arch, **args.beat_plan}, progress=False)
+            fitted = recipe.fit(inner, Path(scratch), _config(args.epochs, fold, args.threads),
+                                plan=_beat_plan(args), progress=False)
             train_times.append(time.perf_counter() - start)
         predictor = fitted.predictor
         test = dataset.split("all").subset(np.flatnonzero(
@@ -152,10 +189,15 @@ def run_mitdb(args) -> dict:
             infer_times.append(time.perf_counter() - start)
         fold_metrics = classification_metrics(test.labels, probs, dataset.class_names,
                                               n_bootstrap=0)
+        training = fitted.metadata["training"]
+        val_metrics = fitted.metadata["metrics"]["val"]["per_class"]
         fold_row = {"fold": fold, "test_records": test_records,
                     "val_records": fitted.metadata["record_split"]["val"],
                     "train_s": round(train_times[-1], 1),
-                    "best_epoch": fitted.metadata["training"]["best_epoch"],
+                    "best_epoch": training.get("best_epoch"),
+                    "best_iteration": training.get("best_iteration"),
+                    **{f"val_{c}_{m}": val_metrics[c][k] for c in ("S", "V")
+                       for m, k in (("se", "sensitivity"), ("ppv", "ppv"))},
                     **{f"{c}_{m}": fold_metrics["per_class"][c][k] for c in ("S", "V")
                        for m, k in (("se", "sensitivity"), ("ppv", "ppv"))}}
         folds_out.append(fold_row)
@@ -175,7 +217,9 @@ def run_mitdb(args) -> dict:
             "accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"],
             "per_class": per_class, "gross": gross,
             "confusion_matrix": metrics["confusion_matrix"], "folds": folds_out,
-            "arch": args.beat_arch, "plan": args.beat_plan, "epochs": args.epochs,
+            "model": fitted.metadata["plan"]["model"],
+            "arch": fitted.metadata["network"]["arch"], "plan": _beat_plan(args),
+            "epochs": args.epochs, "torch_threads": args.threads,
             "train_s_per_fold": round(float(np.mean(train_times)), 1),
             "train_beats_per_fold": int(len(labels) * (args.folds - 1) / args.folds),
             "inference_s_per_record": round(float(np.mean(infer_times)), 3),
@@ -217,18 +261,58 @@ def run_archs(args) -> dict:
             "chosen": max(rows, key=lambda a: rows[a]["val_macro_f1_selection"])}
 
 
+def run_models(args) -> dict:
+    """The beat model kind, picked on validation: each kind on the same patient-wise split.
+
+    Trained on the seed-0 training records of DS1 and scored on its validation records
+    (macro-F1 over N, S, V: the classes with >= 10 validation beats, as the recipe's epoch
+    selection). The seed-0 test records are not looked at here.
+    """
+    from meddx.data.ecg import load_wfdb_dataset
+    from meddx.learn.evaluation.metrics import classification_metrics
+    from meddx.learn.tasks import ecg as recipe
+
+    dataset = load_wfdb_dataset("mitdb-ds1", args.data_dir, progress=False)
+    val = dataset.split("val")
+    rows = {}
+    for model in args.models:
+        plan = {"model": model, **({"arch": args.beat_arch} if "cnn" in model else {})}
+        with tempfile.TemporaryDirectory() as scratch:
+            start = time.perf_counter()
+            fitted = recipe.fit(dataset, Path(scratch), _config(args.epochs, 0, args.threads),
+                                plan=plan, progress=False)
+            train_s = time.perf_counter() - start
+        probs = fitted.predictor.predict_split(val)
+        metrics = classification_metrics(val.labels, probs, dataset.class_names, n_bootstrap=0)
+        rows[model] = {"val_macro_f1_selection": recipe.selection_scores(val.labels, probs)
+                       ["macro_f1"],
+                       **{f"val_{c}_{m}": metrics["per_class"][c][k] for c in ("S", "V")
+                          for m, k in (("se", "sensitivity"), ("ppv", "ppv"))},
+                       "train_s": round(train_s, 1)}
+        for kind, member in zip(recipe.COMPONENTS, fitted.predictor.members, strict=False):
+            # Each member alone on the same records: what the averaging adds.
+            rows[model][f"member_{kind}_val_macro_f1"] = recipe.selection_scores(
+                val.labels, member.predict_split(val))["macro_f1"]
+        console.print(f"{model}: {rows[model]}")
+    return {"split": dataset.record_split(0), "results": rows,
+            "chosen": max(rows, key=lambda m: rows[m]["val_macro_f1_selection"])}
+
+
 def _fmt(value) -> str:
     return "n/a" if value is None else f"{value:.3f}"
 
 
 def print_table(results: dict) -> None:
-    table = Table(title="ECG benchmark (this CPU, one thread)")
+    table = Table(title="ECG benchmark (this CPU)")
     for column in ("dataset", "evaluation", "metric", "ours", "anchor / target"):
         table.add_column(column)
     if "ecg200" in results:
         r = results["ecg200"]
         table.add_row("ECG200", "official test (100)", "accuracy", _fmt(r["test_accuracy"]),
                       "InceptionTime 0.93, ROCKET 0.906; target >= 0.93")
+        if "ensemble" in r:
+            table.add_row("", f"ensemble of {r['ensemble']['members']}; members alone (mean)",
+                          "accuracy", _fmt(r["ensemble"]["member_test_accuracy_mean"]), "")
     if "ecg5000" in results:
         r = results["ecg5000"]
         table.add_row("ECG5000", "5-fold CV, 500 train beats", "accuracy",
@@ -247,6 +331,17 @@ def print_table(results: dict) -> None:
         table.add_row("", "", "train s/fold, infer s/record",
                       f"{r['train_s_per_fold']:.0f} / {r['inference_s_per_record']:.2f}", "")
     console.print(table)
+    if "models" in results:
+        r = results["models"]
+        table = Table(title="beat model kinds on the DS1 validation records (seed-0 split)")
+        for column in ("model", "val macro-F1", "S Se", "S +P", "V Se", "V +P", "train s"):
+            table.add_column(column)
+        for model, row in r["results"].items():
+            table.add_row(model + (" (default)" if model == r["chosen"] else ""),
+                          _fmt(row["val_macro_f1_selection"]), _fmt(row["val_S_se"]),
+                          _fmt(row["val_S_ppv"]), _fmt(row["val_V_se"]), _fmt(row["val_V_ppv"]),
+                          f"{row['train_s']:.0f}")
+        console.print(table)
     if "archs" in results:
         r = results["archs"]
         table = Table(title="beat architectures on the DS1 validation records (seed-0 split)")
@@ -262,12 +357,21 @@ def print_table(results: dict) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--parts", nargs="+", default=["ecg200", "ecg5000", "mitdb"],
-                        choices=["ecg200", "ecg5000", "mitdb", "archs"])
+                        choices=["ecg200", "ecg5000", "mitdb", "archs", "models"])
+    parser.add_argument("--models", nargs="+", default=["lightgbm", "cnn", "cnn+lightgbm"],
+                        help="beat model kinds compared on validation (part 'models')")
+    parser.add_argument("--beat-model", default="lightgbm",
+                        choices=["lightgbm", "cnn", "cnn+lightgbm"],
+                        help="beat model of part mitdb; a non-default one is stored as "
+                             "mitdb_<model>")
+    parser.add_argument("--threads", type=int, default=1, help="torch / LightGBM threads")
     parser.add_argument("--archs", nargs="+", default=["resnet", "inception", "gru",
                                                       "transformer"])
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--epochs", type=int, default=6, help="beat model epochs")
     parser.add_argument("--series-epochs", type=int, default=150, help="ECG200 epochs")
+    parser.add_argument("--series-ensemble", type=int, default=5,
+                        help="ECG200 networks (seeds) averaged, as InceptionTime's 5")
     parser.add_argument("--ecg5000-epochs", type=int, default=25)
     parser.add_argument("--beat-arch", default="inception")
     parser.add_argument("--series-arch", default="inception")
@@ -279,21 +383,29 @@ def main() -> None:
 
     import torch
 
-    torch.set_num_threads(1)
+    torch.set_num_threads(args.threads)
     results: dict = {}
     if args.out.exists():
         results = json.loads(args.out.read_text())
     runners = {"ecg200": run_ecg200, "ecg5000": run_ecg5000, "mitdb": run_mitdb,
-               "archs": run_archs}
+               "archs": run_archs, "models": run_models}
     for part in args.parts:
         console.print(f"[bold]{part}[/]")
         start = time.perf_counter()
-        results[part] = {**runners[part](args), "wall_s": round(time.perf_counter() - start, 1)}
+        key = (f"mitdb_{args.beat_model}" if part == "mitdb" and args.beat_model != "lightgbm"
+               else part)
+        result = {**runners[part](args), "wall_s": round(time.perf_counter() - start, 1)}
+        if part == "models" and "models" in results:
+            # Merge: the kinds not run now keep their rows (and the notes beside them).
+            rows = {**results["models"].get("results", {}), **result["results"]}
+            result = {**results["models"], **result, "results": rows,
+                      "chosen": max(rows, key=lambda m: rows[m]["val_macro_f1_selection"])}
+        results[key] = result
         args.out.parent.mkdir(parents=True, exist_ok=True)
         tmp = args.out.with_name(args.out.name + ".tmp")
         tmp.write_text(json.dumps(results, indent=2))
         os.replace(tmp, args.out)
-    results["machine"] = {"cpu_count": os.cpu_count(), "torch_threads": 1,
+    results["machine"] = {"cpu_count": os.cpu_count(), "torch_threads": args.threads,
                           "python": sys.version.split()[0]}
     args.out.write_text(json.dumps(results, indent=2))
     print_table(results)

@@ -32,8 +32,10 @@ RECIPES: dict[str, dict] = {
     # Chest X-ray: no flips (anatomy is not left-right symmetric); val AUC saturates by ~15 epochs.
     "pneumoniamnist": {"epochs": 20, "lr": 3e-3,
                        "plan": {"arch": "compact_cnn", "augment": {"flip_axes": []}}},
-    # Ultrasound: small set (546), flips help, val AUC still rising at 30 epochs.
-    "breastmnist": {"epochs": 60, "lr": 2e-3, "patience": 20,
+    # Ultrasound: small set (546), flips help, val AUC still rising at 30 epochs. A seed ensemble
+    # of 5 (about a minute each on a quiet machine) beat its members' mean on validation (AUC
+    # 0.952 vs 0.945, accuracy 0.923 vs 0.913; README, "Benchmarks").
+    "breastmnist": {"epochs": 60, "lr": 2e-3, "patience": 20, "ensemble": 5,
                     "plan": {"arch": "compact_cnn", "batch_size": 64,
                              "network_options": {"widths": [32, 64, 128], "dropout": 0.3}}},
     # Binary shape masks: lossless flips and quarter turns, no intensity jitter.
@@ -74,6 +76,18 @@ def run_one(name: str, budget_min: float, out: Path, result_path: Path) -> None:
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "threads": __import__("torch").get_num_threads(), "report": metrics["report"],
     }
+    if bundle.metadata.get("ensemble"):
+        from meddx.learn.ensemble import member_figures
+
+        # Each member alone is the single model of its seed (own validation threshold).
+        data = meddx.load_dataset(name)
+        members = member_figures(meddx.load_model(out / name), data.split("val"),
+                                 data.split("test"))
+        result["ensemble"] = {
+            "members": bundle.metadata["ensemble"]["members"],
+            "val": bundle.metadata["ensemble"]["val"], "member_figures": members,
+            **{f"member_{split}_{key}_mean": sum(m[split][key] for m in members) / len(members)
+               for split in ("val", "test") for key in ("auc", "accuracy")}}
     result_path.write_text(json.dumps(result, indent=2))
 
 
@@ -122,7 +136,14 @@ def main() -> None:
                           "", "")
     Console(width=160).print(table)
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({"results": results, "cpu_count": os.cpu_count()}, indent=2))
+    # Replace only the datasets run now; keep the others' earlier results.
+    earlier = json.loads(args.json.read_text())["results"] if args.json.exists() else []
+    ran = {result["dataset"] for result in results}
+    results = [r for r in earlier if r["dataset"] not in ran] + results
+    results.sort(key=lambda r: list(RECIPES).index(r["dataset"]))
+    tmp = args.json.with_name(args.json.name + ".tmp")
+    tmp.write_text(json.dumps({"results": results, "cpu_count": os.cpu_count()}, indent=2))
+    os.replace(tmp, args.json)
     print(f"wrote {args.json}")
 
 

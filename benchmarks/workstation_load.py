@@ -8,14 +8,19 @@ account, then:
    ``--requests`` real 28 px PneumoniaMNIST test images; every upload is stored and predicted
    (``explain=false``: the heat map is for the viewer, not this path) and then reviewed
    (feedback). Reports throughput, p50/p95/p99 latency of upload+predict and of feedback, errors.
-3. **restart**: the same load while the server is killed (SIGKILL, the worst case) and started
-   again mid-way; clients retry what failed while it was down. Afterwards every feedback the
-   server acknowledged (HTTP 201) must be in the database: *no committed feedback is lost*.
+3. **think time** (the realistic scenario): ``--clients`` clients that each pause a random
+   0.5-1.5 s (``--think``) before every upload and every review, like people reading a finding;
+   phase 2 has no pause at all and measures saturation (closed loop: every client sends its
+   next request the moment the last one is answered).
+4. **restart**: the saturation load while the server is killed (SIGKILL of its whole process
+   group, the worst case) and started again mid-way; clients retry what failed while it was
+   down. Afterwards every feedback the server acknowledged (HTTP 201) must be in the database:
+   *no committed feedback is lost*.
 
 Bounded (fixed request counts, timeouts everywhere); stops by itself. Prints a table and writes
 ``benchmarks/results/workstation_load.json``.
 
-    python benchmarks/workstation_load.py [--clients 16] [--requests 25] [--bundle DIR]
+    python benchmarks/workstation_load.py [--clients 16] [--requests 25] [--workers 2]
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import argparse
 import io
 import json
 import os
+import random
 import signal
 import socket
 import statistics
@@ -83,9 +89,10 @@ def test_images(n: int) -> list[bytes]:
 class Server:
     """``meddx serve`` in a subprocess."""
 
-    def __init__(self, root: Path, bundle: Path, port: int):
+    def __init__(self, root: Path, bundle: Path, port: int, workers: int = 1):
         self.env = {**os.environ, "MEDDX_WORKSTATION_DIR": str(root),
-                    "MEDDX_SECRET_KEY": _key(), "MEDDX_BUNDLES": str(bundle.resolve())}
+                    "MEDDX_SECRET_KEY": _key(), "MEDDX_BUNDLES": str(bundle.resolve()),
+                    "MEDDX_WORKERS": str(workers)}
         self.env.pop("MEDDX_DATABASE_URL", None)
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
@@ -101,7 +108,7 @@ class Server:
         begin = time.monotonic()
         self.process = subprocess.Popen(
             [sys.executable, "-m", "meddx", "serve", "--port", str(self.port)], env=self.env,
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         while time.monotonic() - begin < timeout:
             if self.process.poll() is not None:
                 raise RuntimeError("the server exited during start-up")
@@ -114,8 +121,10 @@ class Server:
         raise RuntimeError(f"server not up within {timeout} s")
 
     def kill(self) -> None:
-        self.process.send_signal(signal.SIGKILL)
+        # The whole group: with --workers the worker processes die with the server.
+        os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait(timeout=30)
+        time.sleep(0.5)  # orphaned workers, if any, finish dying before the port is reused
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:
@@ -145,7 +154,8 @@ class Client(threading.Thread):
     down when ``retry`` is set (restart phase)."""
 
     def __init__(self, url: str, bearer: str, images: list[bytes], n: int, offset: int,
-                 retry: bool = False, deadline: float = 600):
+                 retry: bool = False, deadline: float = 600,
+                 think_s: tuple[float, float] | None = None):
         super().__init__(daemon=True)
         self.url, self.images, self.n, self.offset, self.retry = url, images, n, offset, retry
         self.headers = {"Authorization": f"Bearer {bearer}"}
@@ -155,6 +165,12 @@ class Client(threading.Thread):
         self.errors: list[str] = []
         self.retried = 0
         self.acknowledged: list[dict] = []
+        self.think_s = think_s
+        self.rng = random.Random(offset)
+
+    def _think(self) -> None:
+        if self.think_s is not None:
+            time.sleep(self.rng.uniform(*self.think_s))
 
     def _call(self, http: httpx.Client, method: str, path: str, **kwargs) -> httpx.Response | None:
         while time.monotonic() < self.deadline:
@@ -181,6 +197,7 @@ class Client(threading.Thread):
         with httpx.Client(timeout=60) as http:
             for i in range(self.n):
                 image = self.images[(self.offset + i) % len(self.images)]
+                self._think()
                 study = self._call(http, "POST", "/api/studies", data={"explain": "false"},
                                    files={"files": (f"case-{self.offset}-{i}.png", image,
                                                     "image/png")})
@@ -190,6 +207,7 @@ class Client(threading.Thread):
                 body = study.json()
                 prediction = body["predictions"][0]
                 comment = f"bench review {self.offset}-{i}"
+                self._think()
                 review = self._call(http, "POST", f"/api/studies/{body['id']}/feedback", json={
                     "prediction_id": prediction["id"], "agrees": True, "comment": comment})
                 if review is None:
@@ -207,10 +225,12 @@ def percentiles(values: list[float]) -> dict[str, float | None]:
 
 
 def run_load(server: Server, images: list[bytes], clients: int, requests: int,
-             restart_after_s: float | None = None) -> dict:
+             restart_after_s: float | None = None,
+             think_s: tuple[float, float] | None = None) -> dict:
     bearer = token(server.url)
     workers = [Client(server.url, bearer, images, requests, offset=k * requests,
-                      retry=restart_after_s is not None) for k in range(clients)]
+                      retry=restart_after_s is not None, think_s=think_s)
+               for k in range(clients)]
     start = time.perf_counter()
     for worker in workers:
         worker.start()
@@ -229,7 +249,8 @@ def run_load(server: Server, images: list[bytes], clients: int, requests: int,
     uploads = [ms for w in workers for ms in w.upload_ms]
     reviews = [ms for w in workers for ms in w.feedback_ms]
     errors = [e for w in workers for e in w.errors]
-    result = {"clients": clients, "requests_per_client": requests, "wall_s": round(wall, 2),
+    result = {"clients": clients, "requests_per_client": requests,
+              "think_s": list(think_s) if think_s else None, "wall_s": round(wall, 2),
               "uploads_ok": len(uploads), "feedback_ok": len(reviews), "errors": len(errors),
               "error_samples": errors[:5],
               "throughput_uploads_per_s": round(len(uploads) / wall, 2),
@@ -256,40 +277,59 @@ def main() -> None:
     parser.add_argument("--restart-requests", type=int, default=10,
                         help="uploads per client in the restart phase")
     parser.add_argument("--bundle", type=Path, default=None)
+    parser.add_argument("--workers", type=int, default=2,
+                        help="server processes (meddx serve --workers)")
+    parser.add_argument("--think", type=float, nargs=2, default=(0.5, 1.5),
+                        metavar=("MIN_S", "MAX_S"),
+                        help="pause before each action in the think-time phase")
+    parser.add_argument("--think-requests", type=int, default=10,
+                        help="uploads per client in the think-time phase")
     parser.add_argument("--out", type=Path, default=RESULTS / "workstation_load.json")
     args = parser.parse_args()
 
     bundle = demo_bundle(args.bundle)
     images = test_images(200)
     with tempfile.TemporaryDirectory(prefix="meddx-bench-") as scratch:
-        server = Server(Path(scratch) / "ws", bundle, free_port())
+        server = Server(Path(scratch) / "ws", bundle, free_port(), args.workers)
         server.create_user()
         server.start()
         try:
             warm = run_load(server, images, 2, 3)  # model load, first-call costs
             serial = run_load(server, images, 1, 30)  # one clinician: the service time
             load = run_load(server, images, args.clients, args.requests)
+            think = run_load(server, images, args.clients, args.think_requests,
+                             think_s=tuple(args.think))
             restart = run_load(server, images, args.clients, args.restart_requests,
                                restart_after_s=max(2.0, load["wall_s"] / args.requests
                                                    * args.restart_requests / 3))
         finally:
             server.stop()
 
-    report = {"bundle": str(bundle), "cpu_count": os.cpu_count(),
+    report = {"bundle": str(bundle), "cpu_count": os.cpu_count(), "workers": args.workers,
               "load_average_at_end": os.getloadavg()[0], "image": "PneumoniaMNIST test, 28 px PNG",
               "target": {"clients": 16, "p95_ms": 100, "errors": 0, "lost_feedback": 0},
-              "warmup": warm, "serial": serial, "load": load, "restart": restart}
+              "scenarios": {
+                  "serial": "1 client, no pause: the service time",
+                  "load": f"{args.clients} clients, closed loop, no think time: saturation",
+                  "think": f"{args.clients} clients, {args.think[0]}-{args.think[1]} s think "
+                           "time before each action: realistic use",
+                  "restart": f"{args.clients} clients, closed loop, server SIGKILLed mid-way"},
+              "warmup": warm, "serial": serial, "load": load, "think": think,
+              "restart": restart}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     temporary = args.out.with_suffix(".tmp")
     temporary.write_text(json.dumps(report, indent=2))
     os.replace(temporary, args.out)
 
-    table = Table(title=f"workstation load: {args.clients} clients, 28 px prediction "
-                        f"({os.cpu_count()} CPUs, load avg {report['load_average_at_end']:.1f})")
+    table = Table(title=f"workstation load: {args.clients} clients, 28 px prediction, "
+                        f"{args.workers} worker(s) ({os.cpu_count()} CPUs, load avg "
+                        f"{report['load_average_at_end']:.1f})")
     for column in ("phase", "uploads", "req/s", "upload+predict p50/p95/p99 ms",
                    "feedback p95 ms", "errors", "lost feedback"):
         table.add_column(column)
-    for name, phase in (("1 client", serial), ("load", load), ("restart", restart)):
+    for name, phase in (("1 client", serial), (f"{args.clients} closed loop (saturation)", load),
+                        (f"{args.clients} think {args.think[0]}-{args.think[1]} s", think),
+                        ("restart (closed loop)", restart)):
         up = phase["upload_predict_ms"]
         table.add_row(name, str(phase["uploads_ok"]), f"{phase['throughput_requests_per_s']:.1f}",
                       f"{up['p50']:.0f} / {up['p95']:.0f} / {up['p99']:.0f}",

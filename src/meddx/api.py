@@ -32,9 +32,9 @@ def train(dataset: str | Path, out: str | Path, *, data_dir: str | Path | None =
     """Train on a dataset (catalog name or path) and write an evaluated bundle to ``out``.
 
     ``train_options`` are :class:`~meddx.learn.trainer.TrainConfig` fields (``epochs``,
-    ``time_budget_min``, ``lr``, ``seed``, ``ensemble``...); ``plan`` overrides the automatic plan (``arch``,
-    ``input_size``, ``batch_size``, ``augment``...). ``on_error="stop"`` makes one bad case
-    (volume, record) stop the run instead of being reported and skipped.
+    ``time_budget_min``, ``lr``, ``seed``, ``ensemble``...); ``plan`` overrides the automatic
+    plan (``arch``, ``input_size``, ``batch_size``, ``augment``...). ``on_error="stop"`` makes
+    one bad case (volume, record) stop the run instead of being reported and skipped.
     """
     return train_model(dataset, out, config=TrainConfig(**train_options), plan=plan,
                        data_dir=data_dir, resume=resume, progress=progress,

@@ -39,11 +39,19 @@ def _restore_threads():
 
 
 @pytest.fixture(scope="module")
-def beat_bundle(tmp_path_factory):
-    root = tmp_path_factory.mktemp("ecg-e2e")
-    train_folder = write_folder(root / "train", n_records=5, duration_s=50)
+def train_folder(tmp_path_factory):
+    return write_folder(tmp_path_factory.mktemp("ecg-train") / "train", n_records=5,
+                        duration_s=50)
+
+
+# The beat model kinds of the recipe: LightGBM on beat features (the default), a 1D CNN, and
+# both averaged.
+@pytest.fixture(scope="module", params=["lightgbm", "cnn", "cnn+lightgbm"])
+def beat_bundle(request, tmp_path_factory, train_folder):
+    root = tmp_path_factory.mktemp(f"ecg-e2e-{request.param}")
+    plan = {"epoch_size": 1024, "batch_size": 64} if "cnn" in request.param else {}
     bundle = meddx.train(str(train_folder), root / "bundle",
-                         plan={"epoch_size": 1024, "batch_size": 64}, **QUICK)
+                         plan={"model": request.param, **plan}, **QUICK)
     return root, bundle
 
 
@@ -55,12 +63,39 @@ def test_training_writes_a_beat_bundle(beat_bundle):
     splits = meta["record_split"]
     assert not set(splits["train"]) & (set(splits["val"]) | set(splits["test"]))
     imbalance = meta["imbalance"]
-    assert imbalance["method"] == "sampler"
-    # Tempered sampling: V is drawn more often than its natural share, N less.
-    assert imbalance["sampled_share"]["V"] > imbalance["train_share"]["V"]
+    model = meta["plan"]["model"]
+    if model != "lightgbm":
+        assert imbalance["method"] == "sampler"
+        # Tempered sampling: V is drawn more often than its natural share, N less.
+        assert imbalance["sampled_share"]["V"] > imbalance["train_share"]["V"]
+    if model == "cnn+lightgbm":
+        # One bundle holds both members: the network's weights and the trees' own file.
+        assert (bundle.path / "lightgbm.txt").is_file() and bundle.state_dict()
+        assert imbalance["lightgbm"]["method"] == "weighted_loss"
+        assert meta["training"]["lightgbm"]["best_iteration"] > 0
+        assert set(meta["members"]) == {"cnn", "lightgbm"}
+        # The network keeps its 5 RR features beside the trees' full feature set.
+        assert meta["network"]["n_extra"] == 5 and meta["preprocessing"]["feature_set"] == "full"
+    elif model == "lightgbm":
+        # Class-weighted trees: a V beat weighs more than an N beat; the model is its own file.
+        assert imbalance["method"] == "weighted_loss"
+        assert imbalance["loss_weights"]["V"] > imbalance["loss_weights"]["N"]
+        assert (bundle.path / "lightgbm.txt").is_file()
+        assert meta["training"]["best_iteration"] > 0
     test = meta["metrics"]["test"]
     assert test["per_class"]["V"]["support"] > 0
     assert test["per_class"]["S"]["sensitivity"] is None  # no S beat: undefined, not a crash
+
+
+def test_combined_model_averages_its_members(beat_bundle, train_folder):
+    _, bundle = beat_bundle
+    if bundle.metadata["plan"]["model"] != "cnn+lightgbm":
+        pytest.skip("the cnn+lightgbm model kind only")
+    predictor = meddx.load_model(bundle.path)
+    split = meddx.load_dataset(str(train_folder)).split("all")
+    network, trees = (member.predict_split(split) for member in predictor.members)
+    assert not np.allclose(network, trees)  # two different models, not one loaded twice
+    np.testing.assert_allclose(predictor.predict_split(split), (network + trees) / 2, atol=1e-6)
 
 
 def test_evaluate_any_folder_of_annotated_records(beat_bundle):
@@ -85,7 +120,7 @@ def test_evaluate_any_folder_of_annotated_records(beat_bundle):
 def test_predict_record_with_explanation(beat_bundle, artifacts):
     root, bundle = beat_bundle
     record = write_record(root / "patient", "950", seed=50, duration_s=30)
-    explain = artifacts / "ecg"
+    explain = artifacts / "ecg" / bundle.metadata["plan"]["model"]
     result = cli("predict", bundle.path, record, "--explain", "--out", explain)
     assert result.returncode == 0, result.stderr
     prediction = json.loads(result.stdout)[0]

@@ -5,7 +5,7 @@ import torch
 
 from meddx.errors import ConfigError
 from meddx.learn.tasks.image_classification import ImageClassificationTask, make_plan
-from meddx.learn.trainer import TrainConfig, Trainer, lr_at
+from meddx.learn.trainer import KEEP_LAST, TrainConfig, Trainer, lr_at
 from tests.conftest import synthetic_dataset
 
 
@@ -53,6 +53,22 @@ def test_resume_after_interruption_matches_an_uninterrupted_run(tmp_path):
         [round(h["train_loss"], 6) for h in straight.history]
     for key, value in straight.model.state_dict().items():
         assert torch.allclose(value.float(), resumed.model.state_dict()[key].float(), atol=1e-6)
+
+
+def test_keep_last_task_keeps_the_last_epoch_after_a_resume(tmp_path):
+    def task():
+        keep_last = _task()
+        keep_last.selection_metric = KEEP_LAST
+        return keep_last
+
+    def stop_after_two(record):
+        if record["epoch"] == 2:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        Trainer(_config(), tmp_path, progress=False).fit(task(), on_epoch_end=stop_after_two)
+    resumed = Trainer(_config(), tmp_path, progress=False).fit(task(), resume=True)
+    assert resumed.best_epoch == 4 and resumed.best_score == 4.0
 
 
 def test_time_budget_stops_early(tmp_path):

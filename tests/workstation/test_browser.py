@@ -49,6 +49,18 @@ def _watch(page, problems: list[str]) -> None:
     page.on("requestfailed", lambda r: problems.append(f"request failed: {r.url}"))
 
 
+def _watched_page(browser, server_url: str, width: int = 1400, height: int = 1000):
+    """A new page, the problems it reports (console errors, failed requests) and the requests
+    it makes anywhere but the server (a CDN would show up there)."""
+    problems: list[str] = []
+    outside: list[str] = []
+    page = browser.new_page(viewport={"width": width, "height": height})
+    _watch(page, problems)
+    page.on("request", lambda r: outside.append(r.url)
+            if not r.url.startswith((server_url + "/", "blob:", "data:")) else None)
+    return page, problems, outside
+
+
 def _sign_in(page, url: str, username: str) -> None:
     page.goto(url + "/")
     page.wait_for_selector("#username")

@@ -109,6 +109,9 @@ def train(
     patience: Annotated[int, typer.Option(help="Early-stopping patience in epochs (0: off).")] = 10,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     amp: Annotated[str, typer.Option(help="bf16 autocast: auto, bf16 or off.")] = "auto",
+    ensemble: Annotated[int, typer.Option(
+        help="Train this many networks (seeds seed..seed+K-1) and average their "
+             "probabilities; the time budget covers all of them.")] = 1,
     plan_file: Annotated[Path | None, typer.Option(
         "--plan", help="JSON file of plan overrides (arch, augment, imbalance...).")] = None,
     resume: Annotated[bool, typer.Option(help="Continue an interrupted run.")] = False,
@@ -130,7 +133,7 @@ def train(
             plan[key] = value
     bundle = train_api(dataset, out_dir, data_dir=data_dir, plan=plan, resume=resume,
                        progress=progress, epochs=epochs, time_budget_min=time_budget, lr=lr,
-                       patience=patience, seed=seed, amp=amp,
+                       patience=patience, seed=seed, amp=amp, ensemble=ensemble,
                        on_error="stop" if stop_on_bad_case else "skip")
     test = bundle.metadata["metrics"].get("test", {})
     out.print(f"bundle: {bundle.path}")

@@ -15,7 +15,9 @@ frequency -> resample to the model's rate -> scale by the record's median beat a
 differs between patients and recorders) -> a window around each R peak, plus the beat minus the
 record's median beat (the patient's own "normal" morphology) -> RR-interval features divided by the
 record's median RR (an S beat is premature *for this patient*; absolute RR says little across
-patients).
+patients). With ``feature_set="full"`` (the tree model's input) a beat also gets RR averages over
+its neighbours and over +-150 s, morphology against the record's median beat, the same standardised
+within the record, and a down-sampled shape (:func:`feature_names`).
 
 Bad records (missing ``.dat``/``.hea``, unreadable header, too short or flat signal, NaNs, unknown
 sampling rate, unknown annotation symbols) raise :class:`~meddx.errors.InputFileError` naming the
@@ -530,7 +532,19 @@ def feature_names(feature_set: str) -> list[str]:
         return list(RR_FEATURES)
     return (list(EXTENDED_RR_FEATURES) + list(MORPHOLOGY_FEATURES)
             + [f"shape_{i}" for i in range(SHAPE_POINTS)]
-            + [f"shape_minus_median_{i}" for i in range(SHAPE_POINTS)])
+            + [f"shape_minus_median_{i}" for i in range(SHAPE_POINTS)]
+            + [f"{name}_z" for name in MORPHOLOGY_FEATURES])
+
+
+def standardise_within_record(values: np.ndarray) -> np.ndarray:
+    """Robust z-scores of each column over one record's beats (median, IQR / 1.349).
+
+    Morphology varies more between patients than between a patient's N and S beats; relative
+    to the patient's own spread, a slightly different P wave stands out.
+    """
+    median = np.median(values, axis=0)
+    spread = np.subtract(*np.percentile(values, [75, 25], axis=0)) / 1.349
+    return np.clip((values - median) / np.maximum(spread, 1e-3), -20, 20).astype(np.float32)
 
 
 # --------------------------------------------------------------------------------------------
@@ -554,7 +568,8 @@ class BeatConfig:
         local_beats: RR intervals in the local RR average.
         feature_set: Per-beat features besides the window: ``rr`` (5 RR features) or ``full``
             (13 RR features relative to the patient's rhythm, 12 morphology features relative to
-            the record's median beat and a down-sampled shape; see :func:`feature_names`).
+            the record's median beat, a down-sampled shape, and the 12 morphology features
+            standardised within the record; see :func:`feature_names`).
     """
 
     fs: float = 120.0
@@ -655,8 +670,10 @@ def extract_beats(record: EcgRecord, config: BeatConfig,
     if config.template_channel:
         channels.append(windows - np.median(windows, axis=0, keepdims=True))
     if config.feature_set == "full":
+        morphology = morphology_features(windows, pre, config.fs)
         rr = np.concatenate([extended_rr_features(samples / record.fs, config.local_beats),
-                             morphology_features(windows, pre, config.fs)], axis=1)
+                             morphology, standardise_within_record(
+                                 morphology[:, :len(MORPHOLOGY_FEATURES)])], axis=1)
     else:
         rr = rr_features(samples / record.fs, config.local_beats)
     return ExtractedBeats(windows=np.stack(channels, axis=1).astype(np.float32), rr=rr,

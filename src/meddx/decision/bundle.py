@@ -1,6 +1,6 @@
 """The one model bundle format: a folder of JSON metadata, a state dict and a model card.
 
-Layout (format version 1)::
+Layout (format version 1; version 2 is the same layout holding a seed ensemble)::
 
     BUNDLE/
       meddx-bundle.json   task, network, preprocessing, classes, threshold, metrics, provenance,
@@ -30,6 +30,11 @@ from meddx.errors import BundleError
 from meddx.fileio import staged_folder
 
 FORMAT_VERSION = 1
+# Ensemble bundles (weights of K members under ``members.<i>.``, an ``ensemble`` block in the
+# metadata) are written as version 2, so a meddx that predates them refuses them with a clear
+# message instead of failing on the weights; single-network bundles stay version 1.
+ENSEMBLE_FORMAT_VERSION = 2
+READABLE_VERSIONS = (FORMAT_VERSION, ENSEMBLE_FORMAT_VERSION)
 METADATA_FILE = "meddx-bundle.json"
 WEIGHTS_FILE = "weights.pt"
 CARD_FILE = "model_card.md"
@@ -102,7 +107,8 @@ def save_bundle(out: Path, metadata: dict[str, Any], state_dict: dict[str, torch
             models stored in their own safe format (a LightGBM text model, a tokenizer JSON).
     """
     out = Path(out)
-    metadata = {"format_version": FORMAT_VERSION, **metadata, "software": software_versions()}
+    version = ENSEMBLE_FORMAT_VERSION if metadata.get("ensemble") else FORMAT_VERSION
+    metadata = {"format_version": version, **metadata, "software": software_versions()}
     with staged_folder(out) as staging:
         (staging / METADATA_FILE).write_text(json.dumps(metadata, indent=2, allow_nan=False))
         if state_dict is not None:
@@ -138,12 +144,13 @@ def load_bundle(path: str | Path) -> Bundle:
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise BundleError(f"{meta_path}: not valid JSON ({error})") from error
     version = metadata.get("format_version")
-    if version != FORMAT_VERSION:
+    if version not in READABLE_VERSIONS:
         made_by = metadata.get("software", {}).get("meddx", "an unknown version")
         raise BundleError(
             f"{path}: bundle format {version!r} (written by meddx {made_by}) is not supported by "
-            f"meddx {__version__}, which reads format {FORMAT_VERSION}; retrain the model or use a "
-            "matching meddx version")
+            f"meddx {__version__}, which reads formats "
+            f"{', '.join(map(str, READABLE_VERSIONS))}; retrain the model or use a matching meddx "
+            "version")
     if "task" not in metadata:
         raise BundleError(f"{meta_path}: the metadata names no task")
     return Bundle(path, metadata)
@@ -157,7 +164,14 @@ def check_task(metadata: dict[str, Any], task: str, source: str) -> None:
 
 def load_weights(model: torch.nn.Module, state_dict: dict[str, torch.Tensor],
                  device: torch.device, source: str) -> torch.nn.Module:
-    """Load a bundle's weights into its rebuilt network, on ``device``, in eval mode."""
+    """Load a bundle's weights into its rebuilt network, on ``device``, in eval mode.
+
+    Weights of a seed ensemble turn ``model`` into a
+    :class:`~meddx.learn.ensemble.ProbabilityEnsemble` of copies of it, which is returned.
+    """
+    from meddx.learn.ensemble import match_state
+
+    model = match_state(model, state_dict)
     try:
         model.load_state_dict(state_dict)
     except RuntimeError as error:

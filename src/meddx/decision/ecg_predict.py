@@ -5,7 +5,9 @@ beats (reference annotations when the record has them, else neurokit2 R-peak det
 with wfdb.processing), classifies every beat and summarises the record: beat counts per class,
 S and V burden (share of beats), heart rate. With ``explain_to`` it writes a strip plot: 10 s of
 the lead with each beat coloured by its class, and below it an integrated-gradients saliency
-trace (Captum; Sundararajan et al., ICML 2017) showing which samples drove each beat's class.
+trace (Captum; Sundararajan et al., ICML 2017) showing which samples drove each beat's class
+(TreeSHAP for the tree model; the network's trace for a ``cnn+lightgbm`` model, whose
+probabilities are the mean of its two members').
 
 :class:`EcgSeriesClassifier` classifies every series of a UCR-format file.
 """
@@ -39,10 +41,14 @@ from meddx.data.ecg import (  # noqa: E402
 from meddx.decision.bundle import Bundle, load_weights  # noqa: E402
 from meddx.errors import BundleError, InputFileError  # noqa: E402
 from meddx.learn.networks1d import Network1DSpec, build_network1d  # noqa: E402
+from meddx.learn.tasks import ecg_features  # noqa: E402
 from meddx.learn.tasks.ecg import (  # noqa: E402
     BEAT_TASK,
+    COMBINED,
+    COMPONENTS,
     SERIES_TASK,
     EcgPlan,
+    component_plan,
     plan_inputs,
     predict_proba,
     series_inputs,
@@ -80,33 +86,69 @@ class _EcgPredictor:
     task = ""
     explanation_suffix = "saliency"
 
-    def __init__(self, metadata: dict[str, Any], state_dict: dict[str, torch.Tensor],
-                 device: torch.device | None = None, source: str = "bundle"):
+    def __init__(self, metadata: dict[str, Any], state_dict: dict[str, torch.Tensor] | None,
+                 device: torch.device | None = None, source: str = "bundle",
+                 lgbm_text: str | None = None):
         if metadata.get("task") != self.task:
             raise BundleError(f"{source}: task {metadata.get('task')!r} is not {self.task!r}")
         self.metadata = metadata
         self.name = metadata.get("name", source)
         self.device = device or default_device()
         self.plan = EcgPlan.from_dict(metadata["plan"])
-        self.model = load_weights(build_network1d(Network1DSpec.from_dict(self.plan.network)),
-                                  state_dict, self.device, source)
+        self.model = self.booster = None
+        self.members: list[_EcgPredictor] = []
+        if self.plan.model == COMBINED:
+            # One predictor per member, on its own plan (the network's 5 RR features, the
+            # trees' full set); their probabilities are averaged.
+            self.members = [type(self)(
+                {**metadata, "plan": component_plan(self.plan, kind).to_dict()},
+                state_dict if kind == "cnn" else None, self.device, source,
+                lgbm_text=lgbm_text if kind == "lightgbm" else None) for kind in COMPONENTS]
+        elif self.plan.model == "lightgbm":
+            if lgbm_text is None:
+                raise BundleError(f"{source}: a lightgbm ECG model needs its "
+                                  f"{ecg_features.LGBM_FILE}")
+            self.booster = ecg_features.load_booster(lgbm_text, source)
+        else:
+            if state_dict is None:
+                raise BundleError(f"{source}: the bundle has no network weights")
+            self.model = load_weights(build_network1d(Network1DSpec.from_dict(self.plan.network)),
+                                      state_dict, self.device, source)
         self.class_names = list(self.plan.class_names)
         self.threshold = metadata.get("threshold")
 
     @classmethod
     def from_bundle(cls, bundle: Bundle, device: torch.device | None = None):
-        return cls(bundle.metadata, bundle.state_dict(), device, source=str(bundle.path))
+        model = bundle.metadata.get("plan", {}).get("model")
+        lgbm_text = (ecg_features.read_booster_text(bundle.path)
+                     if model in ("lightgbm", COMBINED) else None)
+        state_dict = None if model == "lightgbm" else bundle.state_dict()
+        return cls(bundle.metadata, state_dict, device, source=str(bundle.path),
+                   lgbm_text=lgbm_text)
+
+    def probabilities(self, x: torch.Tensor, extra: torch.Tensor | None) -> np.ndarray:
+        """Class probabilities (N, K) of network inputs and per-beat features."""
+        if self.booster is not None:
+            return ecg_features.booster_probs(self.booster, extra.numpy(), len(self.class_names))
+        return predict_proba(self.model, x, extra, self.plan.eval_batch_size)
 
     def predict_split(self, split: BeatSplit | SplitData) -> np.ndarray:
         """Probabilities for every input of a split (the evaluation path's entry)."""
+        if self.members:
+            return np.mean([member.predict_split(split) for member in self.members], axis=0)
         x, extra = plan_inputs(self.plan, split)
-        return predict_proba(self.model, x, extra, self.plan.eval_batch_size)
+        return self.probabilities(x, extra)
 
     def saliency(self, x: torch.Tensor, extra: torch.Tensor | None,
                  targets: np.ndarray) -> np.ndarray:
-        """Integrated-gradients |attribution| per input sample, summed over channels (N, L)."""
+        """|Attribution| per input sample (N, L): integrated gradients summed over channels for
+        networks, TreeSHAP contributions of the time-localised features for the tree model."""
         from captum.attr import IntegratedGradients
 
+        if self.booster is not None:
+            config = BeatConfig.from_dict(self.plan.beat_config)
+            return ecg_features.tree_saliency(self.booster, extra.numpy(), targets,
+                                              config.length, config.pre, config.fs)
         x = x.to(self.device)
         extra = None if extra is None else extra.to(self.device)
         gradients = IntegratedGradients(self.model)
@@ -122,6 +164,10 @@ class EcgBeatClassifier(_EcgPredictor):
     """Per-beat AAMI classes of whole records, from an ECG beat bundle."""
 
     task = BEAT_TASK
+    # For the workstation's upload form: a WFDB record (a CSV signal needs its rate, which an
+    # upload does not carry).
+    input_suffixes = (".hea", ".dat", ".atr")
+    study_kind = "ecg"
 
     @property
     def beat_config(self) -> BeatConfig:
@@ -141,8 +187,7 @@ class EcgBeatClassifier(_EcgPredictor):
         """Per-beat classes and the record summary; see :meth:`predict_file`."""
         config = self.beat_config
         beats = extract_beats(record, config)
-        x, extra = torch.from_numpy(beats.windows), torch.from_numpy(beats.rr)
-        probs = predict_proba(self.model, x, extra, self.plan.eval_batch_size)
+        probs = self.record_probabilities(record, beats)
         classes = probs.argmax(axis=1)
         names = np.array(self.class_names)[classes]
         counts = {name: int((names == name).sum()) for name in self.class_names}
@@ -182,6 +227,30 @@ class EcgBeatClassifier(_EcgPredictor):
             result["explanation"] = str(self.strip_plot(record, beats, probs, Path(explain_to)))
         return result
 
+    def _member_beats(self, member: EcgBeatClassifier, record: EcgRecord, beats):
+        """The record's beats as a member model cuts them (same beats, its own features)."""
+        if member.beat_config == self.beat_config:
+            return beats
+        return extract_beats(record, member.beat_config, beats.samples)
+
+    def record_probabilities(self, record: EcgRecord, beats) -> np.ndarray:
+        """Class probabilities (N, K) of a record's extracted beats."""
+        if self.members:
+            return np.mean([member.record_probabilities(
+                record, self._member_beats(member, record, beats))
+                for member in self.members], axis=0)
+        return self.probabilities(torch.from_numpy(beats.windows), torch.from_numpy(beats.rr))
+
+    def record_saliency(self, record: EcgRecord, beats, index: np.ndarray,
+                        targets: np.ndarray) -> np.ndarray:
+        """Saliency (len(index), L) of some beats; a combined model shows its network's."""
+        if self.members:
+            network = self.members[COMPONENTS.index("cnn")]
+            return network.record_saliency(record, self._member_beats(network, record, beats),
+                                           index, targets)
+        return self.saliency(torch.from_numpy(beats.windows[index]),
+                             torch.from_numpy(beats.rr[index]), targets)
+
     def strip_plot(self, record: EcgRecord, beats, probs: np.ndarray, path: Path) -> Path:
         """10 s strip, beats coloured by class, with an integrated-gradients saliency trace."""
         config = self.beat_config
@@ -196,8 +265,7 @@ class EcgBeatClassifier(_EcgPredictor):
         shown = (trace_t >= t0) & (trace_t < t1)
         saliency_trace = np.zeros(len(beats.trace))
         if len(inside):
-            maps = self.saliency(torch.from_numpy(beats.windows[inside]),
-                                 torch.from_numpy(beats.rr[inside]), classes[inside])
+            maps = self.record_saliency(record, beats, inside, classes[inside])
             for row, index in zip(maps, inside, strict=True):
                 begin = int(round(beats.samples[index] * config.fs / record.fs)) - config.pre
                 cells = np.arange(begin, begin + config.length)
@@ -228,7 +296,8 @@ class EcgBeatClassifier(_EcgPredictor):
                       fontsize=10, pad=16)
         bottom.fill_between(trace_t[shown], saliency_trace[shown], color="#d62728", alpha=0.5,
                             lw=0)
-        bottom.set_ylabel("IG saliency")
+        bottom.set_ylabel("TreeSHAP" if self.booster is not None
+                          else "IG saliency (CNN)" if self.members else "IG saliency")
         bottom.set_ylim(0, 1.05)
         bottom.set_xlabel("time (s)")
         fig.tight_layout()
@@ -281,10 +350,11 @@ class EcgSeriesClassifier(_EcgPredictor):
 ECG_PREDICTORS = {BEAT_TASK: EcgBeatClassifier, SERIES_TASK: EcgSeriesClassifier}
 
 
-def predictor_for(metadata: dict[str, Any], state_dict: dict[str, torch.Tensor],
-                  device: torch.device | None = None, source: str = "bundle"):
+def predictor_for(metadata: dict[str, Any], state_dict: dict[str, torch.Tensor] | None,
+                  device: torch.device | None = None, source: str = "bundle",
+                  lgbm_text: str | None = None):
     """The predictor of an ECG task's metadata (used by the recipe before the bundle exists)."""
     cls = ECG_PREDICTORS.get(metadata.get("task"))
     if cls is None:
         raise InputFileError(source, f"not an ECG task: {metadata.get('task')!r}")
-    return cls(metadata, state_dict, device, source)
+    return cls(metadata, state_dict, device, source, lgbm_text=lgbm_text)

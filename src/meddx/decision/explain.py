@@ -2,7 +2,8 @@
 
 Grad-CAM (Selvaraju et al., ICCV 2017) comes from MONAI's ``monai.visualize.GradCAM`` on the
 network's last convolutional block; networks without one (ViT) fall back to Captum's integrated
-gradients (Sundararajan et al., ICML 2017).
+gradients (Sundararajan et al., ICML 2017). A seed ensemble is explained by the mean of its
+members' maps (each member's Grad-CAM of the class, normalised to [0, 1]).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import torch  # noqa: E402
 from monai.visualize import GradCAM  # noqa: E402
 from torch import nn  # noqa: E402
 
+from meddx.learn.ensemble import ProbabilityEnsemble  # noqa: E402
 from meddx.learn.networks import GRADCAM_LAYERS  # noqa: E402
 
 
@@ -30,6 +32,12 @@ def heat_map(model: nn.Module, arch: str, inputs: torch.Tensor, class_index: int
         inputs: one preprocessed input, (1, C, *spatial).
         class_index: the class to explain.
     """
+    if isinstance(model, ProbabilityEnsemble):
+        # Grad-CAM hooks one layer of one network: explain each member, average the maps.
+        relevance = np.mean([heat_map(member, arch, inputs, class_index)
+                             for member in model.members], axis=0)
+        peak = relevance.max()
+        return relevance / peak if peak > 0 else relevance
     layer = GRADCAM_LAYERS.get(arch)
     if layer is not None:
         cam = GradCAM(nn_module=model, target_layers=layer)

@@ -23,6 +23,32 @@ def metrics_table(metrics: dict[str, Any], keys: tuple[str, ...] = CARD_METRICS)
     return "\n".join(["| metric | value |", "|---|---|", *rows])
 
 
+ENSEMBLE_FIGURES = ("auc", "accuracy", "macro_f1", "loss", "neg_log_loss", "dice")
+
+
+def ensemble_section(ensemble: dict[str, Any]) -> list[str]:
+    """Model-card lines of a seed ensemble: each member's validation figures and the mean's."""
+    shown = [key for key in ENSEMBLE_FIGURES if key in ensemble.get("val", {})]
+
+    def cells(values: dict[str, Any]) -> str:
+        return " | ".join("n/a" if values.get(key) is None else f"{values[key]:.4f}"
+                          for key in shown)
+
+    lines = ["", "## Ensemble",
+             f"- {ensemble['members']} networks trained with different seeds on the same plan "
+             f"and splits; prediction is the {ensemble.get('combine', 'mean of the members')}. "
+             "Explanations average the members' maps.",
+             "",
+             "| model | seed | best epoch | minutes | " + " | ".join(
+                 f"val {key}" for key in shown) + " |",
+             "|---|---|---|---|" + "---|" * len(shown)]
+    for row in ensemble.get("member_results", []):
+        lines.append(f"| member {row['member']} | {row['seed']} | {row['best_epoch']} | "
+                     f"{row['elapsed_s'] / 60:.1f} | {cells(row['val'])} |")
+    lines.append(f"| **ensemble** | | | | {cells(ensemble['val'])} |")
+    return lines
+
+
 def render_model_card(metadata: dict[str, Any]) -> str:
     """Markdown model card from a bundle's metadata."""
     provenance = metadata.get("provenance", {})
@@ -56,6 +82,8 @@ def render_model_card(metadata: dict[str, Any]) -> str:
     ]
     for name, digest in list(provenance.get("files", {}).items())[:10]:
         lines.append(f"- `{name}` sha256 `{digest}`")
+    if metadata.get("ensemble"):
+        lines += ensemble_section(metadata["ensemble"])
     for split in ("test", "val"):
         if split in metrics:
             lines += ["", f"## Metrics on the {split} split (n = {metrics[split].get('n', '?')})",

@@ -35,6 +35,8 @@ from meddx.learn.tasks.base import TrainableTask
 log = logging.getLogger(__name__)
 
 CHECKPOINT_NAME = "checkpoint.pt"
+# A task whose selection_metric is this keeps the last epoch's model instead of the best one.
+KEEP_LAST = "final"
 
 
 @dataclass
@@ -53,6 +55,9 @@ class TrainConfig:
         amp: "auto" (bf16 only where measured faster), "bf16" or "off".
         seed: seeds python, numpy and torch, and each epoch's shuffling.
         num_threads: torch intra-op threads (None: torch's default).
+        ensemble: members of a seed ensemble (1: one network). K > 1 trains K networks with
+            seeds ``seed .. seed + K - 1`` and averages their probabilities; the time budget
+            covers all of them (see :mod:`meddx.learn.ensemble`).
     """
 
     epochs: int = 30
@@ -66,6 +71,7 @@ class TrainConfig:
     amp: str = "auto"
     seed: int = 0
     num_threads: int | None = None
+    ensemble: int = 1
 
     def __post_init__(self):
         if self.epochs < 1:
@@ -76,6 +82,8 @@ class TrainConfig:
             raise ConfigError(f"amp must be auto, bf16 or off, got {self.amp!r}")
         if not 0 <= self.ema_decay < 1:
             raise ConfigError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
+        if self.ensemble < 1:
+            raise ConfigError(f"ensemble must be >= 1 member, got {self.ensemble}")
 
 
 @dataclass
@@ -193,8 +201,16 @@ class Trainer:
 
     def fit(self, task: TrainableTask, resume: bool = False,
             on_epoch_end: Callable[[dict[str, Any]], None] | None = None) -> TrainResult:
-        """Train until epochs, budget or patience run out; return the best (EMA) model."""
+        """Train until epochs, budget or patience run out; return the best (EMA) model.
+
+        With ``config.ensemble`` > 1, trains that many members (one after another, each with
+        this loop) and returns their :class:`~meddx.learn.ensemble.ProbabilityEnsemble`.
+        """
         cfg = self.config
+        if cfg.ensemble > 1:
+            from meddx.learn.ensemble import train_ensemble
+
+            return train_ensemble(self, task, resume=resume, on_epoch_end=on_epoch_end)
         if cfg.num_threads:
             torch.set_num_threads(cfg.num_threads)
         seed_everything(cfg.seed)
@@ -255,9 +271,13 @@ class Trainer:
                 eval_model.eval()
                 with torch.no_grad():
                     metrics = task.validate(eval_model)
-                if task.selection_metric not in metrics:
+                if task.selection_metric == KEEP_LAST:
+                    # The epoch number, from the saved state: a resumed run keeps counting.
+                    score = float(epoch + 1)
+                elif task.selection_metric not in metrics:
                     raise ConfigError(f"validation gave no {task.selection_metric!r} metric")
-                score = metrics[task.selection_metric]
+                else:
+                    score = metrics[task.selection_metric]
                 state["elapsed_s"] += time.monotonic() - epoch_start
                 state["epoch"] = epoch + 1
                 record = {"epoch": epoch + 1, "train_loss": float(np.mean(losses)),

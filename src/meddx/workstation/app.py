@@ -17,15 +17,16 @@ from fastapi.staticfiles import StaticFiles
 from meddx import __version__
 from meddx.errors import InputFileError, MeddxError
 from meddx.safeguards import audit
-from meddx.safeguards.ratelimit import LoginRateLimiter
 from meddx.workstation.api.routes import (
     audit as audit_routes,
 )
 from meddx.workstation.api.routes import (
     auth,
+    docs,
     feedback,
     models,
     predictions,
+    signals,
     studies,
     system,
     users,
@@ -34,6 +35,7 @@ from meddx.workstation.core.config import Settings, get_settings
 from meddx.workstation.core.security import BodySizeLimitMiddleware, SecurityHeadersMiddleware
 from meddx.workstation.db.session import make_engine, make_sessionmaker, transaction, upgrade
 from meddx.workstation.services import registry
+from meddx.workstation.services.login_limit import DatabaseLoginRateLimiter
 from meddx.workstation.services.users import UserExistsError
 
 log = logging.getLogger(__name__)
@@ -65,8 +67,26 @@ def register_bundles(sessions, bundles) -> list[str]:
     return registered
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def prepare_database(settings: Settings) -> list[str]:
+    """Migrate the database and register the configured bundles (once per server start).
+
+    Returns:
+        ``name@version`` of each registered bundle.
+    """
+    engine = make_engine(settings.db_url)
+    try:
+        upgrade(engine)
+        return register_bundles(make_sessionmaker(engine), settings.bundles)
+    finally:
+        engine.dispose()
+
+
+def create_app(settings: Settings | None = None, prepare: bool = True) -> FastAPI:
     """The workstation app for ``settings`` (default: from the environment).
+
+    Args:
+        prepare: migrate the database and register the bundles first; ``meddx serve
+            --workers N`` does that once in the parent and builds its workers without it.
 
     Raises:
         ConfigError: no encryption key outside demo mode, or a bad database URL.
@@ -74,7 +94,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     cipher = settings.cipher()
     engine = make_engine(settings.db_url)
-    upgrade(engine)
+    if prepare:
+        upgrade(engine)
     sessions = make_sessionmaker(engine)
     settings.storage_dir.mkdir(parents=True, exist_ok=True)
 
@@ -86,15 +107,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.sessions = sessions
     app.state.cipher = cipher
     app.state.predictors = registry.PredictorCache()
-    app.state.login_limiter = LoginRateLimiter(settings.login_max_failures,
-                                               settings.login_window_s)
-    app.state.registered = register_bundles(sessions, settings.bundles)
+    app.state.login_limiter = DatabaseLoginRateLimiter(settings.login_max_failures,
+                                                       settings.login_window_s)
+    app.state.registered = register_bundles(sessions, settings.bundles) if prepare else []
 
     @app.exception_handler(MeddxError)
     async def meddx_error(_request: Request, error: MeddxError) -> JSONResponse:
         return JSONResponse({"detail": str(error)}, status_code=_error_status(error))
 
-    for module in (auth, users, studies, predictions, feedback, models, audit_routes, system):
+    for module in (auth, users, studies, signals, predictions, feedback, models, audit_routes,
+                   system, docs):
         app.include_router(module.router)
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")

@@ -47,6 +47,9 @@ def serve(
     generate_key: Annotated[bool, typer.Option(
         "--generate-key", help="Print a new MEDDX_SECRET_KEY and exit.")] = False,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "warning",
+    workers: Annotated[int | None, typer.Option(
+        min=1, help="Server processes (default: $MEDDX_WORKERS or 1); each loads the models "
+                    "once; they share the database.")] = None,
 ):
     """Run the clinician workstation (web UI + API) until interrupted."""
     if generate_key:
@@ -68,7 +71,8 @@ def serve(
         for username, password in ensure_demo_users(settings).items():
             out.print(f"demo user [bold]{username}[/] password [bold]{password}[/]")
     out.print(f"meddx workstation: http://{host}:{port}/  (Ctrl-C stops it)")
-    run_server(settings, host=host, port=port, log_level=log_level)
+    run_server(settings, host=host, port=port, log_level=log_level,
+               workers=workers or settings.workers)
 
 
 @users_app.command("create")

@@ -17,7 +17,8 @@ from torch import nn
 class TrainableTask(Protocol):
     """The hooks the trainer calls. Batches are whatever the task's own methods understand."""
 
-    #: Key of :meth:`validate`'s result that selects the best epoch (higher is better).
+    #: Key of :meth:`validate`'s result that selects the best epoch (higher is better), or
+    #: :data:`meddx.learn.trainer.KEEP_LAST` to keep the last epoch's model.
     selection_metric: str
 
     def build_model(self) -> nn.Module:

@@ -13,6 +13,11 @@ memorise the few S-rich patients), or by a class-weighted loss; the counts, the 
 resulting class shares are reported in the bundle.
 Validation is patient-wise (see :class:`~meddx.data.ecg.BeatDataset`), and the best epoch is the
 one with the highest validation macro-F1 over the classes with at least 10 validation beats.
+Beats have a second model kind, ``plan.model: "lightgbm"``: gradient-boosted trees on per-beat
+RR and morphology features (:mod:`meddx.learn.tasks.ecg_features`), the default (validation
+macro-F1 on the seed-0 DS1 split: LightGBM 0.912, CNN 0.905); ``model: "cnn"`` for a network;
+``model: "cnn+lightgbm"`` trains both on the same records and averages their probabilities
+(equal weights: 4 validation records cannot tune a weight).
 """
 
 from __future__ import annotations
@@ -30,12 +35,20 @@ from torch import nn
 from torch.nn import functional
 
 from meddx.data.datasets import SplitData
-from meddx.data.ecg import BeatConfig, BeatDataset, BeatSplit, SeriesDataset, resample_signal
+from meddx.data.ecg import (
+    BeatConfig,
+    BeatDataset,
+    BeatSplit,
+    SeriesDataset,
+    feature_names,
+    resample_signal,
+)
 from meddx.errors import ConfigError, DataError
+from meddx.learn.ensemble import has_checkpoint
 from meddx.learn.evaluation.metrics import classification_metrics
 from meddx.learn.networks1d import ARCHITECTURES, Network1DSpec, build_network1d
 from meddx.learn.tasks import PLAN_FILE, FitOutput, resolve_plan
-from meddx.learn.trainer import TrainConfig, Trainer
+from meddx.learn.trainer import KEEP_LAST, TrainConfig, Trainer
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +56,21 @@ BEAT_TASK = "ecg-beat-classification"
 SERIES_TASK = "ecg-series-classification"
 TASK_NAME = BEAT_TASK
 IMBALANCE_MODES = ("sampler", "weighted_loss", "none")
-SELECTION_METRICS = ("macro_f1", "neg_log_loss", "accuracy", "final")
+COMBINED = "cnn+lightgbm"
+MODELS = ("cnn", "lightgbm", COMBINED)
+"""Beat model kinds: a 1D network (``network.arch``), gradient-boosted trees on the per-beat
+features (:mod:`meddx.learn.tasks.ecg_features`), or both with their probabilities averaged."""
+COMPONENTS = ("cnn", "lightgbm")
+"""The members of a ``cnn+lightgbm`` model, in the order their probabilities are averaged."""
+# Per-beat features each kind was tuned with: the networks the 5 RR features, the trees the
+# full RR + morphology set (a combined model cuts both).
+MODEL_FEATURE_SET = {"cnn": "rr", "lightgbm": "full", COMBINED: "full"}
+# Class-weighted trees, weights (n / n_class) ** 0.5 (chosen on DS1 validation).
+LGBM_IMBALANCE = ("weighted_loss", 0.5)
+# Picked on the patient-wise DS1 validation records (benchmarks/ecg.py --parts models, seed-0
+# split, macro-F1 over N/S/V): LightGBM 0.912, InceptionTime CNN 0.905.
+DEFAULT_BEAT_MODEL = "lightgbm"
+SELECTION_METRICS = ("macro_f1", "neg_log_loss", "accuracy", KEEP_LAST)
 
 # Defaults chosen on validation data (patient-wise DS1 validation records for beats, the
 # stratified validation part of the training files for series): see benchmarks/ecg.py and the
@@ -113,6 +140,9 @@ class EcgPlan:
             sets, where a 20-series validation split cannot tell epochs apart).
         compare_by: Validation metric of the final models that picks the architecture (``auto``).
         arch_candidates: Architectures tried when the plan's arch is ``auto``.
+        model: ``cnn`` (the 1D network of ``network``) or ``lightgbm`` (beats only: boosted
+            trees on the beat features, :mod:`meddx.learn.tasks.ecg_features`).
+        lightgbm: LightGBM parameters merged over the recipe's defaults.
     """
 
     task: str
@@ -132,6 +162,8 @@ class EcgPlan:
     selection: str = "macro_f1"
     compare_by: str = "macro_f1"
     arch_candidates: list[str] = field(default_factory=list)
+    model: str = "cnn"
+    lightgbm: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -154,6 +186,7 @@ def make_plan(dataset: BeatDataset | SeriesDataset,
     :class:`EcgPlan` field.
     """
     overrides = dict(overrides or {})
+    overrides_given = dict(overrides)
     beats = isinstance(dataset, BeatDataset)
     family = "beats" if beats else "series"
     arch = overrides.pop("arch", None) or (DEFAULT_BEAT_ARCH if beats else DEFAULT_SERIES_ARCH)
@@ -161,21 +194,35 @@ def make_plan(dataset: BeatDataset | SeriesDataset,
         raise ConfigError(f"unknown ECG network {arch!r}; choose auto or one of "
                           f"{', '.join(ARCHITECTURES)}")
     options = overrides.pop("network_options", None)
+    # Asking for a network (arch or its options) means the CNN model kind.
+    asks_network = overrides_given.get("arch") is not None or options is not None
+    model = overrides.pop("model", None) or (
+        "cnn" if asks_network or not beats else DEFAULT_BEAT_MODEL)
+    if model not in MODELS or (model != "cnn" and not beats):
+        raise ConfigError(f"unknown ECG model {model!r}; choose "
+                          + (" or ".join(MODELS) if beats else "cnn (series)"))
     if beats:
-        config = BeatConfig.from_dict({**dataset.config.to_dict(), **overrides.pop("beat", {})})
-        spec = dict(in_channels=config.in_channels, length=config.length, n_extra=config.n_rr)
+        beat_options = dict(overrides.pop("beat", {}))
+        beat_options.setdefault("feature_set", MODEL_FEATURE_SET[model])
+        config = BeatConfig.from_dict({**dataset.config.to_dict(), **beat_options})
+        # The network of a combined model keeps the 5 RR features it was tuned with.
+        n_extra = len(feature_names("rr")) if model == COMBINED else config.n_rr
+        spec = dict(in_channels=config.in_channels, length=config.length, n_extra=n_extra)
         plan = EcgPlan(task=BEAT_TASK, class_names=list(dataset.class_names), network={},
                        beat_config=config.to_dict(), batch_size=128, imbalance="sampler",
                        imbalance_power=0.8, epoch_size=8192, selection="macro_f1",
                        # Strong amplitude/noise/shift augmentation: the network must not
                        # memorise the few training patients' morphology (chosen on DS1 val).
-                       augment={"scale": 0.2, "noise": 0.05, "shift": 5, "baseline": 0.1})
+                       augment={"scale": 0.2, "noise": 0.05, "shift": 5, "baseline": 0.1},
+                       model=model)
+        if model == "lightgbm":
+            plan.imbalance, plan.imbalance_power = LGBM_IMBALANCE
     else:
         spec = dict(in_channels=1, length=dataset.length, n_extra=0)
         plan = EcgPlan(task=SERIES_TASK, class_names=list(dataset.class_names), network={},
                        series_length=dataset.length, label_values=list(dataset.label_values),
                        batch_size=16, imbalance="weighted_loss", imbalance_power=0.5,
-                       selection="final",
+                       selection=KEEP_LAST,
                        augment={"scale": 0.1, "noise": 0.03, "shift": 4, "baseline": 0.0})
     candidates = overrides.pop("arch_candidates", None) or list(AUTO_CANDIDATES)
     plan.arch_candidates = list(candidates) if arch == "auto" else []
@@ -196,10 +243,25 @@ def make_plan(dataset: BeatDataset | SeriesDataset,
     if plan.compare_by not in SELECTION_METRICS[:-1]:
         raise ConfigError(f"compare_by must be one of {SELECTION_METRICS[:-1]}, got "
                           f"{plan.compare_by!r}")
+    if plan.model != "cnn" and plan.beat_config.get("feature_set") != "full":
+        raise ConfigError(f"model {plan.model} needs beat option feature_set 'full'")
     for name in plan.arch_candidates:
         if name not in ARCHITECTURES:
             raise ConfigError(f"arch_candidates: unknown network {name!r}")
     return plan
+
+
+def component_plan(plan: EcgPlan, kind: str) -> EcgPlan:
+    """The plan of one member (``cnn`` or ``lightgbm``) of a ``cnn+lightgbm`` beat plan.
+
+    The network gets the 5 RR features and the plan's imbalance handling (tempered sampling);
+    the trees get the full feature set and their class weights (:data:`LGBM_IMBALANCE`).
+    """
+    data = {**plan.to_dict(), "model": kind,
+            "beat_config": {**plan.beat_config, "feature_set": MODEL_FEATURE_SET[kind]}}
+    if kind == "lightgbm":
+        data["imbalance"], data["imbalance_power"] = LGBM_IMBALANCE
+    return EcgPlan.from_dict(data)
 
 
 def with_arch(plan: EcgPlan, arch: str) -> EcgPlan:
@@ -291,11 +353,12 @@ def selection_scores(labels: np.ndarray, probs: np.ndarray) -> dict[str, float]:
 class EcgTask:
     """The trainer's view of an ECG problem (see ``TrainableTask``)."""
 
+    supports_ensemble = True  # its predictors load a ProbabilityEnsemble through load_weights
+
     def __init__(self, plan: EcgPlan, train: BeatSplit | SplitData, val: BeatSplit | SplitData,
                  source: str = "dataset"):
         self.plan = plan
         self.selection_metric = plan.selection
-        self._validations = 0
         self.num_classes = len(plan.class_names)
         for name, split in (("train", train), ("val", val)):
             if len(split) == 0:
@@ -386,10 +449,7 @@ class EcgTask:
                                         label_smoothing=self.plan.label_smoothing)
 
     def validate(self, model: nn.Module) -> dict[str, float]:
-        scores = selection_scores(self.val_y, self.val_probabilities(model))
-        self._validations += 1
-        # "final": a score that grows every epoch, so the trainer keeps the last model.
-        return {**scores, "final": float(self._validations)}
+        return selection_scores(self.val_y, self.val_probabilities(model))
 
     def example_batch(self) -> tuple:
         index = torch.arange(min(len(self.train_y), self.plan.batch_size))
@@ -417,18 +477,32 @@ def _train_one(plan: EcgPlan, train, val, work_dir: Path, config: TrainConfig, r
 def fit(dataset: BeatDataset | SeriesDataset, work_dir: Path, config: TrainConfig,
         plan: dict[str, Any] | None = None, resume: bool = False, progress: bool = True,
         split_seed: int = 0) -> FitOutput:
-    """Plan, train with the one trainer (each candidate with ``arch: auto``), keep the best."""
-    from meddx.decision.ecg_predict import predictor_for
-
+    """Plan, then train the plan's model kind (networks with the one trainer)."""
     work_dir = Path(work_dir)
-    source = str(dataset.provenance.get("source", dataset.name))
     train = dataset.split("train", seed=split_seed)
     val = dataset.split("val", seed=split_seed)
     work_dir.mkdir(parents=True, exist_ok=True)
     plan_obj = resolve_plan(work_dir, resume, lambda: make_plan(dataset, plan),
                             EcgPlan.from_dict, require_on_resume=True)
     log.info("plan: %s", json.dumps(plan_obj.to_dict()))
+    if plan_obj.model == "lightgbm":
+        from meddx.learn.tasks.ecg_features import fit_lightgbm
 
+        return fit_lightgbm(plan_obj, dataset, train, val, config, split_seed,
+                            LIMITATIONS[BEAT_TASK])
+    if plan_obj.model == COMBINED:
+        return _fit_combined(plan_obj, dataset, train, val, work_dir, config, resume, progress,
+                             split_seed)
+    return _fit_networks(plan_obj, dataset, train, val, work_dir, config, resume, progress,
+                         split_seed)
+
+
+def _fit_networks(plan_obj: EcgPlan, dataset, train, val, work_dir: Path, config: TrainConfig,
+                  resume: bool, progress: bool, split_seed: int) -> FitOutput:
+    """Train the plan's network (each candidate with ``arch: auto``) and keep the best."""
+    from meddx.decision.ecg_predict import predictor_for
+
+    source = str(dataset.provenance.get("source", dataset.name))
     candidates = plan_obj.arch_candidates or [plan_obj.network["arch"]]
     if len(candidates) > 1 and config.time_budget_min:
         # The budget is for the whole run: share it between the candidates.
@@ -440,7 +514,7 @@ def fit(dataset: BeatDataset | SeriesDataset, work_dir: Path, config: TrainConfi
         candidate_plan = with_arch(plan_obj, arch) if plan_obj.arch_candidates else plan_obj
         sub = work_dir / arch if plan_obj.arch_candidates else work_dir
         task, result = _train_one(candidate_plan, train, val, sub, config,
-                                  resume and (sub / "checkpoint.pt").exists(), progress, source)
+                                  resume and has_checkpoint(sub), progress, source)
         scores = selection_scores(task.val_y, task.val_probabilities(result.model))
         score = scores[plan_obj.compare_by]
         comparison.append({"arch": arch, **{f"val_{k}": v for k, v in scores.items()},
@@ -473,6 +547,7 @@ def fit(dataset: BeatDataset | SeriesDataset, work_dir: Path, config: TrainConfi
                      "bf16_autocast": result.amp,
                      "device": str(next(result.model.parameters()).device),
                      "history": result.history, "model_selection": comparison},
+        **result.extra,  # an ensemble's members and their validation figures
         "metrics": {"val": classification_metrics(task.val_y, val_probs, final_plan.class_names,
                                                   n_bootstrap=200)},
     }
@@ -481,3 +556,39 @@ def fit(dataset: BeatDataset | SeriesDataset, work_dir: Path, config: TrainConfi
     state = {k: v.detach().cpu() for k, v in result.model.state_dict().items()}
     predictor = predictor_for(metadata, state, source=str(work_dir))
     return FitOutput(metadata, state, predictor)
+
+
+def _fit_combined(plan_obj: EcgPlan, dataset: BeatDataset, train: BeatSplit, val: BeatSplit,
+                  work_dir: Path, config: TrainConfig, resume: bool, progress: bool,
+                  split_seed: int) -> FitOutput:
+    """Train the network (the one trainer) and the trees on the same records; one bundle."""
+    from meddx.decision.ecg_predict import predictor_for
+    from meddx.learn.tasks.ecg_features import LGBM_FILE, fit_lightgbm
+
+    # The network trains in its own folder: work_dir's plan.json stays the combined plan.
+    network = _fit_networks(component_plan(plan_obj, "cnn"), dataset, train, val,
+                            work_dir / "cnn", config, resume, progress, split_seed)
+    trees = fit_lightgbm(component_plan(plan_obj, "lightgbm"), dataset, train, val, config,
+                         split_seed, LIMITATIONS[BEAT_TASK])
+    members = {"cnn": network.metadata, "lightgbm": trees.metadata}
+    metadata: dict[str, Any] = {
+        **network.metadata,
+        "plan": plan_obj.to_dict(),
+        "preprocessing": plan_obj.beat_config,
+        "imbalance": {**network.metadata["imbalance"],
+                      "lightgbm": trees.metadata["imbalance"]},
+        "training": {**network.metadata["training"], "model": COMBINED,
+                     "combination": "mean of the members' probabilities (equal weights)",
+                     "lightgbm": trees.metadata["training"]},
+        "members": {kind: {"val": {k: meta["metrics"]["val"][k]
+                                   for k in ("accuracy", "macro_f1", "per_class")}}
+                    for kind, meta in members.items()},
+    }
+    lgbm_text = trees.extra_files[LGBM_FILE]
+    predictor = predictor_for(metadata, network.state_dict, source=str(work_dir),
+                              lgbm_text=lgbm_text)
+    metadata["metrics"] = {"val": classification_metrics(
+        np.asarray(val.labels), predictor.predict_split(val), plan_obj.class_names,
+        n_bootstrap=200)}
+    return FitOutput(metadata, network.state_dict, predictor,
+                     extra_files={**network.extra_files, LGBM_FILE: lgbm_text})

@@ -154,6 +154,7 @@ class ImageClassificationTask:
     """The trainer's view of an image classification problem (see ``TrainableTask``)."""
 
     selection_metric = "auc"
+    supports_ensemble = True  # its predictor loads a ProbabilityEnsemble through load_weights
 
     def __init__(self, plan: ImageClassificationPlan, train: SplitData, val: SplitData,
                  source: str = "dataset"):
@@ -263,6 +264,7 @@ def fit(dataset: ClassificationDataset, work_dir: Path, config: TrainConfig,
                      "bf16_autocast": result.amp,
                      "device": str(next(result.model.parameters()).device),
                      "history": result.history},
+        **result.extra,  # an ensemble's members and their validation figures
         "metrics": {"val": classification_metrics(task.val_y, val_probs, plan_obj.class_names,
                                                   threshold=threshold)},
         "limitations": [

@@ -18,6 +18,7 @@ Environment variables (all optional unless noted):
 ``MEDDX_TOKEN_TTL_MIN``     bearer-token lifetime in minutes (default 480)
 ``MEDDX_LOGIN_MAX_FAILURES`` / ``MEDDX_LOGIN_WINDOW_S``  login rate limit (default 5 per 300 s)
 ``MEDDX_TORCH_THREADS``     torch threads per prediction in the server (default 1)
+``MEDDX_WORKERS``           server processes of ``meddx serve`` (default 1)
 ==========================  ========================================================================
 """
 
@@ -52,6 +53,7 @@ class Settings(BaseModel):
     login_window_s: float = Field(default=300.0, gt=0)
     explain: bool = True
     torch_threads: int = Field(default=1, ge=1)
+    workers: int = Field(default=1, ge=1)
 
     @property
     def db_url(self) -> str:
@@ -122,7 +124,8 @@ def settings_from_env(environ: dict[str, str] | None = None, **overrides) -> Set
                                 ("MEDDX_TOKEN_TTL_MIN", "token_ttl_min", int),
                                 ("MEDDX_LOGIN_MAX_FAILURES", "login_max_failures", int),
                                 ("MEDDX_LOGIN_WINDOW_S", "login_window_s", float),
-                                ("MEDDX_TORCH_THREADS", "torch_threads", int)):
+                                ("MEDDX_TORCH_THREADS", "torch_threads", int),
+                                ("MEDDX_WORKERS", "workers", int)):
         if env.get(variable):
             try:
                 values[key] = kind(env[variable])

@@ -41,6 +41,11 @@ def make_engine(url: str) -> Engine:
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(connection, _record):
             cursor = connection.cursor()
+            # WAL: readers never wait for the writer, and a commit is one append to the log.
+            # synchronous=NORMAL skips the fsync per commit (the log is synced at checkpoints):
+            # a committed transaction survives the server process dying at any moment (SIGKILL,
+            # what benchmarks/workstation_load.py does mid-load), though not a power cut or
+            # kernel crash right after it. Put the database on PostgreSQL for that guarantee.
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute("PRAGMA foreign_keys=ON")

@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import desc, func, select
 from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm.attributes import set_committed_value
 
 from meddx.errors import ConfigError
 from meddx.fileio import staged_folder
@@ -50,11 +51,13 @@ def add_feedback(session: Session, user: User, study: Study, prediction_id: int,
                      agrees=agrees, corrected_label=label,
                      comment=clean_text(comment, "comment", 2000, multiline=True))
     session.add(entry)
-    session.flush()
     study.status = "reviewed"
-    study.disagreements = session.scalar(
-        select(func.count(Feedback.id)).where(Feedback.study_id == study.id,
-                                              Feedback.agrees.is_(False))) or 0
+    if not agrees:
+        # Counted in SQL (disagreements + 1) rather than read-modify-write: two reviews of one
+        # study committing at the same time both count, on SQLite and on PostgreSQL.
+        study.disagreements = Study.disagreements + 1
+    session.flush()
+    set_committed_value(entry, "user", user)
     audit.record(session, "feedback", user, target_type="study", target_id=study.id,
                  detail={"prediction_id": prediction.id, "agrees": agrees, "label": label},
                  client=client)

@@ -10,10 +10,13 @@ from meddx.workstation.db.models import Patient
 
 
 def find_or_create(session: Session, cipher: FieldCipher, mrn: str | None = None,
-                   name: str | None = None, birth_date: str | None = None) -> Patient:
+                   name: str | None = None, birth_date: str | None = None,
+                   flush: bool = True) -> Patient:
     """The patient with this record number (blind-index look-up), or a new pseudonymous one.
 
     Without a record number every call makes a new patient: nothing identifying links them.
+    With ``flush=False`` a new patient is only added to the session (no id yet; written with
+    the caller's next flush).
     """
     if mrn:
         index = cipher.blind_index(mrn)
@@ -29,7 +32,8 @@ def find_or_create(session: Session, cipher: FieldCipher, mrn: str | None = None
                       name_enc=cipher.encrypt(name or None),
                       birth_date_enc=cipher.encrypt(birth_date or None))
     session.add(patient)
-    session.flush()
+    if flush:
+        session.flush()
     return patient
 
 

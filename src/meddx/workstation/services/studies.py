@@ -51,7 +51,8 @@ class NewStudy:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def _primary(files: list[StudyFile], model: ModelVersion) -> StudyFile:
+def _primary(files: list, model: ModelVersion):
+    """The file the model reads (of StudyFile rows, or of just stored uploads)."""
     accepted = registry.task_inputs(model.task)
     # A WFDB record is read through its header, which names the signal files beside it.
     for preferred in (".hea", *accepted):
@@ -97,23 +98,29 @@ def create_study(session: Session, settings: Settings, cipher: FieldCipher,
         if sum(s.size_bytes for s in stored) > settings.max_upload_bytes:
             raise storage.UploadTooLargeError(
                 f"files: together larger than the upload limit of {settings.max_upload_mb} MB")
-        patient = patients.find_or_create(session, cipher, mrn, name, birth_date)
-        study = Study(patient_id=patient.id, kind=registry.task_kind(model.task, suffixes[0]),
+        # The model runs before the first write: on SQLite a write transaction holds the
+        # database's only write lock until it commits, and every other upload, review and
+        # audited view would wait for the prediction too (the p95 tail under load).
+        primary = _primary(stored, model)
+        run = predict(settings, cache, model, primary.path, primary.original_name, 1,
+                      new.explain)
+        # Everything is built first and written by one flush: the write lock is taken at the
+        # first INSERT and held until the commit, so as little as possible happens in between.
+        patient = patients.find_or_create(session, cipher, mrn, name, birth_date, flush=False)
+        study = Study(patient=patient, kind=registry.task_kind(model.task, suffixes[0]),
                       status="new", description=description, uploaded_by_id=user.id,
                       disagreements=0)
+        for item in stored:
+            StudyFile(study=study, original_name=item.original_name,
+                      stored_path=str(item.path.relative_to(settings.storage_dir)),
+                      media_type=item.media_type, size_bytes=item.size_bytes, sha256=item.sha256)
+        prediction = new_prediction(settings, user, study, model, run)
         session.add(study)
         session.flush()
-        for item in stored:
-            session.add(StudyFile(study_id=study.id, original_name=item.original_name,
-                                  stored_path=str(item.path.relative_to(settings.storage_dir)),
-                                  media_type=item.media_type, size_bytes=item.size_bytes,
-                                  sha256=item.sha256))
-        session.flush()
-        session.refresh(study, ["files"])
         audit.record(session, "study_upload", user, target_type="study", target_id=study.id,
                      detail={"files": [s.original_name for s in stored],
                              "bytes": sum(s.size_bytes for s in stored)}, client=client)
-        run_prediction(session, settings, cache, user, study, model, new.explain, client)
+        audit_prediction(session, user, study, model, prediction, client)
     except BaseException:
         storage.remove_dir(folder)
         raise
@@ -130,6 +137,69 @@ def _is_date(text: str) -> bool:
     return len(text) == 10
 
 
+@dataclass
+class PredictionRun:
+    """A model's answer on a stored file, not yet in the database."""
+
+    result: dict[str, Any]
+    latency_ms: float
+
+
+def predict(settings: Settings, cache: registry.PredictorCache, model: ModelVersion, path: Path,
+            original_name: str, number: int, explain: bool = True) -> PredictionRun:
+    """Run ``model`` on a stored file (no database access: call it outside write transactions).
+
+    Raises:
+        CorruptFileError: the model cannot read the file.
+    """
+    explain_to = path.parent / "explanations" / f"prediction-{number}-{model.version}.png"
+    start = time.perf_counter()
+    try:
+        result = cache.predict_file(model, path, explain_to if explain else None,
+                                    explain_to.parent)
+    except InputFileError as error:
+        raise storage.CorruptFileError(f"{original_name}: {error.problem}") from error
+    except BundleError:
+        raise
+    except MeddxError as error:
+        raise storage.CorruptFileError(f"{original_name}: {error}") from error
+    except (ValueError, RuntimeError, OSError) as error:
+        # Readers and networks raise these for inputs of the wrong shape or broken content.
+        log.warning("prediction failed on %s: %s", path, error)
+        raise storage.CorruptFileError(
+            f"{original_name}: the model cannot use this file ({error})") from error
+    return PredictionRun(result, round((time.perf_counter() - start) * 1000, 2))
+
+
+def new_prediction(settings: Settings, user: User, study: Study, model: ModelVersion,
+                   run: PredictionRun) -> Prediction:
+    """The prediction row of a run, attached to ``study`` (written by the caller's flush)."""
+    artifacts: dict[str, str] = {}
+    outputs = _extract_artifacts(run.result, settings.storage_dir.resolve(), artifacts)
+    outputs.pop("file", None)
+    artifacts.pop("file", None)
+    # Multi-record predictors (tables) answer per record; the first one heads the worklist.
+    headline = outputs if "decision" in outputs else (outputs.get("predictions") or [{}])[0]
+    decision = str(headline.get("decision", ""))
+    probabilities = headline.get("probabilities") or {}
+    prediction = Prediction(study=study, model=model, outputs=outputs, decision=decision,
+                            probability=probabilities.get(decision),
+                            uncertainty=headline.get("uncertainty"), explanation=artifacts,
+                            latency_ms=run.latency_ms, requested_by_id=user.id)
+    study.status = "predicted" if study.status in ("new", "failed") else study.status
+    study.latest_decision = decision
+    study.latest_uncertainty = headline.get("uncertainty")
+    return prediction
+
+
+def audit_prediction(session: Session, user: User, study: Study, model: ModelVersion,
+                     prediction: Prediction, client: str = "") -> None:
+    audit.record(session, "prediction", user, target_type="study", target_id=study.id,
+                 detail={"model": f"{model.name}@{model.version}",
+                         "decision": prediction.decision, "prediction_id": prediction.id},
+                 client=client)
+
+
 def run_prediction(session: Session, settings: Settings, cache: registry.PredictorCache,
                    user: User, study: Study, model: ModelVersion, explain: bool = True,
                    client: str = "") -> Prediction:
@@ -142,46 +212,12 @@ def run_prediction(session: Session, settings: Settings, cache: registry.Predict
     if not files:
         raise storage.UploadError(f"study {study.id}: has no files")
     primary = _primary(files, model)
-    path = settings.storage_dir / primary.stored_path
-    number = len(study.predictions) + 1
-    explain_to = path.parent / "explanations" / f"prediction-{number}-{model.version}.png"
-    start = time.perf_counter()
-    try:
-        result = cache.predict_file(model, path, explain_to if explain else None,
-                                    explain_to.parent)
-    except InputFileError as error:
-        raise storage.CorruptFileError(f"{primary.original_name}: {error.problem}") from error
-    except BundleError:
-        raise
-    except MeddxError as error:
-        raise storage.CorruptFileError(f"{primary.original_name}: {error}") from error
-    except (ValueError, RuntimeError, OSError) as error:
-        # Readers and networks raise these for inputs of the wrong shape or broken content.
-        log.warning("prediction failed on %s: %s", path, error)
-        raise storage.CorruptFileError(
-            f"{primary.original_name}: the model cannot use this file ({error})") from error
-    latency_ms = round((time.perf_counter() - start) * 1000, 2)
-    artifacts: dict[str, str] = {}
-    outputs = _extract_artifacts(result, settings.storage_dir.resolve(), artifacts)
-    outputs.pop("file", None)
-    artifacts.pop("file", None)
-    # Multi-record predictors (tables) answer per record; the first one heads the worklist.
-    headline = outputs if "decision" in outputs else (outputs.get("predictions") or [{}])[0]
-    decision = str(headline.get("decision", ""))
-    probabilities = headline.get("probabilities") or {}
-    prediction = Prediction(study_id=study.id, model_id=model.id, outputs=outputs,
-                            decision=decision, probability=probabilities.get(decision),
-                            uncertainty=headline.get("uncertainty"), explanation=artifacts,
-                            latency_ms=latency_ms, requested_by_id=user.id)
+    run = predict(settings, cache, model, settings.storage_dir / primary.stored_path,
+                  primary.original_name, len(study.predictions) + 1, explain)
+    prediction = new_prediction(settings, user, study, model, run)
     session.add(prediction)
-    study.status = "predicted" if study.status in ("new", "failed") else study.status
-    study.latest_decision = decision
-    study.latest_uncertainty = headline.get("uncertainty")
     session.flush()
-    session.refresh(study, ["predictions"])
-    audit.record(session, "prediction", user, target_type="study", target_id=study.id,
-                 detail={"model": f"{model.name}@{model.version}", "decision": decision,
-                         "prediction_id": prediction.id}, client=client)
+    audit_prediction(session, user, study, model, prediction, client)
     return prediction
 
 

@@ -2,7 +2,7 @@
  * with textContent, never as HTML, so nothing typed by a user can run as script. */
 (function () {
   "use strict";
-  const {el} = window.MeddxViewers;
+  const {el, headline} = window.MeddxViewers;
   const main = document.getElementById("main");
   const banner = document.getElementById("banner");
   const session = {
@@ -183,25 +183,45 @@
   function findingPanel(study, prediction) {
     const panel = el("section", {class: "panel finding", id: "finding"});
     if (!prediction) { panel.append(el("h2", {text: "Finding"}), el("p", {class: "muted", text: "No prediction yet."})); return panel; }
-    const probs = prediction.outputs.probabilities || {};
+    const head = headline(prediction.outputs);
+    // A whole ECG record is summarised by its beats: the bars are shares of beats per class.
+    const beats = head.summary && head.summary.counts ? head.summary : null;
+    const probs = beats ? Object.fromEntries(Object.entries(beats.counts).map(([name, n]) => [name, beats.beats ? n / beats.beats : 0]))
+      : head.probabilities && typeof head.probabilities === "object" && !Array.isArray(head.probabilities) ? head.probabilities : {};
+    // The five likeliest classes (a symptom model knows 24): the rest are summarised in one line.
+    const ranked = Object.entries(probs).sort((a, b) => b[1] - a[1]);
+    const shown = ranked.slice(0, 5);
+    const warnings = (head.warnings || []).filter(Boolean);
     const model = prediction.model;
     panel.append(el("h2", {text: "AI finding"}),
       el("div", {class: "decision", id: "decision", text: prediction.decision || "see outputs"}),
-      el("div", {class: "probs"}, Object.entries(probs).map(([name, p]) => el("div", {class: "prob"},
+      head.record ? el("p", {class: "small muted", text: `Record ${head.record}`}) : "",
+      el("div", {class: "probs", id: "probabilities"}, shown.map(([name, p]) => el("div", {class: "prob"},
         el("div", {class: "row small"}, el("span", {text: name}), el("span", {class: "spacer"}), el("span", {class: "mono", text: pct(p)})),
-        el("div", {class: "bar"}, el("div", {class: `fill ${name === prediction.decision ? "chosen" : ""}`, style: `width:${(p * 100).toFixed(1)}%`}))))),
+        el("div", {class: "bar"}, el("div", {class: `fill ${name === prediction.decision ? "chosen" : ""}`, style: `width:${(p * 100).toFixed(1)}%`})))),
+        ranked.length > shown.length ? el("p", {class: "small muted", text: `${ranked.length - shown.length} other classes: ${pct(ranked.slice(shown.length).reduce((t, [, p]) => t + p, 0))} together`}) : ""),
+      warnings.length ? el("ul", {class: "warnings small", id: "warnings"}, warnings.map((w) => el("li", {text: w}))) : "",
       el("dl", {class: "facts"},
-        el("dt", {text: "Probability"}), el("dd", {id: "probability", text: pct(prediction.probability)}),
-        el("dt", {text: "Decision threshold"}), el("dd", {text: prediction.outputs.threshold !== undefined ? Number(prediction.outputs.threshold).toFixed(3) : "argmax"}),
+        beats ? [
+          el("dt", {text: "Beats"}), el("dd", {id: "beat-count", text: `${beats.beats} in ${(beats.duration_s / 60).toFixed(1)} min, ${beats.heart_rate_bpm} bpm`}),
+          el("dt", {text: "S / V burden"}), el("dd", {id: "burden", text: `${beats.S_burden_percent.toFixed(2)}% / ${beats.V_burden_percent.toFixed(2)}%`}),
+        ] : [
+          el("dt", {text: "Probability"}), el("dd", {id: "probability", text: pct(prediction.probability)}),
+          el("dt", {text: "Decision threshold"}), el("dd", {text: head.threshold !== undefined && head.threshold !== null ? Number(head.threshold).toFixed(3) : "argmax"}),
+        ],
         el("dt", {text: "Uncertainty"}), el("dd", {id: "uncertainty", class: prediction.uncertainty > 0.8 ? "uncertainty-high" : "",
           text: `${pct(prediction.uncertainty)}${prediction.uncertainty > 0.8 ? " (high: review carefully)" : ""}`}),
         el("dt", {text: "Model"}), el("dd", {}, el("a", {href: `#/models/${model.id}`, id: "model-card-link", text: `${model.name} @ ${model.version}`}), " ",
           el("span", {class: "small muted", text: "(model card)"})),
         el("dt", {text: "Latency"}), el("dd", {text: `${prediction.latency_ms.toFixed(0)} ms`}),
         el("dt", {text: "Analysed"}), el("dd", {text: fmtDate(prediction.created_at)})));
-    if (prediction.has_explanation_figure) {
-      const link = el("button", {type: "button", class: "link-button small", text: "Open the explanation figure", onclick: async () => {
-        window.open(await api.blob(`/api/predictions/${prediction.id}/explanation.png`), "_blank", "noopener");
+    // The predictor's own figure: Grad-CAM or ECG strip ("explanation"), or a SHAP / word plot.
+    const plotKey = (prediction.artifacts || []).find((key) => key.endsWith(".plot"));
+    const figure = prediction.has_explanation_figure ? `/api/predictions/${prediction.id}/explanation.png`
+      : plotKey ? `/api/predictions/${prediction.id}/artifacts/${encodeURIComponent(plotKey)}.png` : null;
+    if (figure) {
+      const link = el("button", {type: "button", class: "link-button small", id: "explanation-figure", text: "Open the explanation figure", onclick: async () => {
+        window.open(await api.blob(figure), "_blank", "noopener");
       }});
       panel.append(el("p", {}, link));
     }

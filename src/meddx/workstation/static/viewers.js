@@ -11,9 +11,12 @@
  *       url(sliceIndex), opacity}. Built in: the Grad-CAM heat map and segmentation masks
  *       (artifact "mask", label values drawn in distinct colours, scrolled with the slices).
  *
- * Built-in viewers: image (zoom, window/level, slices, overlays with opacity), ECG strip (outputs
- * "signal" and optional "beats" [{sample, label}], "sampling_rate"), risk card (explanation
- * "contributions" [{feature, value, shap}]), and a generic outputs table for anything else.
+ * Built-in viewers: image (zoom, window/level, slices, overlays with opacity); ECG strip (outputs
+ * "beat_table" {time_s, class, confidence}; the lead is fetched a window at a time from
+ * /api/studies/{id}/signal); risk card (per record "explanation.contributions"
+ * [{feature, value, shap}]); symptom text (outputs "text" and "explanation.transformer|tfidf.words"
+ * [{word, attribution}], words highlighted in the text); a generic outputs table for anything else.
+ * Viewers fire "meddx:rendered" on their element when drawn.
  */
 (function () {
   "use strict";
@@ -230,60 +233,327 @@
     },
   });
 
+  // The result that heads a prediction: the outputs themselves, or the first record of a table.
+  function headline(outputs) {
+    if (!outputs) return {};
+    if (outputs.decision === undefined && Array.isArray(outputs.predictions) && outputs.predictions.length) return outputs.predictions[0];
+    return outputs;
+  }
+
   // ---- ECG strip ------------------------------------------------------------------------------
+  // Beat classes (AAMI): normal, supraventricular, ventricular, fusion, unclassifiable.
+  const BEAT_COLOURS = {N: "#1f7a4d", S: "#c25e00", V: "#b3261e", F: "#6a3fb0", Q: "#1f5ea8"};
+  const BEAT_NAMES = {N: "normal", S: "supraventricular ectopic", V: "ventricular ectopic", F: "fusion", Q: "unclassifiable"};
+  const beatColour = (label) => BEAT_COLOURS[label] || "#5d6b7e";
+  function clock(seconds) {
+    const s = Math.max(0, seconds);
+    return `${Math.floor(s / 60)}:${(s % 60).toFixed(1).padStart(4, "0")}`;
+  }
+
   register({
     name: "ecg",
-    matches: (ctx) => Boolean(ctx.prediction && ctx.prediction.outputs && Array.isArray(ctx.prediction.outputs.signal)),
+    matches: (ctx) => Boolean(ctx.prediction && ctx.prediction.outputs && ctx.prediction.outputs.beat_table),
     render: (root, ctx) => {
       const out = ctx.prediction.outputs;
-      const signal = out.signal.map(Number);
-      const rate = Number(out.sampling_rate || 360);
-      const canvas = el("canvas", {width: 1200, height: 220, "aria-label": "ECG strip"});
-      root.append(el("div", {class: "ecg"}, canvas), el("p", {class: "small muted",
-        text: `${(signal.length / rate).toFixed(1)} s at ${rate} Hz; marks: detected beats and their classes`}));
-      const g = canvas.getContext("2d");
-      g.strokeStyle = "#f3c7c7"; g.lineWidth = 1;
-      for (let x = 0; x < canvas.width; x += canvas.width / Math.max(1, signal.length / rate * 5)) { g.beginPath(); g.moveTo(x, 0); g.lineTo(x, canvas.height); g.stroke(); }
-      const lo = Math.min(...signal); const hi = Math.max(...signal) || lo + 1;
-      const y = (v) => canvas.height - 20 - ((v - lo) / (hi - lo || 1)) * (canvas.height - 40);
-      g.strokeStyle = "#1c2430"; g.lineWidth = 1.2; g.beginPath();
-      signal.forEach((v, i) => { const x = (i / (signal.length - 1)) * canvas.width; if (i) g.lineTo(x, y(v)); else g.moveTo(x, y(v)); });
-      g.stroke();
-      g.font = "12px system-ui"; g.textAlign = "center";
-      for (const beat of out.beats || []) {
-        const x = (Number(beat.sample) / (signal.length - 1)) * canvas.width;
-        const abnormal = beat.label && beat.label !== "N";
-        g.fillStyle = abnormal ? "#b3261e" : "#1f7a4d";
-        g.fillRect(x - 1, 4, 2, 10); g.fillText(String(beat.label || ""), x, 26);
+      const table = out.beat_table;
+      const beats = table.time_s.map((t, i) => ({t: Number(t), label: String(table.class[i]), confidence: Number(table.confidence[i])}));
+      const summary = out.summary || {};
+      const duration = Number(summary.duration_s) || (beats.length ? beats[beats.length - 1].t + 1 : 10);
+      const ectopic = beats.filter((b) => b.label !== "N");
+      const state = {start: 0, seconds: 10, data: null, ticket: 0};
+      const firstEctopic = ectopic[0];
+      if (firstEctopic) state.start = Math.max(0, Math.min(firstEctopic.t - state.seconds / 2, duration - state.seconds));
+
+      const canvas = el("canvas", {class: "ecg-canvas", id: "ecg-canvas", role: "img", "aria-label": "ECG strip"});
+      const strip = el("div", {class: "ecg", tabindex: "0", "aria-describedby": "ecg-help"}, canvas);
+      const where = el("p", {class: "small muted", id: "ecg-window", "aria-live": "polite"});
+      const beatRows = el("tbody");
+      const counts = summary.counts || {};
+      const legend = el("div", {class: "ecg-legend", id: "ecg-legend"}, Object.keys(BEAT_COLOURS).map((name) =>
+        el("span", {class: "ecg-key", title: BEAT_NAMES[name]}, el("span", {class: "swatch", style: `background:${beatColour(name)}`}),
+          `${name} ${BEAT_NAMES[name]}`, el("strong", {text: ` ${counts[name] ?? 0}`}))));
+      const facts = el("dl", {class: "facts ecg-facts"},
+        el("dt", {text: "Record"}), el("dd", {text: `${out.record || ""} · lead ${out.lead || "?"} · ${out.sampling_rate_hz || "?"} Hz · ${clock(duration)}`}),
+        el("dt", {text: "Beats"}), el("dd", {id: "ecg-beat-count", text: `${summary.beats ?? beats.length} (${out.beat_positions || "beat positions"})`}),
+        el("dt", {text: "Heart rate"}), el("dd", {text: summary.heart_rate_bpm !== undefined ? `${summary.heart_rate_bpm} bpm (median RR)` : "n/a"}),
+        el("dt", {text: "Ectopic burden"}), el("dd", {text: `S ${summary.S_burden_percent ?? 0}% · V ${summary.V_burden_percent ?? 0}%`}));
+
+      const position = el("input", {type: "range", id: "ecg-position", min: 0, max: Math.max(0, Math.floor(duration - state.seconds)), step: 1,
+        value: Math.floor(state.start), "aria-label": "Position in the record (seconds)"});
+      const span = el("select", {id: "ecg-seconds", "aria-label": "Strip length"}, [5, 10, 20, 30].map((s) =>
+        el("option", {value: s, text: `${s} s`, selected: s === state.seconds})));
+      const button = (id, text, label, onclick) => el("button", {type: "button", class: "secondary", id, text, "aria-label": label, onclick});
+      const prev = button("ecg-prev", "◀", "Earlier", () => show(state.start - state.seconds));
+      const next = button("ecg-next", "▶", "Later", () => show(state.start + state.seconds));
+      const jump = button("ecg-next-ectopic", "Next ectopic beat", "Jump to the next ectopic beat", () => {
+        const after = ectopic.find((b) => b.t > state.start + state.seconds / 2 + 0.05) || ectopic[0];
+        if (after) show(after.t - state.seconds / 2);
+      });
+      jump.disabled = !ectopic.length;
+      position.addEventListener("input", () => show(Number(position.value)));
+      span.addEventListener("change", () => { state.seconds = Number(span.value); position.max = Math.max(0, Math.floor(duration - state.seconds)); show(state.start); });
+      strip.addEventListener("keydown", (event) => {
+        if (event.key === "ArrowLeft" || event.key === "ArrowRight") {
+          event.preventDefault();
+          show(state.start + (event.key === "ArrowLeft" ? -1 : 1) * state.seconds / 2);
+        }
+      });
+
+      root.append(el("h2", {text: "ECG strip"}), facts, legend, strip, where,
+        el("div", {class: "row ecg-controls"}, prev, next, jump, el("div", {class: "ecg-slider"},
+          el("label", {for: "ecg-position", text: "Position"}), position),
+          el("div", {}, el("label", {for: "ecg-seconds", text: "Strip"}), span)),
+        el("p", {class: "small muted", id: "ecg-help", text: "Filtered lead (0.5–40 Hz) on 25 mm/s paper: small boxes 0.04 s × 0.1 mV. "
+          + "Marks above the trace are the classified beats; ectopic beats are shaded. Arrow keys move the strip."}),
+        el("h2", {text: "Beats in this strip"}),
+        el("table", {class: "small", id: "ecg-beats"}, el("thead", {}, el("tr", {}, ["Time", "Class", "Confidence"].map((h) => el("th", {text: h})))), beatRows));
+
+      function draw() {
+        const data = state.data;
+        if (!data) return;
+        const ratio = window.devicePixelRatio || 1;
+        const cssWidth = Math.max(320, strip.clientWidth - 2 || 900);
+        const cssHeight = 240;
+        canvas.width = Math.round(cssWidth * ratio); canvas.height = Math.round(cssHeight * ratio);
+        canvas.style.height = `${cssHeight}px`;
+        const g = canvas.getContext("2d");
+        g.setTransform(ratio, 0, 0, ratio, 0, 0);
+        g.fillStyle = "#fffafa"; g.fillRect(0, 0, cssWidth, cssHeight);
+        const top = 34; const bottom = cssHeight - 10;
+        const values = data.samples;
+        let lo = Infinity; let hi = -Infinity;
+        for (const v of values) { if (v < lo) lo = v; if (v > hi) hi = v; }
+        if (!Number.isFinite(lo)) { lo = -1; hi = 1; }
+        // At least 2 mV tall, so a flat lead is not blown up into noise.
+        const middle = (lo + hi) / 2; const half = Math.max(1, (hi - lo) / 2 * 1.1);
+        lo = middle - half; hi = middle + half;
+        const x = (t) => ((t - data.start_s) / data.seconds) * cssWidth;
+        const y = (v) => bottom - ((v - lo) / (hi - lo)) * (bottom - top);
+        // ECG paper: 0.04 s / 0.1 mV small boxes, 0.2 s / 0.5 mV large boxes.
+        for (let i = 0, t = data.start_s; t <= data.start_s + data.seconds + 1e-9; i += 1, t = data.start_s + i * 0.04) {
+          const large = Math.round(t / 0.04) % 5 === 0;
+          g.strokeStyle = large ? "#efb3b3" : "#f8dede"; g.lineWidth = large ? 1 : 0.5;
+          g.beginPath(); g.moveTo(x(t), top); g.lineTo(x(t), bottom); g.stroke();
+        }
+        for (let mv = Math.ceil(lo / 0.1) * 0.1; mv <= hi; mv += 0.1) {
+          const large = Math.abs(Math.round(mv * 10) % 5) === 0;
+          g.strokeStyle = large ? "#efb3b3" : "#f8dede"; g.lineWidth = large ? 1 : 0.5;
+          g.beginPath(); g.moveTo(0, y(mv)); g.lineTo(cssWidth, y(mv)); g.stroke();
+        }
+        const shown = beats.filter((b) => b.t >= data.start_s && b.t < data.start_s + data.seconds);
+        for (const beat of shown) {
+          if (beat.label === "N") continue;
+          g.fillStyle = beatColour(beat.label); g.globalAlpha = 0.13;
+          g.fillRect(x(beat.t - 0.25), top, x(beat.t + 0.4) - x(beat.t - 0.25), bottom - top);
+          g.globalAlpha = 1;
+        }
+        g.strokeStyle = "#1c2430"; g.lineWidth = 1.3; g.beginPath();
+        values.forEach((v, i) => {
+          const px = x(data.start_s + i / data.sampling_rate_hz);
+          if (i) g.lineTo(px, y(v)); else g.moveTo(px, y(v));
+        });
+        g.stroke();
+        g.font = "bold 12px system-ui, sans-serif"; g.textAlign = "center"; g.textBaseline = "top";
+        for (const beat of shown) {
+          const px = x(beat.t);
+          g.fillStyle = beatColour(beat.label);
+          g.beginPath(); g.moveTo(px - 5, top - 10); g.lineTo(px + 5, top - 10); g.lineTo(px, top - 3); g.closePath(); g.fill();
+          g.fillText(beat.label, px, 4);
+        }
+        g.fillStyle = "#5d6b7e"; g.font = "11px system-ui, sans-serif"; g.textAlign = "left"; g.textBaseline = "bottom";
+        g.fillText(`${data.lead} · ${clock(data.start_s)}`, 6, bottom - 2);
+        const abnormal = shown.filter((b) => b.label !== "N").length;
+        canvas.setAttribute("aria-label", `ECG strip, lead ${data.lead}, ${clock(data.start_s)} to ${clock(data.start_s + data.seconds)}: `
+          + `${shown.length} beats, ${abnormal} ectopic`);
+        canvas.dataset.ready = "true";
+        canvas.dataset.start = String(data.start_s);
+        canvas.dataset.marks = String(shown.length);
+        where.textContent = `${clock(data.start_s)} – ${clock(data.start_s + data.seconds)} of ${clock(data.duration_s)} · ${shown.length} beats in view, ${abnormal} ectopic`;
+        beatRows.replaceChildren(...(shown.length ? shown.map((b) => el("tr", {class: `beat beat-${b.label}`},
+          el("td", {class: "mono", text: clock(b.t)}),
+          el("td", {}, el("span", {class: `badge beat-badge${b.label === "N" ? "" : " ectopic"}`, style: `color:${beatColour(b.label)}`, text: `${b.label} ${BEAT_NAMES[b.label] || ""}`})),
+          el("td", {class: "mono", text: `${(b.confidence * 100).toFixed(1)}%`})))
+          : [el("tr", {}, el("td", {colspan: 3, class: "muted", text: "No beat in this strip."}))]));
       }
+
+      async function show(start) {
+        state.start = Math.max(0, Math.min(start, Math.max(0, duration - state.seconds)));
+        position.value = Math.floor(state.start);
+        const ticket = ++state.ticket;
+        try {
+          const query = new URLSearchParams({start: state.start.toFixed(3), seconds: String(state.seconds), lead: out.lead || ""});
+          const data = await ctx.api.json(`/api/studies/${ctx.study.id}/signal?${query}`);
+          if (ticket !== state.ticket) return;  // a newer request was made meanwhile
+          state.data = data;
+          draw();
+          root.dispatchEvent(new CustomEvent("meddx:rendered", {bubbles: true}));
+        } catch (error) {
+          if (ticket === state.ticket) where.textContent = `Signal unavailable: ${error.message}`;
+        }
+      }
+      if (typeof ResizeObserver === "function") new ResizeObserver(() => draw()).observe(strip);
+      requestAnimationFrame(() => show(state.start));
     },
   });
 
-  // ---- risk card --------------------------------------------------------------------------------
-  function contributionsOf(outputs) {
-    if (!outputs) return null;
-    const first = Array.isArray(outputs.predictions) ? outputs.predictions[0] : outputs;
-    return first && first.explanation && Array.isArray(first.explanation.contributions) ? first : null;
+  // ---- risk card (clinical records) -------------------------------------------------------------
+  function recordsOf(outputs) {
+    if (!outputs) return [];
+    const list = Array.isArray(outputs.predictions) ? outputs.predictions : [outputs];
+    return list.filter((r) => r && r.explanation && Array.isArray(r.explanation.contributions));
   }
+  const signed = (v) => `${v >= 0 ? "+" : "−"}${Math.abs(v).toFixed(3)}`;
+
+  function diverging(items, describe) {
+    // Bars grow right (red) for what pushes towards the finding and left (blue) for what pushes away.
+    const peak = Math.max(...items.map((i) => Math.abs(i.value)), 1e-9);
+    return el("div", {class: "bars", role: "list"}, items.map((item) => {
+      const share = (Math.abs(item.value) / peak) * 50;
+      return el("div", {class: "bar-row", role: "listitem", "aria-label": describe(item)},
+        el("span", {class: "bar-label", title: item.label}, item.label, item.detail ? el("span", {class: "mono muted", text: ` = ${item.detail}`}) : null),
+        el("span", {class: "track", "aria-hidden": "true"}, el("span", {class: item.value >= 0 ? "pos" : "neg", style: `width:${share.toFixed(2)}%`})),
+        el("span", {class: "mono", text: signed(item.value)}));
+    }));
+  }
+
   register({
     name: "risk-card",
-    matches: (ctx) => Boolean(ctx.prediction && contributionsOf(ctx.prediction.outputs)),
+    matches: (ctx) => Boolean(ctx.prediction && recordsOf(ctx.prediction.outputs).length),
     render: (root, ctx) => {
-      const record = contributionsOf(ctx.prediction.outputs);
-      const items = record.explanation.contributions.slice(0, 12);
-      const peak = Math.max(...items.map((c) => Math.abs(Number(c.shap))), 1e-9);
-      root.append(el("h2", {text: `Risk card${record.record ? `: ${record.record}` : ""}`}),
-        el("p", {class: "small muted", text: `${record.explanation.method || "contributions"}; red raises, blue lowers ${record.explanation.output || "the score"}`}),
-        el("div", {class: "bars"}, items.map((c) => {
-          const share = (Math.abs(Number(c.shap)) / peak) * 50;
-          return el("div", {class: "bar-row"}, el("span", {text: `${c.feature} = ${c.value}`}),
-            el("span", {class: "track"}, el("span", {class: Number(c.shap) >= 0 ? "pos" : "neg", style: `width:${share}%`})),
-            el("span", {class: "mono", text: Number(c.shap).toFixed(3)}));
-        })));
+      const records = recordsOf(ctx.prediction.outputs);
+      const classes = (ctx.prediction.model && ctx.prediction.model.class_names) || [];
+      const card = el("div", {id: "risk-card"});
+      const chooser = records.length > 1 ? el("select", {id: "risk-record", "aria-label": "Record"},
+        records.map((r, i) => el("option", {value: i, text: `${r.record || `record ${i + 1}`}: ${r.decision}`}))) : null;
+      if (chooser) chooser.addEventListener("change", () => show(Number(chooser.value)));
+      root.append(el("div", {class: "row"}, el("h2", {text: "Risk card", style: "margin:0"}), el("span", {class: "spacer"}),
+        chooser ? el("label", {for: "risk-record", class: "small", text: `${records.length} records in this file`, style: "margin:0"}) : null, chooser), card);
+
+      function show(index) {
+        const record = records[index];
+        const explanation = record.explanation;
+        const probs = record.probabilities || {};
+        // Binary: the risk of the positive class (the second one); else the decided class.
+        const positive = classes.length === 2 ? classes[1] : record.decision;
+        const risk = Number(probs[positive] ?? 0);
+        const items = explanation.contributions.slice(0, 12).map((c) => ({label: c.feature, detail: c.value === null || c.value === "" ? "not measured" : String(c.value), value: Number(c.shap)}));
+        const hidden = explanation.contributions.length - items.length;
+        const warnings = (record.warnings || []).filter(Boolean);
+        card.replaceChildren(
+          el("p", {class: "small muted", text: record.record || ""}),
+          el("div", {class: "risk-head"},
+            el("div", {}, el("div", {class: "small muted", text: `Probability of ${positive}`}),
+              el("div", {class: "risk-value", id: "risk-value", text: `${(risk * 100).toFixed(1)}%`})),
+            el("div", {class: "risk-gauge", role: "meter", "aria-valuemin": 0, "aria-valuemax": 100, "aria-valuenow": (risk * 100).toFixed(1),
+              "aria-label": `Probability of ${positive}`}, el("span", {style: `width:${(risk * 100).toFixed(1)}%`}),
+              record.threshold !== undefined ? el("i", {class: "threshold", title: `decision threshold ${Number(record.threshold).toFixed(3)}`,
+                style: `left:${(Number(record.threshold) * 100).toFixed(1)}%`}) : null),
+            el("div", {}, el("div", {class: "small muted", text: "Decision"}), el("span", {class: "badge predicted", id: "risk-decision", text: record.decision}))),
+          el("h3", {text: "What drove this estimate"}),
+          el("p", {class: "small muted", text: `${explanation.method || "contributions"} on the ${explanation.output || "model output"}: `
+            + `base ${Number(explanation.base_value).toFixed(2)} → this patient ${Number(explanation.output_value).toFixed(2)}. Red raises, blue lowers it.`}),
+          diverging(items, (i) => `${i.label} = ${i.detail}: ${i.value >= 0 ? "raises" : "lowers"} by ${Math.abs(i.value).toFixed(3)}`),
+          hidden > 0 ? el("p", {class: "small muted", text: `${hidden} smaller contributions not shown.`}) : "",
+          warnings.length ? el("ul", {class: "warnings small"}, warnings.map((w) => el("li", {text: w}))) : "");
+        card.dataset.record = String(index);
+        root.dispatchEvent(new CustomEvent("meddx:rendered", {bubbles: true}));
+      }
+      show(0);
+    },
+  });
+
+  // ---- symptom text -----------------------------------------------------------------------------
+  const TEXT_METHODS = {transformer: "Transformer: integrated gradients", tfidf: "TF-IDF: exact split of the linear score"};
+  function textResultOf(outputs) {
+    const explanation = outputs && outputs.explanation;
+    return outputs && typeof outputs.text === "string" && explanation && (explanation.transformer || explanation.tfidf) ? outputs : null;
+  }
+  // Lower-case, accent-free copy of a text with the index of every folded character in the original,
+  // so that words as the TF-IDF model saw them ("fievre") are found in the text ("Fièvre").
+  function fold(text) {
+    let folded = ""; const origin = [];
+    for (let i = 0; i < text.length; i += 1) {
+      const part = text[i].normalize("NFD").replace(/\p{M}/gu, "").toLowerCase();
+      for (let k = 0; k < part.length; k += 1) { folded += part[k]; origin.push(i); }
+    }
+    origin.push(text.length);
+    return {folded, origin};
+  }
+  const WORDISH = /[\p{L}\p{N}]/u;
+  function locate(text, words) {
+    const {folded, origin} = fold(text);
+    const found = []; let cursor = 0;
+    for (const word of words) {
+      const needle = fold(String(word.word).trim()).folded;
+      if (!needle || !/[\p{L}\p{N}]/u.test(needle)) continue;  // punctuation is not highlighted
+      // Whole words only: "a" must not light up the "a" inside "rash".
+      let at = folded.indexOf(needle, cursor);
+      while (at >= 0 && (WORDISH.test(folded[at - 1] || " ") && WORDISH.test(needle[0])
+        || WORDISH.test(folded[at + needle.length] || " ") && WORDISH.test(needle[needle.length - 1]))) {
+        at = folded.indexOf(needle, at + 1);
+      }
+      if (at < 0) continue;
+      found.push({start: origin[at], end: origin[at + needle.length], word: text.slice(origin[at], origin[at + needle.length]), value: Number(word.attribution)});
+      cursor = at + needle.length;
+    }
+    return found;
+  }
+
+  register({
+    name: "text",
+    matches: (ctx) => Boolean(ctx.prediction && textResultOf(ctx.prediction.outputs)),
+    render: (root, ctx) => {
+      const result = textResultOf(ctx.prediction.outputs);
+      const methods = Object.keys(TEXT_METHODS).filter((m) => result.explanation[m]);
+      const state = {method: methods.includes(result.model_kind) ? result.model_kind : methods[0]};
+      const passage = el("p", {class: "text-explained", id: "text-explained", lang: "en"});
+      const top = el("div", {id: "text-top-words"});
+      const note = el("p", {class: "small muted", id: "text-method"});
+      const picker = methods.length > 1 ? el("div", {class: "choice", role: "radiogroup", "aria-label": "Explanation method"}, methods.map((m) => {
+        const input = el("input", {type: "radio", name: "text-method", value: m, id: `text-method-${m}`, checked: m === state.method});
+        input.addEventListener("change", () => { state.method = m; show(); });
+        return el("label", {for: `text-method-${m}`}, input, TEXT_METHODS[m]);
+      })) : null;
+      root.append(el("h2", {text: "Symptom text"}), picker || "", passage,
+        el("div", {class: "legend text-legend"}, el("mark", {class: "attr", style: "background:rgba(192,57,43,.55)", text: "for"}),
+          `pushed towards ${result.decision}`, el("mark", {class: "attr", style: "background:rgba(46,134,193,.55)", text: "against"}), "pushed away"),
+        note, el("h3", {text: "Words that weighed most"}), top);
+
+      function show() {
+        const explanation = result.explanation[state.method];
+        const words = (explanation.words || []).map((w) => ({word: String(w.word), attribution: Number(w.attribution)}));
+        const spans = locate(result.text, words);
+        const peak = Math.max(...spans.map((s) => Math.abs(s.value)), 1e-9);
+        const nodes = []; let cursor = 0;
+        for (const span of spans) {
+          if (span.start > cursor) nodes.push(result.text.slice(cursor, span.start));
+          const share = Math.abs(span.value) / peak;
+          const colour = span.value >= 0 ? "192,57,43" : "46,134,193";
+          const strong = share >= 0.35;
+          nodes.push(el("mark", {class: `attr ${span.value >= 0 ? "pos" : "neg"}${strong ? " strong" : ""}`, "data-weight": span.value.toFixed(4),
+            style: `background:rgba(${colour},${(0.08 + 0.62 * share).toFixed(3)})`,
+            title: `${signed(span.value)} ${span.value >= 0 ? "towards" : "away from"} ${result.decision}`}, span.word));
+          cursor = span.end;
+        }
+        if (cursor < result.text.length) nodes.push(result.text.slice(cursor));
+        passage.replaceChildren(...nodes);
+        passage.dataset.method = state.method;
+        passage.dataset.highlighted = String(spans.length);
+        // One entry per distinct word (a word said twice counts its total).
+        const totals = new Map();
+        for (const span of spans) { const key = span.word.toLowerCase(); totals.set(key, (totals.get(key) || 0) + span.value); }
+        const ranked = [...totals.entries()].map(([label, value]) => ({label, value})).sort((a, b) => Math.abs(b.value) - Math.abs(a.value)).slice(0, 8);
+        top.replaceChildren(ranked.length ? diverging(ranked, (i) => `${i.label}: ${i.value >= 0 ? "towards" : "away from"} ${result.decision} by ${Math.abs(i.value).toFixed(3)}`)
+          : el("p", {class: "muted", text: "No word of the text is known to this model."}));
+        note.textContent = `${explanation.method || TEXT_METHODS[state.method]}; attributions to the decided class, ${result.decision}.`
+          + (explanation.convergence_delta !== undefined ? ` Convergence gap ${Number(explanation.convergence_delta).toFixed(3)}.` : "");
+        root.dispatchEvent(new CustomEvent("meddx:rendered", {bubbles: true}));
+      }
+      show();
     },
   });
   // An image study is best shown by the image viewer even if other outputs exist.
   register(viewers.find((v) => v.name === "image"));
 
-  window.MeddxViewers = {register, registerOverlay, pick, overlaysFor, el};
+  window.MeddxViewers = {register, registerOverlay, pick, overlaysFor, el, headline};
 })();

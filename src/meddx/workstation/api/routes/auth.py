@@ -30,8 +30,7 @@ def login(form: Annotated[OAuth2PasswordRequestForm, Depends()], session: Sessio
           client: ClientDep) -> TokenPublic:
     """Exchange user name and password for a bearer token (rate-limited per user and address)."""
     username = form.username[:64]
-    keys = (f"user:{username.lower()}", f"client:{client}")
-    wait = limiter.retry_after(*keys)
+    wait = limiter.retry_after(session, username, client)
     if wait > 0:
         # Its own transaction: the request's rolls back with the 429.
         with transaction(sessions) as own:
@@ -41,12 +40,11 @@ def login(form: Annotated[OAuth2PasswordRequestForm, Depends()], session: Sessio
                             headers={"Retry-After": str(int(wait) + 1)})
     user = users.authenticate(session, username, form.password)
     if user is None:
-        limiter.failure(*keys)
+        # The committed audit event is the failure the limiter counts (in every worker).
         with transaction(sessions) as own:
             audit.record(own, "login_failed", username=username, client=client)
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "wrong user name or password",
                             headers={"WWW-Authenticate": "Bearer"})
-    limiter.success(keys[0])
     token, expires = users.issue_token(session, user, settings.token_ttl_min)
     audit.record(session, "login", user, client=client)
     return TokenPublic(access_token=token, expires_at=expires, username=user.username,

@@ -32,7 +32,7 @@ def submit(study_id: int, body: FeedbackCreate, user: Clinician, session: Sessio
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no study {study_id}")
     entry = feedback_service.add_feedback(session, user, study, body.prediction_id, body.agrees,
                                           body.corrected_label, body.comment, client)
-    session.refresh(entry, ["user"])
+    session.commit()  # in this thread, before the answer: acknowledged means committed
     return public(entry)
 
 

@@ -104,6 +104,7 @@ def upload(user: Clinician, session: SessionDep, settings: SettingsDep, cipher: 
                            patient_name=patient_name, birth_date=birth_date,
                            explain=explain and settings.explain)
     study = studies.create_study(session, settings, cipher, predictors, user, new, client)
+    session.commit()  # in this thread, before the response is built (see api/deps.py)
     return detail(study, settings)
 
 
@@ -127,6 +128,7 @@ def get_study(study_id: int, user: Reader, session: SessionDep, settings: Settin
     study = _get(session, study_id)
     audit.record(session, "study_view", user, target_type="study", target_id=study.id,
                  client=client)
+    session.commit()
     return detail(study, settings)
 
 
@@ -169,4 +171,5 @@ def rerun(study_id: int, user: Clinician, session: SessionDep, settings: Setting
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no model for this study")
     prediction = studies.run_prediction(session, settings, predictors, user, study, model,
                                         settings.explain, client)
+    session.commit()
     return prediction_public(prediction)

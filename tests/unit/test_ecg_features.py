@@ -1,0 +1,135 @@
+"""Per-beat features (RR relative to the patient's rhythm, morphology relative to the median
+beat) and the LightGBM model kind of the ECG beat recipe, on small synthetic data."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from meddx.data.ecg import (
+    EXTENDED_RR_FEATURES,
+    MORPHOLOGY_FEATURES,
+    BeatConfig,
+    extended_rr_features,
+    extract_beats,
+    feature_names,
+    morphology_features,
+    read_wfdb_record,
+)
+from meddx.decision.ecg_predict import predictor_for
+from meddx.errors import BundleError, ConfigError
+from meddx.learn.tasks import ecg as recipe
+from meddx.learn.tasks.ecg_features import (
+    booster_probs,
+    class_weights,
+    train_booster,
+    tree_saliency,
+)
+from tests.ecg_helpers import write_record
+
+
+def test_extended_rr_features_are_relative_to_the_patient():
+    times = np.arange(400) * 0.8
+    times[200] -= 0.3  # beat 200 comes 0.3 s early, then a compensatory pause
+    features = extended_rr_features(times)
+    assert features.shape == (400, len(EXTENDED_RR_FEATURES))
+    column = {name: i for i, name in enumerate(EXTENDED_RR_FEATURES)}
+    assert features[200, column["pre_rr"]] == pytest.approx(0.5 / 0.8, abs=1e-4)
+    assert features[200, column["pre_over_long"]] < 0.7
+    assert features[200, column["post_over_pre"]] > 2
+    assert features[201, column["prev_pre_rr"]] == pytest.approx(0.5 / 0.8, abs=1e-4)
+    regular = np.delete(np.arange(len(features)), [200, 201])
+    np.testing.assert_allclose(features[regular, column["pre_over_centred"]], 1, atol=0.1)
+    # Twice the heart rate, the same rhythm: the same features.
+    # (the +-150 s long-term window holds other beats then: nearly the same)
+    np.testing.assert_allclose(extended_rr_features(times / 2), features, atol=0.01)
+
+
+def test_morphology_features_compare_each_beat_with_the_median_beat():
+    rng = np.random.default_rng(0)
+    t = np.arange(84) / 120.0
+    normal = np.exp(-0.5 * ((t - 0.25) / 0.012) ** 2) + 0.15 * np.exp(-0.5 * ((t - 0.1) / 0.02)
+                                                                       ** 2)
+    windows = np.repeat(normal[None], 50, axis=0) + 0.01 * rng.normal(size=(50, 84))
+    windows[7] = -1.5 * np.exp(-0.5 * ((t - 0.27) / 0.04) ** 2)  # wide, inverted
+    features = morphology_features(windows, pre=30, fs=120.0)
+    column = {name: i for i, name in enumerate(MORPHOLOGY_FEATURES)}
+    others = np.delete(np.arange(50), 7)
+    assert features[others, column["corr_qrs"]].min() > 0.95
+    assert features[7, column["corr_qrs"]] < 0
+    assert features[7, column["rms_qrs"]] > 5 * features[others, column["rms_qrs"]].max()
+    assert features[7, column["qrs_width"]] > features[others, column["qrs_width"]].max()
+
+
+def test_full_feature_set_of_a_record(tmp_path):
+    record = read_wfdb_record(write_record(tmp_path, "910", seed=3, duration_s=30))
+    full = extract_beats(record, BeatConfig(feature_set="full"))
+    assert full.rr.shape == (len(record.beat_samples), len(feature_names("full")))
+    assert np.isfinite(full.rr).all()
+    assert extract_beats(record, BeatConfig(feature_set="rr")).rr.shape[1] == 5
+    # Bundles written before feature sets existed keep their 5 RR features.
+    legacy = {k: v for k, v in BeatConfig().to_dict().items() if k != "feature_set"}
+    assert BeatConfig.from_dict(legacy).feature_set == "rr"
+    with pytest.raises(ConfigError, match="feature_set"):
+        BeatConfig.from_dict({"feature_set": "wavelets"})
+
+
+def test_class_weights_favour_rare_classes():
+    weights = class_weights(np.array([900, 50, 40, 10, 0]), power=0.5)
+    assert weights[4] == 0 and weights[3] > weights[1] > weights[0]
+    assert (weights * [900, 50, 40, 10, 0]).sum() == pytest.approx(1000)
+
+
+def test_booster_learns_premature_beats_and_explains_by_region():
+    rng = np.random.default_rng(1)
+    n, names = 1500, feature_names("full")
+    x = rng.normal(size=(n, len(names)))
+    y = (rng.random(n) < 0.1).astype(np.int64)  # class 1 ("S"): early and a different P wave
+    x[y == 1, names.index("pre_over_centred")] -= 3
+    x[y == 1, names.index("corr_p")] -= 3
+    booster = train_booster(x[:1000], y[:1000], x[1000:], y[1000:], num_classes=5, power=0.5,
+                            seed=0)
+    probs = booster_probs(booster, x[1000:], 5)
+    assert probs.shape == (500, 5)
+    assert (probs.argmax(1) == y[1000:]).mean() > 0.95
+    maps = tree_saliency(booster, x[1000:1010], probs[:10].argmax(1), length=84, pre=30, fs=120)
+    assert maps.shape == (10, 84)
+    early = y[1000:1010] == 1
+    if early.any():  # the P-wave region carries the evidence of the S beats
+        p_wave = maps[early][:, 0:20].sum(axis=1)
+        assert (p_wave > maps[early][:, 45:].sum(axis=1)).all()
+
+
+def test_plan_choices_for_the_tree_model(tmp_path):
+    from meddx.data.ecg import load_wfdb_dataset
+
+    for index in range(3):
+        write_record(tmp_path, str(920 + index), seed=index, duration_s=20)
+    dataset = load_wfdb_dataset(tmp_path, progress=False)
+    plan = recipe.make_plan(dataset)
+    assert plan.model == recipe.DEFAULT_BEAT_MODEL
+    tree = recipe.make_plan(dataset, {"model": "lightgbm"})
+    assert tree.beat_config["feature_set"] == "full" and tree.imbalance == "weighted_loss"
+    # The networks keep the 5 RR features they were tuned with.
+    assert recipe.make_plan(dataset, {"model": "cnn"}).beat_config["feature_set"] == "rr"
+    # Naming a network asks for the network model kind.
+    assert recipe.make_plan(dataset, {"arch": "resnet"}).model == "cnn"
+    with pytest.raises(ConfigError, match="unknown ECG model"):
+        recipe.make_plan(dataset, {"model": "svm"})
+    with pytest.raises(ConfigError, match="feature_set 'full'"):
+        recipe.make_plan(dataset, {"model": "lightgbm", "beat": {"feature_set": "rr"}})
+    metadata = {"task": recipe.BEAT_TASK, "plan": tree.to_dict(), "class_names": list("NSVFQ")}
+    with pytest.raises(BundleError, match="lightgbm.txt"):
+        predictor_for(metadata, None)
+    # Both kinds averaged: the beats carry the trees' features, the network keeps its 5 RR
+    # features and tempered sampling, the trees their class weights.
+    both = recipe.make_plan(dataset, {"model": "cnn+lightgbm"})
+    assert both.beat_config["feature_set"] == "full" and both.network["n_extra"] == 5
+    network = recipe.component_plan(both, "cnn")
+    assert network.beat_config["feature_set"] == "rr" and network.imbalance == "sampler"
+    trees = recipe.component_plan(both, "lightgbm")
+    assert trees.beat_config["feature_set"] == "full" and trees.imbalance == "weighted_loss"
+    with pytest.raises(ConfigError, match="cnn\\+lightgbm needs beat option feature_set"):
+        recipe.make_plan(dataset, {"model": "cnn+lightgbm", "beat": {"feature_set": "rr"}})
+    with pytest.raises(BundleError, match="no network weights"):
+        predictor_for({**metadata, "plan": both.to_dict()}, None, lgbm_text="unused")
