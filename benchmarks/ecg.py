@@ -11,9 +11,10 @@
   records picks the epoch. Pooled ("gross") Se and +P per AAMI class over all held-out records,
   as in de Chazal et al. 2004. Targets on unseen patients: V Se, +P >= 0.90; S Se >= 0.80,
   +P >= 0.60.
-  The beat model is ``--beat-model``: ``lightgbm`` (the recipe's default: trees on the per-beat
-  RR and morphology features), ``cnn`` (``--beat-arch``; stored as ``mitdb_cnn``) or
-  ``cnn+lightgbm`` (both, probabilities averaged; stored as ``mitdb_cnn+lightgbm``).
+  The beat model is ``--beat-model``: ``lightgbm`` (trees on the per-beat RR and morphology
+  features; stored as ``mitdb``), ``cnn`` (``--beat-arch``; stored as ``mitdb_cnn``) or
+  ``cnn+lightgbm`` (both, probabilities averaged, the recipe's default; stored as
+  ``mitdb_cnn+lightgbm``).
 - **models**: the beat model kind picked on validation: LightGBM on beat features, the 1D CNN
   and the two averaged, trained on the same patient-wise DS1 split, compared on its validation
   records. Kinds not named in ``--models`` keep their earlier rows in the JSON.

@@ -44,8 +44,8 @@ def train_folder(tmp_path_factory):
                         duration_s=50)
 
 
-# The beat model kinds of the recipe: LightGBM on beat features (the default), a 1D CNN, and
-# both averaged.
+# The beat model kinds of the recipe: LightGBM on beat features, a 1D CNN, and both averaged
+# (the default).
 @pytest.fixture(scope="module", params=["lightgbm", "cnn", "cnn+lightgbm"])
 def beat_bundle(request, tmp_path_factory, train_folder):
     root = tmp_path_factory.mktemp(f"ecg-e2e-{request.param}")

@@ -141,7 +141,13 @@ def train_ensemble(trainer: Trainer, task: Any, resume: bool = False,
         first member's, ``elapsed_s`` the members' total, and ``extra["ensemble"]`` the
         per-member record and the validation figures of each member and of the ensemble.
     """
-    from meddx.learn.trainer import CHECKPOINT_NAME, Trainer, TrainResult, atomic_torch_save
+    from meddx.learn.trainer import (
+        CHECKPOINT_NAME,
+        KEEP_LAST,
+        Trainer,
+        TrainResult,
+        atomic_torch_save,
+    )
 
     cfg = trainer.config
     size = cfg.ensemble
@@ -206,7 +212,12 @@ def train_ensemble(trainer: Trainer, task: Any, resume: bool = False,
     ensemble = ProbabilityEnsemble(members).to(trainer.device).eval()
     member_val = [_validate(task, member) for member in members]
     ensemble_val = _validate(task, ensemble)
-    score = ensemble_val.get(task.selection_metric)
+    # Keep-last members were not selected by a validation metric: report the ensemble on the
+    # recipe's comparison metric (macro-F1 unless the plan says otherwise).
+    metric = task.selection_metric
+    if metric == KEEP_LAST:
+        metric = getattr(getattr(task, "plan", None), "compare_by", "macro_f1")
+    score = ensemble_val.get(metric)
     if score is None:
         raise MeddxError("the ensemble has no valid validation score")
     summary = {
@@ -221,10 +232,9 @@ def train_ensemble(trainer: Trainer, task: Any, resume: bool = False,
             for i, (r, val) in enumerate(zip(records, member_val, strict=True))],
         "val": ensemble_val,
     }
-    log.info("ensemble of %d: validation %s %.4f (members %s)", len(members),
-             task.selection_metric, score,
-             ", ".join("n/a" if v.get(task.selection_metric) is None
-                       else f"{v[task.selection_metric]:.4f}" for v in member_val))
+    log.info("ensemble of %d: validation %s %.4f (members %s)", len(members), metric, score,
+             ", ".join("n/a" if v.get(metric) is None else f"{v[metric]:.4f}"
+                       for v in member_val))
     reasons = "; ".join(f"member {i + 1}: {r['stop_reason']}" for i, r in enumerate(records))
     return TrainResult(model=ensemble, history=history, best_epoch=records[0]["best_epoch"],
                        best_score=score, stop_reason=reasons, elapsed_s=spent_s,
