@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from meddx.workstation.db.models import AuditEvent
-from meddx.workstation.services.users import _aware
+from meddx.workstation.services.users import as_utc
 
 
 class DatabaseLoginRateLimiter:
@@ -52,6 +52,6 @@ class DatabaseLoginRateLimiter:
         for query in (by_user, failed.where(AuditEvent.client == client[:64])):
             count, oldest = session.execute(query).one()
             if count >= self.max_failures and oldest is not None:
-                elapsed = (now - _aware(oldest)).total_seconds()
+                elapsed = (now - as_utc(oldest)).total_seconds()
                 wait = max(wait, self.window_s - elapsed)
         return max(wait, 0.0)

@@ -22,7 +22,7 @@ MAX_WINDOW_S = 60.0
 @lru_cache(maxsize=4)
 def _lead(path: str, mtime: float, lead: str) -> tuple[np.ndarray, float, str, list[str], str]:
     record = read_signal(path)
-    index = choose_lead(record, lead) if lead else 0
+    index = choose_lead(record, lead)  # no or unknown lead: the first
     filtered = filter_ecg(record.signal[:, index], record.fs).astype(np.float32)
     return filtered, float(record.fs), record.leads[index], list(record.leads), record.name
 

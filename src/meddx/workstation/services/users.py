@@ -68,7 +68,7 @@ def issue_token(session: Session, user: User, ttl_min: int) -> tuple[str, dateti
     return token, expires
 
 
-def _aware(moment: datetime) -> datetime:
+def as_utc(moment: datetime) -> datetime:
     # SQLite returns naive datetimes even for timezone-aware columns; they were stored as UTC.
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
@@ -76,7 +76,7 @@ def _aware(moment: datetime) -> datetime:
 def user_for_token(session: Session, token: str) -> User | None:
     """The active user a valid (unexpired, unrevoked) token belongs to, else None."""
     row = session.scalar(select(AuthToken).where(AuthToken.token_hash == token_digest(token)))
-    if row is None or row.revoked_at is not None or _aware(row.expires_at) <= datetime.now(UTC):
+    if row is None or row.revoked_at is not None or as_utc(row.expires_at) <= datetime.now(UTC):
         return None
     user = session.get(User, row.user_id)
     return user if user is not None and user.active else None
