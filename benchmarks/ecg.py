@@ -11,10 +11,9 @@
   records picks the epoch. Pooled ("gross") Se and +P per AAMI class over all held-out records,
   as in de Chazal et al. 2004. Targets on unseen patients: V Se, +P >= 0.90; S Se >= 0.80,
   +P >= 0.60.
-  The beat model is ``--beat-model``: ``lightgbm`` (trees on the per-beat RR and morphology
-  features; stored as ``mitdb``), ``cnn`` (``--beat-arch``; stored as ``mitdb_cnn``) or
-  ``cnn+lightgbm`` (both, probabilities averaged, the recipe's default; stored as
-  ``mitdb_cnn+lightgbm``).
+  The beat model is ``--beat-model``: ``cnn+lightgbm`` (the recipe's default: the 1D CNN and
+  trees on the per-beat RR and morphology features, probabilities averaged), ``lightgbm`` or
+  ``cnn`` (``--beat-arch``), stored as ``mitdb_<model>``.
 - **models**: the beat model kind picked on validation: LightGBM on beat features, the 1D CNN
   and the two averaged, trained on the same patient-wise DS1 split, compared on its validation
   records. Kinds not named in ``--models`` keep their earlier rows in the JSON.
@@ -246,8 +245,9 @@ def run_archs(args) -> dict:
     for arch in args.archs:
         with tempfile.TemporaryDirectory() as scratch:
             start = time.perf_counter()
-            fitted = recipe.fit(dataset, Path(scratch), _config(args.epochs),
-                                plan={"arch": arch, **args.beat_plan}, progress=False)
+            fitted = recipe.fit(dataset, Path(scratch), _config(args.epochs, 0, args.threads),
+                                plan={**args.beat_plan, "model": "cnn", "arch": arch},
+                                progress=False)
             train_s = time.perf_counter() - start
         metrics = classification_metrics(val.labels, fitted.predictor.predict_split(val),
                                          dataset.class_names, n_bootstrap=0)
@@ -299,6 +299,26 @@ def run_models(args) -> dict:
             "chosen": max(rows, key=lambda m: rows[m]["val_macro_f1_selection"])}
 
 
+def _store(out: Path, key: str, result: dict) -> dict:
+    """Write one part's result into the JSON, keeping every other part.
+
+    The file is read again just before the write, so that two runs of different parts at the
+    same time do not overwrite each other's results; the rows of part ``models`` are merged
+    (kinds not run now keep their rows).
+    """
+    results = json.loads(out.read_text()) if out.exists() else {}
+    if key in ("models", "archs") and key in results:
+        rows = {**results[key].get("results", {}), **result["results"]}
+        result = {**results[key], **result, "results": rows,
+                  "chosen": max(rows, key=lambda m: rows[m]["val_macro_f1_selection"])}
+    results[key] = result
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f"{out.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(results, indent=2))
+    os.replace(tmp, out)
+    return results
+
+
 def _fmt(value) -> str:
     return "n/a" if value is None else f"{value:.3f}"
 
@@ -320,11 +340,12 @@ def print_table(results: dict) -> None:
                       _fmt(r["cv_accuracy"]), "ROCKET 0.947, InceptionTime 0.941 (4,500 test)")
         table.add_row("", "", "macro-F1 / bal. acc.",
                       f"{_fmt(r['cv_macro_f1'])} / {_fmt(r['cv_balanced_accuracy'])}", "")
-    if "mitdb" in results:
-        r = results["mitdb"]
+    for name in sorted(k for k in results if k.startswith("mitdb_")):
+        r = results[name]
         for key, label in (("V_se", "V Se"), ("V_ppv", "V +P"), ("S_se", "S Se"),
                            ("S_ppv", "S +P")):
-            table.add_row("MIT-BIH DS1", "leave-records-out CV", label, _fmt(r["gross"][key]),
+            table.add_row("MIT-BIH DS1", f"leave-records-out CV, {name[6:]}", label,
+                          _fmt(r["gross"][key]),
                           f"target >= {TARGETS[key]:.2f}; Mondejar-Guerra (DS2) "
                           f"{ANCHORS['mitdb']['Mondejar-Guerra 2019'][key] / 100:.3f}")
         table.add_row("", "", "accuracy / macro-F1",
@@ -361,10 +382,9 @@ def main() -> None:
                         choices=["ecg200", "ecg5000", "mitdb", "archs", "models"])
     parser.add_argument("--models", nargs="+", default=["lightgbm", "cnn", "cnn+lightgbm"],
                         help="beat model kinds compared on validation (part 'models')")
-    parser.add_argument("--beat-model", default="lightgbm",
+    parser.add_argument("--beat-model", default="cnn+lightgbm",
                         choices=["lightgbm", "cnn", "cnn+lightgbm"],
-                        help="beat model of part mitdb; a non-default one is stored as "
-                             "mitdb_<model>")
+                        help="beat model of part mitdb, stored as mitdb_<model>")
     parser.add_argument("--threads", type=int, default=1, help="torch / LightGBM threads")
     parser.add_argument("--archs", nargs="+", default=["resnet", "inception", "gru",
                                                       "transformer"])
@@ -385,30 +405,17 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    results: dict = {}
-    if args.out.exists():
-        results = json.loads(args.out.read_text())
     runners = {"ecg200": run_ecg200, "ecg5000": run_ecg5000, "mitdb": run_mitdb,
                "archs": run_archs, "models": run_models}
     for part in args.parts:
         console.print(f"[bold]{part}[/]")
         start = time.perf_counter()
-        key = (f"mitdb_{args.beat_model}" if part == "mitdb" and args.beat_model != "lightgbm"
-               else part)
-        result = {**runners[part](args), "wall_s": round(time.perf_counter() - start, 1)}
-        if part == "models" and "models" in results:
-            # Merge: the kinds not run now keep their rows (and the notes beside them).
-            rows = {**results["models"].get("results", {}), **result["results"]}
-            result = {**results["models"], **result, "results": rows,
-                      "chosen": max(rows, key=lambda m: rows[m]["val_macro_f1_selection"])}
-        results[key] = result
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = args.out.with_name(args.out.name + ".tmp")
-        tmp.write_text(json.dumps(results, indent=2))
-        os.replace(tmp, args.out)
-    results["machine"] = {"cpu_count": os.cpu_count(), "torch_threads": args.threads,
-                          "python": sys.version.split()[0]}
-    args.out.write_text(json.dumps(results, indent=2))
+        key = f"mitdb_{args.beat_model}" if part == "mitdb" else part
+        _store(args.out, key, {**runners[part](args),
+                               "wall_s": round(time.perf_counter() - start, 1)})
+    results = _store(args.out, "machine", {"cpu_count": os.cpu_count(),
+                                           "torch_threads": args.threads,
+                                           "python": sys.version.split()[0]})
     print_table(results)
     console.print(f"results: {args.out}")
 
