@@ -165,7 +165,8 @@ def run_mitdb(args) -> dict:
     from meddx.learn.tasks import ecg as recipe
 
     # Cut the beats once with the features the model needs (not again in every fold).
-    config = BeatConfig(feature_set=recipe.MODEL_FEATURE_SET[args.beat_model])
+    config = BeatConfig(**{"feature_set": recipe.MODEL_FEATURE_SET[args.beat_model],
+                           **args.beat_plan.get("beat", {})})
     dataset = load_wfdb_dataset("mitdb-ds1", args.data_dir, config=config, progress=False)
     labels_all, probs_all, records_all = [], [], []
     folds_out, train_times, infer_times = [], [], []
@@ -384,7 +385,8 @@ def main() -> None:
                         help="beat model kinds compared on validation (part 'models')")
     parser.add_argument("--beat-model", default="cnn+lightgbm",
                         choices=["lightgbm", "cnn", "cnn+lightgbm"],
-                        help="beat model of part mitdb, stored as mitdb_<model>")
+                        help="beat model of part mitdb, stored as mitdb_<model><tag>")
+    parser.add_argument("--tag", default="", help="suffix of the stored mitdb key (variants)")
     parser.add_argument("--threads", type=int, default=1, help="torch / LightGBM threads")
     parser.add_argument("--archs", nargs="+", default=["resnet", "inception", "gru",
                                                       "transformer"])
@@ -410,7 +412,7 @@ def main() -> None:
     for part in args.parts:
         console.print(f"[bold]{part}[/]")
         start = time.perf_counter()
-        key = f"mitdb_{args.beat_model}" if part == "mitdb" else part
+        key = f"mitdb_{args.beat_model}{args.tag}" if part == "mitdb" else part
         _store(args.out, key, {**runners[part](args),
                                "wall_s": round(time.perf_counter() - start, 1)})
     results = _store(args.out, "machine", {"cpu_count": os.cpu_count(),

@@ -17,6 +17,13 @@ account, then:
    down. Afterwards every feedback the server acknowledged (HTTP 201) must be in the database:
    *no committed feedback is lost*.
 
+The clients stand for clinicians' browsers on other machines, but here they run on the same
+cores as the server: every CPU millisecond a client spends is one the server does not get, so the
+closed-loop figures are for client and server sharing the CPU. The clients are kept lean for that
+reason (stdlib ``http.client`` on one keep-alive connection each, the multipart body built as
+bytes; httpx cost about 1.7 ms of CPU per request, a sixth of what the server needs), and the
+CPU seconds of server and clients per upload+review are reported beside the latencies.
+
 Bounded (fixed request counts, timeouts everywhere); stops by itself. Prints a table and writes
 ``benchmarks/results/workstation_load.json``.
 
@@ -26,6 +33,7 @@ Bounded (fixed request counts, timeouts everywhere); stops by itself. Prints a t
 from __future__ import annotations
 
 import argparse
+import http.client
 import io
 import json
 import os
@@ -38,7 +46,9 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import numpy as np
@@ -50,7 +60,8 @@ from sqlalchemy import create_engine, text
 ROOT = Path(__file__).resolve().parent
 RESULTS = ROOT / "results"
 PASSWORD = "load-test-password-1"
-console = Console()
+# Wide enough for the table when the output goes to a file or a pipe (rich assumes 80 there).
+console = Console(width=None if sys.stdout.isatty() else 160)
 
 
 def free_port() -> int:
@@ -149,15 +160,34 @@ def token(url: str) -> str:
     return answer.json()["access_token"]
 
 
+def multipart(fields: dict[str, str], filename: str, content: bytes,
+              content_type: str) -> tuple[bytes, str]:
+    """A ``multipart/form-data`` body with ``fields`` and one file ``files``, and its type."""
+    boundary = uuid.uuid4().hex
+    parts = [f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n'
+             f"{value}\r\n".encode() for name, value in fields.items()]
+    parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="files"; '
+                 f'filename="{filename}"\r\nContent-Type: {content_type}\r\n\r\n'.encode()
+                 + content + b"\r\n")
+    parts.append(f"--{boundary}--\r\n".encode())
+    return b"".join(parts), f"multipart/form-data; boundary={boundary}"
+
+
 class Client(threading.Thread):
     """One clinician: upload -> prediction -> review, ``n`` times; retries while the server is
-    down when ``retry`` is set (restart phase)."""
+    down when ``retry`` is set (restart phase).
+
+    One keep-alive HTTP/1.1 connection (``http.client``), reopened after a transport error.
+    """
 
     def __init__(self, url: str, bearer: str, images: list[bytes], n: int, offset: int,
                  retry: bool = False, deadline: float = 600,
                  think_s: tuple[float, float] | None = None):
         super().__init__(daemon=True)
         self.url, self.images, self.n, self.offset, self.retry = url, images, n, offset, retry
+        address = urlsplit(url)
+        self.host, self.port = address.hostname, address.port
+        self.connection: http.client.HTTPConnection | None = None
         self.headers = {"Authorization": f"Bearer {bearer}"}
         self.deadline = time.monotonic() + deadline
         self.upload_ms: list[float] = []
@@ -172,12 +202,21 @@ class Client(threading.Thread):
         if self.think_s is not None:
             time.sleep(self.rng.uniform(*self.think_s))
 
-    def _call(self, http: httpx.Client, method: str, path: str, **kwargs) -> httpx.Response | None:
+    def _call(self, method: str, path: str, body: bytes,
+              content_type: str) -> tuple[float, dict] | None:
+        """(milliseconds, JSON answer) of one request, or None after recording the error."""
+        headers = {**self.headers, "Content-Type": content_type}
         while time.monotonic() < self.deadline:
             start = time.perf_counter()
             try:
-                answer = http.request(method, self.url + path, headers=self.headers, **kwargs)
-            except httpx.TransportError as error:
+                if self.connection is None:
+                    self.connection = http.client.HTTPConnection(self.host, self.port, timeout=60)
+                self.connection.request(method, path, body=body, headers=headers)
+                answer = self.connection.getresponse()
+                data = answer.read()
+            except (OSError, http.client.HTTPException) as error:
+                self.connection.close()
+                self.connection = None
                 if not self.retry:
                     self.errors.append(f"{method} {path}: {type(error).__name__}")
                     return None
@@ -185,35 +224,65 @@ class Client(threading.Thread):
                 time.sleep(0.2)
                 continue
             elapsed = (time.perf_counter() - start) * 1000
-            if answer.status_code >= 400:
-                self.errors.append(f"{method} {path}: {answer.status_code} {answer.text[:120]}")
+            if answer.status >= 400:
+                self.errors.append(f"{method} {path}: {answer.status} {data[:120]!r}")
                 return None
-            answer.elapsed_ms = elapsed
-            return answer
+            return elapsed, json.loads(data)
         self.errors.append(f"{method} {path}: gave up at the deadline")
         return None
 
     def run(self) -> None:
-        with httpx.Client(timeout=60) as http:
-            for i in range(self.n):
-                image = self.images[(self.offset + i) % len(self.images)]
-                self._think()
-                study = self._call(http, "POST", "/api/studies", data={"explain": "false"},
-                                   files={"files": (f"case-{self.offset}-{i}.png", image,
-                                                    "image/png")})
-                if study is None:
-                    continue
-                self.upload_ms.append(study.elapsed_ms)
-                body = study.json()
-                prediction = body["predictions"][0]
-                comment = f"bench review {self.offset}-{i}"
-                self._think()
-                review = self._call(http, "POST", f"/api/studies/{body['id']}/feedback", json={
-                    "prediction_id": prediction["id"], "agrees": True, "comment": comment})
-                if review is None:
-                    continue
-                self.feedback_ms.append(review.elapsed_ms)
-                self.acknowledged.append({"id": review.json()["id"], "comment": comment})
+        try:
+            self._run()
+        finally:
+            if self.connection is not None:
+                self.connection.close()
+
+    def _run(self) -> None:
+        for i in range(self.n):
+            image = self.images[(self.offset + i) % len(self.images)]
+            self._think()
+            body, content_type = multipart({"explain": "false"}, f"case-{self.offset}-{i}.png",
+                                           image, "image/png")
+            study = self._call("POST", "/api/studies", body, content_type)
+            if study is None:
+                continue
+            elapsed, answer = study
+            self.upload_ms.append(elapsed)
+            prediction = answer["predictions"][0]
+            comment = f"bench review {self.offset}-{i}"
+            self._think()
+            review = self._call("POST", f"/api/studies/{answer['id']}/feedback", json.dumps({
+                "prediction_id": prediction["id"], "agrees": True, "comment": comment}).encode(),
+                "application/json")
+            if review is None:
+                continue
+            elapsed, answer = review
+            self.feedback_ms.append(elapsed)
+            self.acknowledged.append({"id": answer["id"], "comment": comment})
+
+
+def group_cpu_s(pgid: int) -> float | None:
+    """CPU seconds (user + system) so far of the live processes of group ``pgid`` (Linux)."""
+    if not Path("/proc").is_dir():
+        return None
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the process ended meanwhile
+            continue
+        if int(fields[2]) == pgid:
+            total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
+def own_cpu_s() -> float:
+    times = os.times()
+    return times.user + times.system
 
 
 def percentiles(values: list[float]) -> dict[str, float | None]:
@@ -231,6 +300,8 @@ def run_load(server: Server, images: list[bytes], clients: int, requests: int,
     workers = [Client(server.url, bearer, images, requests, offset=k * requests,
                       retry=restart_after_s is not None, think_s=think_s)
                for k in range(clients)]
+    load_before = os.getloadavg()[0]  # other jobs on the machine (this one not started yet)
+    server_cpu, client_cpu = group_cpu_s(server.process.pid), own_cpu_s()
     start = time.perf_counter()
     for worker in workers:
         worker.start()
@@ -246,17 +317,28 @@ def run_load(server: Server, images: list[bytes], clients: int, requests: int,
     for worker in workers:
         worker.join(timeout=900)
     wall = time.perf_counter() - start
+    client_cpu = own_cpu_s() - client_cpu
+    server_now = group_cpu_s(server.process.pid)
+    # Not across a restart: the killed processes' CPU is gone from /proc.
+    server_cpu = (server_now - server_cpu if None not in (server_now, server_cpu)
+                  and restart_after_s is None else None)
     uploads = [ms for w in workers for ms in w.upload_ms]
     reviews = [ms for w in workers for ms in w.feedback_ms]
     errors = [e for w in workers for e in w.errors]
     result = {"clients": clients, "requests_per_client": requests,
+              "load_average_before": round(load_before, 2),
               "think_s": list(think_s) if think_s else None, "wall_s": round(wall, 2),
               "uploads_ok": len(uploads), "feedback_ok": len(reviews), "errors": len(errors),
               "error_samples": errors[:5],
               "throughput_uploads_per_s": round(len(uploads) / wall, 2),
               "throughput_requests_per_s": round((len(uploads) + len(reviews)) / wall, 2),
               "upload_predict_ms": percentiles(uploads), "feedback_ms": percentiles(reviews),
-              "retried_while_down": sum(w.retried for w in workers)}
+              "retried_while_down": sum(w.retried for w in workers),
+              # Per upload + its review, of the server's processes and of this client process.
+              "server_cpu_ms_per_pair": (round(server_cpu / len(uploads) * 1000, 2)
+                                         if server_cpu is not None and uploads else None),
+              "client_cpu_ms_per_pair": (round(client_cpu / len(uploads) * 1000, 2)
+                                         if uploads else None)}
     if restart is not None:
         acknowledged = [a for w in workers for a in w.acknowledged]
         engine = create_engine(f"sqlite:///{server.root / 'workstation.db'}")
@@ -325,7 +407,8 @@ def main() -> None:
                         f"{args.workers} worker(s) ({os.cpu_count()} CPUs, load avg "
                         f"{report['load_average_at_end']:.1f})")
     for column in ("phase", "uploads", "req/s", "upload+predict p50/p95/p99 ms",
-                   "feedback p95 ms", "errors", "lost feedback"):
+                   "feedback p95 ms", "CPU ms/pair server + client", "load avg", "errors",
+                   "lost feedback"):
         table.add_column(column)
     for name, phase in (("1 client", serial), (f"{args.clients} closed loop (saturation)", load),
                         (f"{args.clients} think {args.think[0]}-{args.think[1]} s", think),
@@ -333,7 +416,10 @@ def main() -> None:
         up = phase["upload_predict_ms"]
         table.add_row(name, str(phase["uploads_ok"]), f"{phase['throughput_requests_per_s']:.1f}",
                       f"{up['p50']:.0f} / {up['p95']:.0f} / {up['p99']:.0f}",
-                      f"{phase['feedback_ms']['p95']:.0f}", str(phase["errors"]),
+                      f"{phase['feedback_ms']['p95']:.0f}",
+                      f"{phase['server_cpu_ms_per_pair'] or float('nan'):.1f} + "
+                      f"{phase['client_cpu_ms_per_pair'] or float('nan'):.1f}",
+                      f"{phase['load_average_before']:.1f}", str(phase["errors"]),
                       str(phase.get("restart", {}).get("feedback_lost", "-")))
     console.print(table)
     if "restart" in restart:

@@ -74,8 +74,9 @@ def test_training_writes_a_beat_bundle(beat_bundle):
         assert imbalance["lightgbm"]["method"] == "weighted_loss"
         assert meta["training"]["lightgbm"]["best_iteration"] > 0
         assert set(meta["members"]) == {"cnn", "lightgbm"}
-        # The network keeps its 5 RR features beside the trees' full feature set.
-        assert meta["network"]["n_extra"] == 5 and meta["preprocessing"]["feature_set"] == "full"
+        # The network keeps its 5 RR features beside the trees' two-lead feature set.
+        assert (meta["network"]["n_extra"] == 5
+                and meta["preprocessing"]["feature_set"] == "two_lead")
     elif model == "lightgbm":
         # Class-weighted trees: a V beat weighs more than an N beat; the model is its own file.
         assert imbalance["method"] == "weighted_loss"
@@ -170,7 +171,8 @@ def test_series_train_evaluate_predict(tmp_path):
     result = meddx.predict(tmp_path / "bundle", [folder / "Bumps_TEST.txt"])[0]
     assert result["series"] == 40
     labels = np.loadtxt(folder / "Bumps_TEST.txt")[:, 0]
-    decided = np.array([float(name) for name in result["decisions"]])
+    decided = np.array([float(p["decision"]) for p in result["predictions"]])
+    assert [p["reference"] for p in result["predictions"]][:2] == ["1", "2"]
     assert (decided == labels).mean() >= 0.9
 
 

@@ -8,21 +8,25 @@ import pytest
 
 from meddx.data.ecg import (
     EXTENDED_RR_FEATURES,
+    IRREGULARITY_FEATURES,
     MORPHOLOGY_FEATURES,
+    SECOND_LEAD_PREFIX,
     BeatConfig,
+    EcgRecord,
     extended_rr_features,
     extract_beats,
     feature_names,
     morphology_features,
     read_wfdb_record,
+    rr_irregularity_features,
 )
 from meddx.decision.ecg_predict import predictor_for
 from meddx.errors import BundleError, ConfigError
+from meddx.learn.boosting import booster_probs
 from meddx.learn.tasks import ecg as recipe
 from meddx.learn.tasks.ecg_features import (
-    booster_probs,
     class_weights,
-    train_booster,
+    train_beat_booster,
     tree_saliency,
 )
 from tests.ecg_helpers import write_record
@@ -74,6 +78,48 @@ def test_full_feature_set_of_a_record(tmp_path):
         BeatConfig.from_dict({"feature_set": "wavelets"})
 
 
+def test_irregularity_features_tell_atrial_fibrillation_from_an_ectopic_beat():
+    regular = np.arange(300) * 0.8
+    regular[150] -= 0.3  # one premature beat in a regular rhythm
+    irregular = np.cumsum(np.random.default_rng(0).uniform(0.4, 1.2, 300))  # AF-like
+    column = {name: i for i, name in enumerate(IRREGULARITY_FEATURES)}
+    steady, chaotic = rr_irregularity_features(regular), rr_irregularity_features(irregular)
+    assert steady.shape == (300, len(IRREGULARITY_FEATURES))
+    assert chaotic[:, column["rr_irregularity_long"]].mean() > 5 * steady[
+        :, column["rr_irregularity_long"]].mean()
+    # Against the local median, the premature beat stands out; the median ignores it.
+    assert steady[150, column["pre_over_median_rr"]] == pytest.approx(0.5 / 0.8, abs=1e-4)
+    assert steady[151, column["pre_over_median_rr"]] == pytest.approx(1.1 / 0.8, abs=1e-4)
+
+
+def test_two_lead_feature_set_measures_the_second_lead(tmp_path):
+    record = read_wfdb_record(write_record(tmp_path, "911", seed=4, duration_s=30))
+    names = feature_names("two_lead")
+    beats = extract_beats(record, BeatConfig(feature_set="two_lead"))
+    assert beats.rr.shape == (len(record.beat_samples), len(names))
+    assert np.isfinite(beats.rr).all()
+    full = extract_beats(record, BeatConfig(feature_set="full")).rr
+    np.testing.assert_array_equal(beats.rr[:, :full.shape[1]], full)  # "full" is its prefix
+    second = [i for i, name in enumerate(names) if name.startswith(SECOND_LEAD_PREFIX)]
+    # The second lead of the synthetic record is the first one halved plus noise: its scaled
+    # morphology correlates with the median beat as the first lead's does.
+    first_corr = names.index("corr_qrs")
+    second_corr = names.index(SECOND_LEAD_PREFIX + "corr_qrs")
+    assert np.corrcoef(beats.rr[:, first_corr], beats.rr[:, second_corr])[0, 1] > 0.5
+    one_lead = EcgRecord(name="911", source=record.source, signal=record.signal[:, :1],
+                         fs=record.fs, leads=record.leads[:1], beat_samples=record.beat_samples,
+                         beat_symbols=record.beat_symbols)
+    single = extract_beats(one_lead, BeatConfig(feature_set="two_lead")).rr
+    assert np.isnan(single[:, second]).all()  # missing for LightGBM, not made up
+    assert np.isfinite(np.delete(single, second, axis=1)).all()
+    # The networks can see the second lead too: its window and its beat minus median beat.
+    channels = extract_beats(record, BeatConfig(second_lead=True)).windows
+    assert channels.shape[1] == BeatConfig(second_lead=True).in_channels == 4
+    np.testing.assert_array_equal(channels[:, :2], extract_beats(record, BeatConfig()).windows)
+    assert np.corrcoef(channels[:, 0].ravel(), channels[:, 2].ravel())[0, 1] > 0.8
+    assert not extract_beats(one_lead, BeatConfig(second_lead=True)).windows[:, 2:].any()
+
+
 def test_class_weights_favour_rare_classes():
     weights = class_weights(np.array([900, 50, 40, 10, 0]), power=0.5)
     assert weights[4] == 0 and weights[3] > weights[1] > weights[0]
@@ -87,8 +133,8 @@ def test_booster_learns_premature_beats_and_explains_by_region():
     y = (rng.random(n) < 0.1).astype(np.int64)  # class 1 ("S"): early and a different P wave
     x[y == 1, names.index("pre_over_centred")] -= 3
     x[y == 1, names.index("corr_p")] -= 3
-    booster = train_booster(x[:1000], y[:1000], x[1000:], y[1000:], num_classes=5, power=0.5,
-                            seed=0)
+    booster = train_beat_booster(x[:1000], y[:1000], x[1000:], y[1000:], num_classes=5,
+                                 power=0.5, seed=0, names=names)
     probs = booster_probs(booster, x[1000:], 5)
     assert probs.shape == (500, 5)
     assert (probs.argmax(1) == y[1000:]).mean() > 0.95
@@ -109,14 +155,14 @@ def test_plan_choices_for_the_tree_model(tmp_path):
     plan = recipe.make_plan(dataset)
     assert plan.model == recipe.DEFAULT_BEAT_MODEL
     tree = recipe.make_plan(dataset, {"model": "lightgbm"})
-    assert tree.beat_config["feature_set"] == "full" and tree.imbalance == "weighted_loss"
+    assert tree.beat_config["feature_set"] == "two_lead" and tree.imbalance == "weighted_loss"
     # The networks keep the 5 RR features they were tuned with.
     assert recipe.make_plan(dataset, {"model": "cnn"}).beat_config["feature_set"] == "rr"
     # Naming a network asks for the network model kind.
     assert recipe.make_plan(dataset, {"arch": "resnet"}).model == "cnn"
     with pytest.raises(ConfigError, match="unknown ECG model"):
         recipe.make_plan(dataset, {"model": "svm"})
-    with pytest.raises(ConfigError, match="feature_set 'full'"):
+    with pytest.raises(ConfigError, match="feature_set in"):
         recipe.make_plan(dataset, {"model": "lightgbm", "beat": {"feature_set": "rr"}})
     metadata = {"task": recipe.BEAT_TASK, "plan": tree.to_dict(), "class_names": list("NSVFQ")}
     with pytest.raises(BundleError, match="lightgbm.txt"):
@@ -124,11 +170,11 @@ def test_plan_choices_for_the_tree_model(tmp_path):
     # Both kinds averaged: the beats carry the trees' features, the network keeps its 5 RR
     # features and tempered sampling, the trees their class weights.
     both = recipe.make_plan(dataset, {"model": "cnn+lightgbm"})
-    assert both.beat_config["feature_set"] == "full" and both.network["n_extra"] == 5
+    assert both.beat_config["feature_set"] == "two_lead" and both.network["n_extra"] == 5
     network = recipe.component_plan(both, "cnn")
     assert network.beat_config["feature_set"] == "rr" and network.imbalance == "sampler"
     trees = recipe.component_plan(both, "lightgbm")
-    assert trees.beat_config["feature_set"] == "full" and trees.imbalance == "weighted_loss"
+    assert trees.beat_config["feature_set"] == "two_lead" and trees.imbalance == "weighted_loss"
     with pytest.raises(ConfigError, match="cnn\\+lightgbm needs beat option feature_set"):
         recipe.make_plan(dataset, {"model": "cnn+lightgbm", "beat": {"feature_set": "rr"}})
     with pytest.raises(BundleError, match="no network weights"):

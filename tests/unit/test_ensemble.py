@@ -178,7 +178,8 @@ def test_ecg_series_ensemble_predicts_and_explains(tmp_path):
     predictor = meddx.load_model(out)
     assert isinstance(predictor.model, ProbabilityEnsemble)
     result = predictor.predict_file(test_file, explain_to=tmp_path / "saliency.png")
-    assert len(result["decisions"]) == 12
+    assert len(result["predictions"]) == 12
+    assert all(len(p["saliency"]) == 64 for p in result["predictions"])
     assert Image.open(result["explanation"]).size[0] > 100
     # Integrated gradients through the mean: completeness holds for the ensemble's output.
     x = torch.randn(2, 1, 64)

@@ -75,6 +75,18 @@ class Workstation:
                                 files={"files": (name, content, "application/octet-stream")},
                                 data=form)
 
+    def review(self, study: dict, label: str, role: str = "clinician") -> dict:
+        """A clinician's review of the study's first finding saying the truth is ``label``
+        (agreeing when the model said so, else correcting it)."""
+        prediction = study["predictions"][0]
+        agrees = prediction["decision"] == label
+        answer = self.client.post(f"/api/studies/{study['id']}/feedback",
+                                  headers=self.headers[role],
+                                  json={"prediction_id": prediction["id"], "agrees": agrees,
+                                        "corrected_label": None if agrees else label})
+        assert answer.status_code == 201, answer.text
+        return answer.json()
+
 
 @functools.lru_cache(maxsize=1)
 def password_hash() -> str:
@@ -216,5 +228,18 @@ def run_meddx(monkeypatch, capsys):
             code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
         captured = capsys.readouterr()
         return CliResult(code, captured.out, captured.err)
+
+    return invoke
+
+
+@pytest.fixture
+def export_feedback(run_meddx):
+    """``meddx feedback export --out OUT [options]`` of a workstation's reviews, from the CLI
+    (its folder and SQLite database, as on the server)."""
+
+    def invoke(station: Workstation, out: Path, *options) -> CliResult:
+        env = {"MEDDX_WORKSTATION_DIR": str(station.settings.data_root),
+               "MEDDX_DATABASE_URL": None}
+        return run_meddx("feedback", "export", "--out", out, *options, env=env)
 
     return invoke

@@ -17,7 +17,9 @@ record's median beat (the patient's own "normal" morphology) -> RR-interval feat
 record's median RR (an S beat is premature *for this patient*; absolute RR says little across
 patients). With ``feature_set="full"`` (the tree model's input) a beat also gets RR averages over
 its neighbours and over +-150 s, morphology against the record's median beat, the same standardised
-within the record, and a down-sampled shape (:func:`feature_names`).
+within the record, and a down-sampled shape (:func:`feature_names`); ``feature_set="two_lead"``
+adds the same morphology on the record's second lead and the irregularity of the rhythm around
+the beat.
 
 Bad records (missing ``.dat``/``.hea``, unreadable header, too short or flat signal, NaNs, unknown
 sampling rate, unknown annotation symbols) raise :class:`~meddx.errors.InputFileError` naming the
@@ -28,6 +30,7 @@ record; folder readers skip such a record, keep the others and list the problems
 from __future__ import annotations
 
 import csv
+import json
 import logging
 import math
 import os
@@ -437,7 +440,19 @@ MORPHOLOGY_FEATURES = (
 SHAPE_POINTS = 14
 """Samples of the down-sampled beat and of the beat minus the median beat in the feature set."""
 
-FEATURE_SETS = ("rr", "full")
+IRREGULARITY_FEATURES = ("rr_irregularity_local", "rr_irregularity_long", "pre_over_median_rr",
+                         "post_over_median_rr")
+"""Rhythm context of the ``two_lead`` set: mean absolute successive RR difference over the
+neighbouring 2 x 10 and 2 x 50 beats (relative to their mean RR; high in atrial fibrillation, where
+a short RR says little), and pre/post RR over the median of the neighbouring 21 RR intervals (a
+local reference that a few ectopic beats do not move)."""
+
+SECOND_LEAD_PREFIX = "lead2_"
+"""Prefix of the ``two_lead`` set's features measured on the second lead."""
+
+FEATURE_SETS = ("rr", "full", "two_lead")
+TREE_FEATURE_SETS = ("full", "two_lead")
+"""Feature sets the tree model takes (the ``rr`` set is the networks' side input)."""
 
 
 def extended_rr_features(beat_times_s: np.ndarray, local_beats: int = 10) -> np.ndarray:
@@ -471,6 +486,30 @@ def extended_rr_features(beat_times_s: np.ndarray, local_beats: int = 10) -> np.
         pre / np.maximum(long, eps), base[:, 4], post / np.maximum(centred, eps),
         (pre - centred) / median], axis=1)
     return np.clip(features, -5.0, 5.0).astype(np.float32)
+
+
+def rr_irregularity_features(beat_times_s: np.ndarray, local_beats: int = 10,
+                             wide_beats: int = 50) -> np.ndarray:
+    """Rhythm context of each beat (:data:`IRREGULARITY_FEATURES`), float32 ``(N, 4)``."""
+    from scipy.ndimage import median_filter
+
+    t = np.asarray(beat_times_s, dtype=np.float64)
+    n = len(t)
+    rr = np.diff(t)
+    pre = np.concatenate([[rr[0]], rr])
+    post = np.concatenate([rr, [rr[-1]]])
+    successive = np.abs(np.diff(pre, prepend=pre[0]))
+    cum_successive = np.concatenate([[0.0], np.cumsum(successive)])
+    cum_rr = np.concatenate([[0.0], np.cumsum(pre)])
+    columns = []
+    for half in (local_beats, wide_beats):
+        lo = np.clip(np.arange(n) - half, 0, n)
+        hi = np.clip(np.arange(n) + half + 1, 0, n)
+        columns.append((cum_successive[hi] - cum_successive[lo])
+                       / np.maximum(cum_rr[hi] - cum_rr[lo], 1e-3))
+    local_median = np.maximum(median_filter(pre, size=2 * local_beats + 1, mode="nearest"), 1e-3)
+    columns += [pre / local_median, post / local_median]
+    return np.clip(np.stack(columns, axis=1), 0.0, 5.0).astype(np.float32)
 
 
 def _rowwise_corr(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -526,14 +565,28 @@ def morphology_features(windows: np.ndarray, pre: int, fs: float) -> np.ndarray:
     return np.clip(np.nan_to_num(features), -20, 20).astype(np.float32)
 
 
-def feature_names(feature_set: str) -> list[str]:
-    """Names of the per-beat features of a feature set (``rr`` or ``full``)."""
-    if feature_set == "rr":
-        return list(RR_FEATURES)
-    return (list(EXTENDED_RR_FEATURES) + list(MORPHOLOGY_FEATURES)
-            + [f"shape_{i}" for i in range(SHAPE_POINTS)]
+def _morphology_names() -> list[str]:
+    return (list(MORPHOLOGY_FEATURES) + [f"shape_{i}" for i in range(SHAPE_POINTS)]
             + [f"shape_minus_median_{i}" for i in range(SHAPE_POINTS)]
             + [f"{name}_z" for name in MORPHOLOGY_FEATURES])
+
+
+def feature_names(feature_set: str) -> list[str]:
+    """Names of the per-beat features of a feature set (``rr``, ``full`` or ``two_lead``)."""
+    if feature_set == "rr":
+        return list(RR_FEATURES)
+    names = list(EXTENDED_RR_FEATURES) + _morphology_names()
+    if feature_set == "two_lead":
+        names += list(IRREGULARITY_FEATURES) + [SECOND_LEAD_PREFIX + name
+                                                for name in _morphology_names()]
+    return names
+
+
+def lead_morphology(windows: np.ndarray, pre: int, fs: float) -> np.ndarray:
+    """Morphology features of one lead's beats, then the first 12 standardised in the record."""
+    morphology = morphology_features(windows, pre, fs)
+    return np.concatenate([morphology, standardise_within_record(
+        morphology[:, :len(MORPHOLOGY_FEATURES)])], axis=1)
 
 
 def standardise_within_record(values: np.ndarray) -> np.ndarray:
@@ -565,11 +618,15 @@ class BeatConfig:
         lowpass_hz: Low-pass cut-off.
         mains_hz: Power-line notch frequency (None: off).
         template_channel: Add the beat minus the record's median beat as a second channel.
+        second_lead: Add the same channel(s) cut from the record's second lead (zeros for
+            single-lead records).
         local_beats: RR intervals in the local RR average.
-        feature_set: Per-beat features besides the window: ``rr`` (5 RR features) or ``full``
+        feature_set: Per-beat features besides the window: ``rr`` (5 RR features), ``full``
             (13 RR features relative to the patient's rhythm, 12 morphology features relative to
             the record's median beat, a down-sampled shape, and the 12 morphology features
-            standardised within the record; see :func:`feature_names`).
+            standardised within the record) or ``two_lead`` (``full``, the rhythm's
+            irregularity around the beat, and the morphology features of the second lead;
+            missing (NaN) for single-lead records); see :func:`feature_names`.
     """
 
     fs: float = 120.0
@@ -580,6 +637,7 @@ class BeatConfig:
     lowpass_hz: float = 40.0
     mains_hz: float | None = 60.0
     template_channel: bool = True
+    second_lead: bool = False
     local_beats: int = 10
     feature_set: str = "full"
 
@@ -593,7 +651,7 @@ class BeatConfig:
 
     @property
     def in_channels(self) -> int:
-        return 2 if self.template_channel else 1
+        return (2 if self.template_channel else 1) * (2 if self.second_lead else 1)
 
     @property
     def n_rr(self) -> int:
@@ -653,32 +711,59 @@ def extract_beats(record: EcgRecord, config: BeatConfig,
         samples = (record.beat_samples if record.beat_samples is not None
                    else detect_r_peaks(raw, record.fs, record.source))
     samples = np.asarray(samples, np.int64)
-    filtered = filter_ecg(raw, record.fs, config.highpass_hz, config.lowpass_hz, config.mains_hz)
-    trace = resample_signal(filtered, record.fs, config.fs)
-    peaks = np.clip(np.round(samples * config.fs / record.fs).astype(np.int64), 0, len(trace) - 1)
-    pre, length = config.pre, config.length
-    # Edge padding keeps every annotated beat (the first and last ones included).
-    padded = np.pad(trace, (pre, length), mode="edge")
-    index = peaks[:, None] + np.arange(length)[None, :]
-    windows = padded[index]
-    windows = windows - np.median(windows, axis=1, keepdims=True)
-    # Gain differs between recorders and patients: scale by the median beat amplitude.
-    scale = float(np.median(np.ptp(windows, axis=1)))
-    scale = scale if scale > 1e-6 else 1.0
-    windows = windows / scale
-    channels = [windows]
-    if config.template_channel:
-        channels.append(windows - np.median(windows, axis=0, keepdims=True))
-    if config.feature_set == "full":
-        morphology = morphology_features(windows, pre, config.fs)
-        rr = np.concatenate([extended_rr_features(samples / record.fs, config.local_beats),
-                             morphology, standardise_within_record(
-                                 morphology[:, :len(MORPHOLOGY_FEATURES)])], axis=1)
+    windows, trace, scale = _lead_windows(raw, record.fs, samples, config)
+    others = [i for i in range(record.signal.shape[1]) if i != lead]
+    second = None
+    if others and (config.second_lead or config.feature_set == "two_lead"):
+        second, _, _ = _lead_windows(record.signal[:, others[0]].astype(np.float64), record.fs,
+                                     samples, config)
+    leads = [windows]
+    if config.second_lead:
+        leads.append(second if second is not None else np.zeros_like(windows))
+    channels = []
+    for lead_windows in leads:
+        channels.append(lead_windows)
+        if config.template_channel:
+            channels.append(lead_windows - np.median(lead_windows, axis=0, keepdims=True))
+    if config.feature_set in TREE_FEATURE_SETS:
+        times = samples / record.fs
+        parts = [extended_rr_features(times, config.local_beats),
+                 lead_morphology(windows, config.pre, config.fs)]
+        if config.feature_set == "two_lead":
+            parts.append(rr_irregularity_features(times, config.local_beats))
+            if second is not None:
+                parts.append(lead_morphology(second, config.pre, config.fs))
+            else:
+                parts.append(np.full((len(samples), len(_morphology_names())), np.nan,
+                                     np.float32))
+        rr = np.concatenate(parts, axis=1)
     else:
         rr = rr_features(samples / record.fs, config.local_beats)
     return ExtractedBeats(windows=np.stack(channels, axis=1).astype(np.float32), rr=rr,
                           samples=samples, lead=record.leads[lead],
-                          trace=(trace / scale).astype(np.float32), scale=scale)
+                          trace=trace.astype(np.float32), scale=scale)
+
+
+def _lead_windows(raw: np.ndarray, fs: float, samples: np.ndarray,
+                  config: BeatConfig) -> tuple[np.ndarray, np.ndarray, float]:
+    """Filtered, resampled beat windows of one lead, scaled by its median beat amplitude.
+
+    Returns:
+        ``(N, L)`` windows (R peak at ``config.pre``), the scaled trace at the model rate, and
+        the scale.
+    """
+    filtered = filter_ecg(raw, fs, config.highpass_hz, config.lowpass_hz, config.mains_hz)
+    trace = resample_signal(filtered, fs, config.fs)
+    peaks = np.clip(np.round(samples * config.fs / fs).astype(np.int64), 0, len(trace) - 1)
+    pre, length = config.pre, config.length
+    # Edge padding keeps every annotated beat (the first and last ones included).
+    padded = np.pad(trace, (pre, length), mode="edge")
+    windows = padded[peaks[:, None] + np.arange(length)[None, :]]
+    windows = windows - np.median(windows, axis=1, keepdims=True)
+    # Gain differs between recorders and patients: scale by the median beat amplitude.
+    scale = float(np.median(np.ptp(windows, axis=1)))
+    scale = scale if scale > 1e-6 else 1.0
+    return windows / scale, trace / scale, scale
 
 
 @dataclass
@@ -969,15 +1054,23 @@ def is_wfdb_path(path: Path) -> bool:
 _UCR_SPLIT = re.compile(r"^(?P<stem>.+)_(?P<split>TRAIN|TEST)\.(txt|tsv|csv)$", re.IGNORECASE)
 
 
-def read_ucr(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray]:
-    """Read a UCR file: one series per line, label first, then values (whitespace, tab or comma).
+def _split_cells(line: str) -> list[str]:
+    """Cells of one line: comma- or tab-separated when it holds those, else whitespace-separated.
 
-    Returns:
-        ``(series (N, L) float32, labels (N,) float64)``.
+    Delimited cells are kept one by one (``1,,3`` has an empty cell, which is an error, rather
+    than silently becoming ``1,3``).
+    """
+    for delimiter in (",", "\t"):
+        if delimiter in line:
+            return [cell.strip() for cell in line.split(delimiter)]
+    return line.split()
+
+
+def _numeric_lines(path: str | os.PathLike[str]) -> list[tuple[int, list[float]]]:
+    """``(line number, values)`` of every non-blank line of a text file of numbers.
 
     Raises:
-        InputFileError: Missing or unreadable file, non-numeric values, NaNs (variable-length
-            series), ragged rows.
+        InputFileError: Missing or unreadable file, an empty or non-numeric cell.
     """
     path = Path(path).expanduser()
     if not path.is_file():
@@ -990,11 +1083,30 @@ def read_ucr(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray]:
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
-        cells = re.split(r"[,\s]+", line.strip())
-        try:
-            values = [float(c) for c in cells]
-        except ValueError as error:
-            raise InputFileError(path, f"line {number}: non-numeric value ({error})") from error
+        values = []
+        for column, cell in enumerate(_split_cells(line.strip()), start=1):
+            try:
+                values.append(float(cell))
+            except ValueError as error:
+                what = f"non-numeric value {cell[:20]!r}" if cell else "empty cell"
+                raise InputFileError(path, f"line {number}: {what} (value {column})") from error
+        rows.append((number, values))
+    return rows
+
+
+def read_ucr(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Read a UCR file: one series per line, label first, then values (whitespace, tab or comma).
+
+    Returns:
+        ``(series (N, L) float32, labels (N,) float64)``.
+
+    Raises:
+        InputFileError: Missing or unreadable file, non-numeric values, NaNs (variable-length
+            series), ragged rows.
+    """
+    path = Path(path).expanduser()
+    rows = []
+    for number, values in _numeric_lines(path):
         if len(values) < 3:
             raise InputFileError(path, f"line {number}: a label and at least 2 values needed")
         if rows and len(values) != len(rows[0]):
@@ -1009,6 +1121,76 @@ def read_ucr(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray]:
         raise InputFileError(path, f"series {line} holds NaN values (variable-length UCR series "
                              "are not supported)")
     return data[:, 1:].astype(np.float32), data[:, 0]
+
+
+@dataclass
+class SeriesFile:
+    """The series of one file, as a series model reads them (see :func:`read_series`).
+
+    Attributes:
+        values: ``(N, L)`` float32 series.
+        labels: ``(N,)`` label values of UCR lines, or None for unlabelled series.
+        layout: ``"column"`` (one series, one value per line), ``"row"`` (unlabelled series,
+            one per line) or ``"ucr"`` (a label, then the values, per line).
+    """
+
+    values: np.ndarray
+    labels: np.ndarray | None
+    layout: str
+
+
+def read_series(path: str | os.PathLike[str], length: int,
+                max_series: int | None = None) -> SeriesFile:
+    """Read series of ``length`` values for a series model from a text file of numbers.
+
+    Layouts (comma, tab or whitespace separated, no header):
+
+    * one column: one series, a value per line;
+    * rows of ``length`` values: one unlabelled series per line;
+    * rows of ``length + 1`` values: UCR lines, the label first (the archive's own files).
+
+    The length is the model's: series are not stretched to fit (a 10 s rhythm strip is not a
+    heartbeat), so any other length is an error naming both.
+
+    Raises:
+        InputFileError: Missing, unreadable or empty file; non-numeric, empty or non-finite
+            values; a length the model does not take; rows of mixed lengths; more than
+            ``max_series`` series.
+    """
+    path = Path(path).expanduser()
+    rows = _numeric_lines(path)
+    expected = (f"this model classifies series of {length} values (one row or one column of "
+                f"numbers, or UCR lines: a label, then {length} values)")
+    if not rows:
+        raise InputFileError(path, f"no values in the file; {expected}")
+    if len(rows) > 1 and all(len(values) == 1 for _, values in rows):
+        data = np.array([[values[0] for _, values in rows]])
+        layout, labels = "column", None
+        if data.shape[1] != length:
+            raise InputFileError(path, f"{data.shape[1]} values in one column; {expected}")
+    else:
+        first = len(rows[0][1])
+        if first not in (length, length + 1):
+            raise InputFileError(path, f"line {rows[0][0]}: {first} values; {expected}")
+        for number, values in rows[1:]:
+            if len(values) != first:
+                raise InputFileError(path, f"line {number}: {len(values)} values, but line "
+                                     f"{rows[0][0]} has {first}; {expected}")
+        data = np.array([values for _, values in rows])
+        layout = "ucr" if first == length + 1 else "row"
+        labels = data[:, 0].copy() if layout == "ucr" else None
+        data = data[:, 1:] if layout == "ucr" else data
+    bad = ~np.isfinite(data)
+    if bad.any():
+        row, column = (int(i) for i in np.argwhere(bad)[0])
+        # A column's values are its lines; a row's line is the row.
+        line = rows[column][0] if layout == "column" else rows[row][0]
+        raise InputFileError(path, f"line {line}: value is not a finite number (NaN or "
+                             "infinite)")
+    if max_series is not None and len(data) > max_series:
+        raise InputFileError(path, f"holds {len(data)} series; give at most {max_series} per "
+                             "file")
+    return SeriesFile(data.astype(np.float32), labels, layout)
 
 
 def is_ucr_path(path: Path) -> bool:
@@ -1056,6 +1238,30 @@ class SeriesDataset:
         return self.data.split_sizes(seed, self.val_fraction, self.test_fraction)
 
 
+SERIES_CLASSES_FILE = "classes.json"
+"""Beside UCR files: ``{"class_names": [...], "label_values": [...]}``, the name of each label
+value (UCR files hold numbers only; a dataset exported from the workstation keeps its names)."""
+
+
+def _series_classes(folder: Path) -> tuple[list[str], list[float]] | None:
+    """Class names and label values from ``folder/classes.json``, or None without one."""
+    path = folder / SERIES_CLASSES_FILE
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text())
+        names = [str(n) for n in data["class_names"]]
+        values = [float(v) for v in data["label_values"]]
+    except (OSError, ValueError, TypeError, KeyError) as error:
+        raise InputFileError(path, "needs class_names and label_values lists "
+                             f"({type(error).__name__}: {error})") from error
+    if len(names) != len(values) or len(set(names)) != len(names) or \
+            len(set(values)) != len(values) or len(names) < 2:
+        raise InputFileError(path, "class_names and label_values must be two lists of the same "
+                             "length (at least 2), without repeats")
+    return names, values
+
+
 def _catalog_ucr_spec(file_name: str) -> catalog.DatasetSpec | None:
     for spec in catalog.CATALOG.values():
         if spec.kind == "ucr" and file_name in spec.extra.get("splits", {}).values():
@@ -1098,10 +1304,13 @@ def load_series_dataset(name_or_path: str | os.PathLike[str],
     lengths = {split: x.shape[1] for split, (x, _) in raw.items()}
     if len(set(lengths.values())) > 1:
         raise DataError(f"{source}: series lengths differ between files {lengths}")
+    named = None if spec is not None else _series_classes(next(iter(files.values())).parent)
     if spec is not None:
         values = [float(v) for v in spec.extra["label_values"]]
         class_names = list(spec.class_names)
         name = spec.name
+    elif named is not None:
+        class_names, values = named
     else:
         values = sorted({float(v) for _, y in raw.values() for v in y})
         class_names = [str(int(v)) if v == int(v) else str(v) for v in values]

@@ -355,6 +355,28 @@ def _parse_target(cells: Sequence[str], schema: TabularSchema, source: str, row_
     return labels
 
 
+def target_cell(schema: TabularSchema, class_index: int) -> str:
+    """The target cell that :func:`parse_frame` reads back as ``class_names[class_index]``.
+
+    A class-valued target gives the class's first raw value; a binarised one (``num > 0``) a
+    value on the class's side of the rule (the threshold itself, or one step past it).
+
+    Raises:
+        ConfigError: the schema has no target, or the index is not one of its classes.
+    """
+    if schema.target is None or not 0 <= class_index < len(schema.class_names):
+        raise ConfigError(f"schema: no target value for class {class_index} (target "
+                          f"{schema.target!r}, classes {schema.class_names})")
+    if not schema.binarise:
+        return str(schema.class_values[class_index][0])
+    op, threshold = _binarise_rule(schema.binarise)
+    for value in (threshold, threshold + 1, threshold - 1):
+        if int(_OPS[op](value, threshold)) == class_index:
+            return canonical_category(value)
+    raise ConfigError(f"schema: the rule {schema.binarise!r} has no value for class "
+                      f"{schema.class_names[class_index]!r}")
+
+
 def _binarise_rule(text: str) -> tuple[str, float]:
     match = _BINARISE.match(text)
     if not match:

@@ -9,7 +9,8 @@ trace (Captum; Sundararajan et al., ICML 2017) showing which samples drove each 
 (TreeSHAP for the tree model; the network's trace for a ``cnn+lightgbm`` model, whose
 probabilities are the mean of its two members').
 
-:class:`EcgSeriesClassifier` classifies every series of a UCR-format file.
+:class:`EcgSeriesClassifier` classifies fixed-length series: one series (a row or a column
+of numbers) or UCR lines, each with its integrated-gradients saliency.
 """
 
 from __future__ import annotations
@@ -34,12 +35,14 @@ from meddx.data.ecg import (  # noqa: E402
     BeatConfig,
     BeatSplit,
     EcgRecord,
+    SeriesFile,
     extract_beats,
+    read_series,
     read_signal,
-    read_ucr,
 )
 from meddx.decision.bundle import Bundle, load_weights  # noqa: E402
 from meddx.errors import BundleError, InputFileError  # noqa: E402
+from meddx.learn.boosting import booster_probs, load_booster  # noqa: E402
 from meddx.learn.networks1d import Network1DSpec, build_network1d  # noqa: E402
 from meddx.learn.tasks import ecg_features  # noqa: E402
 from meddx.learn.tasks.ecg import (  # noqa: E402
@@ -99,7 +102,7 @@ class _EcgPredictor:
         self.members: list[_EcgPredictor] = []
         if self.plan.model == COMBINED:
             # One predictor per member, on its own plan (the network's 5 RR features, the
-            # trees' full set); their probabilities are averaged.
+            # trees' tree feature set); their probabilities are averaged.
             self.members = [type(self)(
                 {**metadata, "plan": component_plan(self.plan, kind).to_dict()},
                 state_dict if kind == "cnn" else None, self.device, source,
@@ -108,7 +111,7 @@ class _EcgPredictor:
             if lgbm_text is None:
                 raise BundleError(f"{source}: a lightgbm ECG model needs its "
                                   f"{ecg_features.LGBM_FILE}")
-            self.booster = ecg_features.load_booster(lgbm_text, source)
+            self.booster = load_booster(lgbm_text, source)
         else:
             if state_dict is None:
                 raise BundleError(f"{source}: the bundle has no network weights")
@@ -129,7 +132,7 @@ class _EcgPredictor:
     def probabilities(self, x: torch.Tensor, extra: torch.Tensor | None) -> np.ndarray:
         """Class probabilities (N, K) of network inputs and per-beat features."""
         if self.booster is not None:
-            return ecg_features.booster_probs(self.booster, extra.numpy(), len(self.class_names))
+            return booster_probs(self.booster, extra.numpy(), len(self.class_names))
         return predict_proba(self.model, x, extra, self.plan.eval_batch_size)
 
     def predict_split(self, split: BeatSplit | SplitData) -> np.ndarray:
@@ -305,38 +308,85 @@ class EcgBeatClassifier(_EcgPredictor):
 
 
 class EcgSeriesClassifier(_EcgPredictor):
-    """Classes of fixed-length ECG series (UCR format), from an ECG series bundle."""
+    """Classes of fixed-length ECG series (UCR format), from an ECG series bundle.
+
+    Files are read by :func:`meddx.data.ecg.read_series` at the model's length: one series as a
+    column or a row of numbers, or UCR lines (label first). With ``explain_to``, every series
+    gets its integrated-gradients saliency (|attribution| per sample, scaled to 0-1) and the first
+    four are drawn to a PNG.
+    """
 
     task = SERIES_TASK
+    # For the workstation's upload form: one series as a text file of numbers.
+    input_suffixes = (".csv", ".tsv", ".txt")
+    study_kind = "series"
+
+    @property
+    def series_length(self) -> int:
+        return int(self.plan.series_length)
+
+    def read_file(self, path: str | Path, max_series: int | None = None) -> SeriesFile:
+        """The series of a file, at this model's length (see :func:`read_series`)."""
+        return read_series(path, self.series_length, max_series)
 
     def predict_file(self, path: str | Path, explain_to: Path | None = None,
-                     fs: float | None = None) -> dict[str, Any]:
-        """Classify every series of a UCR file (label column first, as in the archive)."""
-        del fs  # series have no sampling rate of their own
+                     fs: float | None = None, max_series: int | None = None) -> dict[str, Any]:
+        """Classify every series of a file; ``predictions`` holds one result per series.
+
+        Args:
+            path: Text file of numbers (see :meth:`read_file`).
+            explain_to: PNG to draw the first series with their saliency to; also adds each
+                series' ``saliency`` to its result.
+            fs: Ignored (series have no sampling rate of their own).
+            max_series: Refuse files holding more series (the workstation takes one a study).
+
+        Raises:
+            InputFileError: the file is not series this model takes.
+        """
+        del fs
         start = time.perf_counter()
-        series, _ = read_ucr(path)
-        split = SplitData(list(series[:, None, :]), np.zeros(len(series), np.int64),
-                          [f"{Path(path).name}[{i}]" for i in range(len(series))])
-        x = series_inputs(split, self.plan.series_length)
-        probs = predict_proba(self.model, x, None, self.plan.eval_batch_size)
+        series = self.read_file(path, max_series)
+        name = Path(path).name
+        split = SplitData(list(series.values[:, None, :]), np.zeros(len(series.values), np.int64),
+                          [f"{name}[{i}]" for i in range(len(series.values))])
+        x = series_inputs(split, self.series_length)
+        # float64 before rounding: float32 values print as 0.449070006608963, not 0.44907.
+        probs = predict_proba(self.model, x, None, self.plan.eval_batch_size).astype(np.float64)
         classes = probs.argmax(axis=1)
-        result: dict[str, Any] = {
-            "file": str(path),
-            "series": len(series),
-            "decisions": [self.class_names[c] for c in classes],
-            "probabilities": [dict(zip(self.class_names, p.round(5).tolist(), strict=True))
-                              for p in probs],
-            "uncertainty": _entropy(probs).round(4).tolist(),
-            "model": self.name,
-        }
+        uncertainty = _entropy(probs)
+        predictions = []
+        for i, (p, c) in enumerate(zip(probs, classes, strict=True)):
+            item: dict[str, Any] = {
+                "series": split.sources[i], "decision": self.class_names[c],
+                "probabilities": dict(zip(self.class_names, p.round(5).tolist(), strict=True)),
+                "uncertainty": round(float(uncertainty[i]), 4), "threshold": None}
+            if series.labels is not None:
+                item["reference"] = self._label_name(float(series.labels[i]))
+            predictions.append(item)
+        result: dict[str, Any] = {"file": str(path), "series": len(predictions),
+                                  "length": self.series_length, "layout": series.layout,
+                                  "predictions": predictions, "model": self.name}
         if explain_to is not None:
+            maps = self.saliency(x, None, classes).astype(np.float64)
+            peaks = np.maximum(maps.max(axis=1, keepdims=True), 1e-12)
+            for item, row in zip(predictions, maps / peaks, strict=True):
+                item["saliency"] = row.round(4).tolist()
+            result["explanation_method"] = "integrated gradients (|attribution|, 0-1 per series)"
             result["explanation"] = str(self._plot(x[:4], classes[:4], probs[:4],
-                                                   Path(explain_to)))
+                                                   Path(explain_to), maps[:4]))
         result["latency_ms"] = round((time.perf_counter() - start) * 1000, 2)
         return result
 
-    def _plot(self, x: torch.Tensor, classes: np.ndarray, probs: np.ndarray, path: Path) -> Path:
-        maps = self.saliency(x, None, classes)
+    def _label_name(self, value: float) -> str:
+        """The class name of a UCR label value (the value itself when the model lacks it)."""
+        values = [float(v) for v in self.plan.label_values or []]
+        if value in values:
+            return self.class_names[values.index(value)]
+        return str(int(value)) if value == int(value) else str(value)
+
+    def _plot(self, x: torch.Tensor, classes: np.ndarray, probs: np.ndarray, path: Path,
+              maps: np.ndarray | None = None) -> Path:
+        maps = self.saliency(x, None, classes) if maps is None else maps
         fig, axes = plt.subplots(len(x), 1, figsize=(8, 2 * len(x)), squeeze=False)
         for ax, series, sal, c, p in zip(axes[:, 0], x[:, 0].numpy(), maps, classes, probs,
                                          strict=True):

@@ -29,6 +29,7 @@ import torch
 from meddx.data.tabular import TabularSchema, parse_frame, read_raw_table
 from meddx.decision.bundle import Bundle
 from meddx.errors import BundleError, DataError
+from meddx.learn.boosting import booster_scores, load_booster
 from meddx.learn.tasks.tabular import (
     LGBM_FILE,
     TASK_NAME,
@@ -37,7 +38,6 @@ from meddx.learn.tasks.tabular import (
     build_mlp,
     calibrated_log_odds,
     calibrated_probs,
-    lgbm_scores,
     mlp_scores,
 )
 
@@ -46,6 +46,38 @@ log = logging.getLogger(__name__)
 KERNEL_SAMPLES = 512
 """Coalitions sampled per record by Kernel SHAP when there are too many to enumerate."""
 
+
+
+def read_records(path: str | Path, schema: TabularSchema
+                 ) -> tuple[list[str], list[list[str]], int]:
+    """The records of a table to predict, read the way the bundle's schema names its columns.
+
+    Returns:
+        (column names, rows of string cells, file line number of the first row).
+
+    Raises:
+        InputFileError / DataError: unreadable file, no records, or no header and a number of
+            columns the schema does not explain.
+    """
+    path = Path(path)
+    _, rows = read_raw_table(path, False, schema.missing_values)
+    # The bundle knows the column names: a first row naming most of them is a header.
+    named = len(set(rows[0]) & set(schema.feature_names))
+    header = rows[0] if named >= max(1, len(schema.feature_names) // 2) else None
+    rows = rows[1:] if header is not None else rows
+    first = 2 if header is not None else 1
+    if header is None:
+        order = schema.column_order or schema.feature_names
+        if len(rows[0]) == len(order):
+            header = list(order)
+        elif len(rows[0]) == len(schema.feature_names):
+            header = list(schema.feature_names)
+        else:
+            raise DataError(f"{path}: {len(rows[0])} columns and no header; the model "
+                            f"expects the columns {order}")
+    if not rows:
+        raise DataError(f"{path}: the table has no records")
+    return list(header), rows, first
 
 
 def _decide(probs: np.ndarray, threshold: float | None) -> np.ndarray:
@@ -67,7 +99,6 @@ class TabularPredictor:
 
     def __init__(self, metadata: dict[str, Any], state_dict: Mapping[str, torch.Tensor],
                  lgbm_text: str, source: str = "bundle", model: str | None = None):
-        import lightgbm
 
         if metadata.get("task") != TASK_NAME:
             raise BundleError(f"{source}: task {metadata.get('task')!r} is not {TASK_NAME!r}")
@@ -87,10 +118,7 @@ class TabularPredictor:
         except RuntimeError as error:
             raise BundleError(f"{source}: weights do not fit the network ({error})") from error
         self.mlp = NumpyMLP(self.mlp.state_dict())
-        try:
-            self.booster = lightgbm.Booster(model_str=lgbm_text)
-        except lightgbm.basic.LightGBMError as error:
-            raise BundleError(f"{source}: cannot read the LightGBM model ({error})") from error
+        self.booster = load_booster(lgbm_text, source)
         self.background = np.asarray(metadata["explain"]["background"], dtype=np.float64)
 
     @classmethod
@@ -110,7 +138,7 @@ class TabularPredictor:
             return (self._model_probs(features, "mlp") + self._model_probs(features,
                                                                            "lightgbm")) / 2
         scores = (mlp_scores(self.mlp, features) if name == "mlp"
-                  else lgbm_scores(self.booster, features, k))
+                  else booster_scores(self.booster, features, k))
         return calibrated_probs(scores, self.calibration[name])
 
     def probs_from_encoded(self, encoded: np.ndarray) -> np.ndarray:
@@ -122,7 +150,7 @@ class TabularPredictor:
         if self.model_name != "ensemble" and len(self.class_names) == 2:
             features = self.preprocessing.expand(encoded)
             scores = (mlp_scores(self.mlp, features) if self.model_name == "mlp"
-                      else lgbm_scores(self.booster, features, 2))
+                      else booster_scores(self.booster, features, 2))
             return calibrated_log_odds(scores, self.calibration[self.model_name])
         probs = np.clip(self.probs_from_encoded(encoded), 1e-12, 1.0)
         if len(self.class_names) == 2:
@@ -236,24 +264,7 @@ class TabularPredictor:
                       ) -> list[dict[str, Any]]:
         """Predict every row of a CSV/TSV file read with the bundle's schema."""
         path = Path(path)
-        _, rows = read_raw_table(path, False, self.schema.missing_values)
-        # The bundle knows the column names: a first row naming most of them is a header.
-        named = len(set(rows[0]) & set(self.schema.feature_names))
-        header = rows[0] if named >= max(1, len(self.schema.feature_names) // 2) else None
-        rows = rows[1:] if header is not None else rows
-        first = 2 if header is not None else 1
-        if header is None:
-            order = self.schema.column_order or self.schema.feature_names
-            features = self.schema.feature_names
-            if len(rows[0]) == len(order):
-                header = list(order)
-            elif len(rows[0]) == len(features):
-                header = list(features)
-            else:
-                raise DataError(f"{path}: {len(rows[0])} columns and no header; the model "
-                                f"expects the columns {order}")
-        if not rows:
-            raise DataError(f"{path}: the table has no records")
+        header, rows, first = read_records(path, self.schema)
         frame, _, warnings = parse_frame(header, rows, self.schema, str(path), first,
                                          require_target=False)
         sources = [f"{path.name}:{i + first}" for i in range(len(rows))]

@@ -213,10 +213,10 @@ def train_ensemble(trainer: Trainer, task: Any, resume: bool = False,
     member_val = [_validate(task, member) for member in members]
     ensemble_val = _validate(task, ensemble)
     # Keep-last members were not selected by a validation metric: report the ensemble on the
-    # recipe's comparison metric (macro-F1 unless the plan says otherwise).
+    # task's comparison metric.
     metric = task.selection_metric
     if metric == KEEP_LAST:
-        metric = getattr(getattr(task, "plan", None), "compare_by", "macro_f1")
+        metric = task.comparison_metric
     score = ensemble_val.get(metric)
     if score is None:
         raise MeddxError("the ensemble has no valid validation score")

@@ -119,7 +119,9 @@ def feedback_export(
     data_root: DataRoot = None,
     database_url: DatabaseUrl = None,
 ):
-    """Write reviewed cases as a dataset (manifest.csv: path,label) that `meddx train` reads."""
+    """Write reviewed cases as a dataset that `meddx train` reads: manifest.csv (path,label) for
+    images, a UCR file for series, a WFDB folder for ECG records, records.csv for clinical
+    records; cases.json says what the labels mean."""
     from meddx.workstation.db.session import make_engine, make_sessionmaker, transaction, upgrade
     from meddx.workstation.services.feedback import export_dataset
 
@@ -133,5 +135,10 @@ def feedback_export(
     finally:
         engine.dispose()
     out.print(f"{summary['n']} cases ({summary['corrected']} corrected), classes "
-              f"{summary['class_names']}: {summary['manifest']}")
-    out.print(f"train on them: meddx train --dataset {summary['manifest']} --out BUNDLE")
+              f"{summary['class_names']}: {summary['dataset']} ({summary['format']})")
+    if summary["skipped"]:
+        out.print(f"{summary['skipped']} reviewed case(s) left out: see cases.json (skipped)")
+    out.print(f"labels: {summary['label_note']}", markup=False)
+    for note in summary["notes"]:
+        out.print(f"note: {note}", markup=False)
+    out.print(f"train on them: meddx train --dataset {summary['dataset']} --out BUNDLE")

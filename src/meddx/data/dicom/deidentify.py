@@ -375,8 +375,10 @@ class Deidentifier:
 
     # ---- files ------------------------------------------------------------------------------
 
-    def deidentify_file(self, source: Path, out_dir: Path) -> FileResult:
-        """De-identify one file into ``out_dir/<study>/<series>/<instance>.dcm`` (new UIDs).
+    def deidentify_file(self, source: Path, out_dir: Path,
+                        name: str | None = None) -> FileResult:
+        """De-identify one file into ``out_dir/<study>/<series>/<instance>.dcm`` (new UIDs), or
+        into ``out_dir/name`` when a name is given.
 
         Raises:
             InputFileError: not a DICOM file.
@@ -392,7 +394,8 @@ class Deidentifier:
         _, changes = self.deidentify_dataset(ds)
         parts = [str(ds.get(k, "") or "unknown") for k in
                  ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID")]
-        target = save_dataset(ds, out_dir.joinpath(*parts[:2], f"{parts[2]}.dcm"),
+        target = save_dataset(ds, out_dir / name if name else
+                              out_dir.joinpath(*parts[:2], f"{parts[2]}.dcm"),
                               enforce=getattr(ds, "file_meta", None) is not None
                               and "TransferSyntaxUID" in ds.file_meta)
         return FileResult(output=str(target.relative_to(out_dir)),

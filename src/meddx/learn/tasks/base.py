@@ -20,6 +20,10 @@ class TrainableTask(Protocol):
     #: Key of :meth:`validate`'s result that selects the best epoch (higher is better), or
     #: :data:`meddx.learn.trainer.KEEP_LAST` to keep the last epoch's model.
     selection_metric: str
+    #: Only for tasks that keep the last epoch: the key of :meth:`validate`'s result that
+    #: compares finished models (seed-ensemble members, architectures), as none was selected
+    #: by a validation metric.
+    comparison_metric: str
 
     def build_model(self) -> nn.Module:
         """A freshly initialised network."""

@@ -23,8 +23,17 @@ from typing import Any
 
 import numpy as np
 
-from meddx.data.ecg import SHAPE_POINTS, BeatConfig, BeatDataset, BeatSplit, feature_names
+from meddx.data.ecg import (
+    SECOND_LEAD_PREFIX,
+    SHAPE_POINTS,
+    TREE_FEATURE_SETS,
+    BeatConfig,
+    BeatDataset,
+    BeatSplit,
+    feature_names,
+)
 from meddx.errors import BundleError, ConfigError, DataError
+from meddx.learn.boosting import train_booster
 from meddx.learn.evaluation.metrics import classification_metrics
 from meddx.learn.tasks import FitOutput
 from meddx.learn.trainer import TrainConfig
@@ -52,47 +61,25 @@ def class_weights(counts: np.ndarray, power: float) -> np.ndarray:
 def beat_features(split: BeatSplit, beat_config: dict[str, Any]) -> np.ndarray:
     """The feature matrix of a split, cut with the plan's beat options."""
     config = BeatConfig.from_dict(beat_config)
-    if config.feature_set != "full":
-        raise ConfigError("the lightgbm beat model needs beat option feature_set 'full', got "
-                          f"{config.feature_set!r}")
+    if config.feature_set not in TREE_FEATURE_SETS:
+        raise ConfigError(f"the lightgbm beat model needs beat option feature_set in "
+                          f"{TREE_FEATURE_SETS}, got {config.feature_set!r}")
     return np.asarray(split.with_config(config).rr, np.float64)
 
 
-def train_booster(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray,
-                  val_y: np.ndarray, num_classes: int, power: float, seed: int,
-                  params: dict[str, Any] | None = None, num_threads: int = 1):
-    """LightGBM multi-class model, early-stopped on the validation beats."""
-    import lightgbm
-
-    counts = np.bincount(train_y, minlength=num_classes)
-    weights = class_weights(counts, power)
-    config = {**LGBM_DEFAULTS, **(params or {}), "objective": "multiclass",
-              "num_class": num_classes, "metric": "multi_logloss", "seed": seed,
-              "num_threads": num_threads}
-    config["min_data_in_leaf"] = min(config["min_data_in_leaf"], max(2, len(train_y) // 20))
-    names = feature_names("full")
-    train = lightgbm.Dataset(train_x, label=train_y, weight=weights[train_y],
-                             feature_name=names, free_raw_data=False)
-    valid = lightgbm.Dataset(val_x, label=val_y, weight=weights[val_y], reference=train,
-                             feature_name=names)
-    return lightgbm.train(config, train, num_boost_round=MAX_ROUNDS, valid_sets=[valid],
-                          callbacks=[lightgbm.early_stopping(EARLY_STOP, verbose=False)])
-
-
-def load_booster(text: str, source: str = "bundle"):
-    """A LightGBM model from its text format."""
-    import lightgbm
-
-    try:
-        return lightgbm.Booster(model_str=text)
-    except lightgbm.basic.LightGBMError as error:
-        raise BundleError(f"{source}: cannot read the LightGBM model ({error})") from error
-
-
-def booster_probs(booster, features: np.ndarray, num_classes: int) -> np.ndarray:
-    """Class probabilities (N, K) of a LightGBM model."""
-    probs = np.asarray(booster.predict(np.asarray(features, np.float64)), np.float64)
-    return probs.reshape(len(features), num_classes)
+def train_beat_booster(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray,
+                       val_y: np.ndarray, num_classes: int, power: float, seed: int,
+                       names: list[str], params: dict[str, Any] | None = None,
+                       num_threads: int = 1):
+    """Class-weighted LightGBM on the named beat features, early-stopped on the validation
+    beats (weighted log-loss)."""
+    weights = class_weights(np.bincount(train_y, minlength=num_classes), power)
+    return train_booster(train_x, train_y, val_x, val_y, num_classes=num_classes,
+                         feature_names=names,
+                         params={**LGBM_DEFAULTS, **(params or {}), "seed": seed,
+                                 "num_threads": num_threads},
+                         max_rounds=MAX_ROUNDS, early_stopping=EARLY_STOP,
+                         class_weights=weights, min_leaf_share=0.05)
 
 
 def fit_lightgbm(plan, dataset: BeatDataset, train: BeatSplit, val: BeatSplit,
@@ -108,11 +95,12 @@ def fit_lightgbm(plan, dataset: BeatDataset, train: BeatSplit, val: BeatSplit,
     counts = np.bincount(train_y, minlength=num_classes)
     if (counts > 0).sum() < 2:
         raise DataError(f"{dataset.name}: the training records hold a single beat class")
-    booster = train_booster(train_x, train_y, val_x, val_y, num_classes, plan.imbalance_power,
-                            config.seed, plan.lightgbm, max(1, config.num_threads or 1))
+    names = feature_names(plan.beat_config["feature_set"])
+    booster = train_beat_booster(train_x, train_y, val_x, val_y, num_classes,
+                                 plan.imbalance_power, config.seed, names, plan.lightgbm,
+                                 max(1, config.num_threads or 1))
     elapsed = time.perf_counter() - start
     text = booster.model_to_string()
-    names = feature_names("full")
     gain = booster.feature_importance("gain")
     top = np.argsort(gain)[::-1][:15]
     weights = class_weights(counts, plan.imbalance_power)
@@ -170,10 +158,11 @@ def tree_saliency(booster, features: np.ndarray, targets: np.ndarray, length: in
     """TreeSHAP |contribution| to each beat's class, spread over the window samples (N, L).
 
     Shape features cover their segment of the window, morphology features the P, QRS or T
-    region they measure (contribution divided by the region's length); RR features have no place
-    in the window and are left out of the trace.
+    region they measure (contribution divided by the region's length), on either lead (the
+    second lead's features mark the same time span); RR features have no place in the window and
+    are left out of the trace.
     """
-    names = feature_names("full")
+    names = booster.feature_name()
     n = len(features)
     contributions = np.asarray(booster.predict(np.asarray(features, np.float64),
                                                pred_contrib=True))
@@ -183,7 +172,7 @@ def tree_saliency(booster, features: np.ndarray, targets: np.ndarray, length: in
     trace = np.zeros((n, length))
     edges = np.linspace(0, length, SHAPE_POINTS + 1).round().astype(int)
     for column, name in enumerate(names):
-        base = name.removesuffix("_z")
+        base = name.removeprefix(SECOND_LEAD_PREFIX).removesuffix("_z")
         if base.startswith("shape_"):
             segment = int(base.rsplit("_", 1)[1])
             start, end = edges[segment], edges[segment + 1]

@@ -38,6 +38,7 @@ from torch.nn import functional
 
 from meddx.data.tabular import TabularDataset, TabularSchema, canonical_category
 from meddx.errors import ConfigError, DataError
+from meddx.learn.boosting import booster_scores, train_booster
 from meddx.learn.evaluation.metrics import choose_threshold, classification_metrics
 from meddx.learn.tasks import FitOutput, check_splits, resolve_plan
 from meddx.learn.tasks.image_classification import quick_auc
@@ -359,14 +360,6 @@ class NumpyMLP:
         return x
 
 
-def lgbm_scores(booster, features: np.ndarray, num_classes: int) -> np.ndarray:
-    """Raw scores (N, K) of LightGBM; binary -> [0, log-odds] so softmax gives its probability."""
-    raw = np.asarray(booster.predict(features, raw_score=True), dtype=np.float64)
-    if num_classes == 2:
-        return np.stack([np.zeros_like(raw), raw], axis=1)
-    return raw.reshape(len(features), num_classes)
-
-
 def softmax(scores: np.ndarray) -> np.ndarray:
     shifted = scores - scores.max(axis=1, keepdims=True)
     exp = np.exp(shifted)
@@ -453,30 +446,6 @@ class TabularTask:
         return self.train_x[: self.plan.batch_size], self.train_y[: self.plan.batch_size]
 
 
-def train_lightgbm(plan: TabularPlan, train_x: np.ndarray, train_y: np.ndarray,
-                   val_x: np.ndarray, val_y: np.ndarray, num_classes: int, seed: int,
-                   feature_names: list[str]):
-    """LightGBM early-stopped on the validation split; returns the booster."""
-    import lightgbm
-
-    params = {**LGBM_DEFAULTS, **plan.lightgbm, "seed": seed}
-    params["min_data_in_leaf"] = min(params["min_data_in_leaf"], max(2, len(train_y) // 10))
-    if num_classes == 2:
-        params.update(objective="binary", metric="binary_logloss")
-    else:
-        params.update(objective="multiclass", metric="multi_logloss", num_class=num_classes)
-    names = [_lgbm_safe(n) for n in feature_names]
-    train = lightgbm.Dataset(train_x, label=train_y, feature_name=names, free_raw_data=False)
-    valid = lightgbm.Dataset(val_x, label=val_y, reference=train, feature_name=names)
-    return lightgbm.train(params, train, num_boost_round=plan.max_rounds, valid_sets=[valid],
-                          callbacks=[lightgbm.early_stopping(100, verbose=False)])
-
-
-def _lgbm_safe(name: str) -> str:
-    # LightGBM rejects JSON special characters in feature names.
-    return "".join(ch if ch.isalnum() or ch in "_-." else "_" for ch in name)
-
-
 # --------------------------------------------------------------------------------------------
 # fit
 # --------------------------------------------------------------------------------------------
@@ -507,9 +476,11 @@ def fit(dataset: TabularDataset, work_dir: Path, config: TrainConfig,
     task = TabularTask(network, plan_obj, train_x, train.labels, val_x, val.labels)
     result = Trainer(config, work_dir, progress=progress).fit(task, resume=resume)
     mlp_val = mlp_scores(result.model, val_x)
-    booster = train_lightgbm(plan_obj, train_x, train.labels, val_x, val.labels, k,
-                             config.seed, prep.feature_names)
-    lgbm_val = lgbm_scores(booster, val_x, k)
+    booster = train_booster(train_x, train.labels, val_x, val.labels, num_classes=k,
+                            feature_names=prep.feature_names,
+                            params={**LGBM_DEFAULTS, **plan_obj.lightgbm, "seed": config.seed},
+                            max_rounds=plan_obj.max_rounds, early_stopping=100)
+    lgbm_val = booster_scores(booster, val_x, k)
     calibration = {"mlp": fit_calibration(mlp_val, val.labels),
                    "lightgbm": fit_calibration(lgbm_val, val.labels)}
     probs = {"mlp": calibrated_probs(mlp_val, calibration["mlp"]),

@@ -2,26 +2,24 @@
 
 from __future__ import annotations
 
-import csv
 import json
-import shutil
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import desc, func, select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session, joinedload, selectinload
 from sqlalchemy.orm.attributes import set_committed_value
 
 from meddx.errors import ConfigError
 from meddx.fileio import staged_folder
 from meddx.safeguards import audit
 from meddx.workstation.db.models import Feedback, Prediction, Study, User
-from meddx.workstation.services.registry import task_inputs
+from meddx.workstation.services import feedback_export
 from meddx.workstation.services.storage import UploadError
 from meddx.workstation.services.text import TextFieldError, clean_text
 
-MANIFEST = "manifest.csv"
+MANIFEST = feedback_export.MANIFEST
 CASES = "cases.json"
 
 
@@ -33,7 +31,9 @@ def add_feedback(session: Session, user: User, study: Study, prediction_id: int,
         TextFieldError / UploadError (4xx): wrong prediction, label outside the model's classes,
             a disagreement without a corrected label, or a bad comment.
     """
-    prediction = session.get(Prediction, prediction_id)
+    # With its model in the same query: the model's classes check the corrected label.
+    prediction = session.get(Prediction, prediction_id,
+                             options=[joinedload(Prediction.model)])
     if prediction is None or prediction.study_id != study.id:
         raise UploadError(f"prediction_id: {prediction_id} is not a prediction of study "
                           f"{study.id}")
@@ -87,14 +87,22 @@ def _latest_reviews(session: Session, model_name: str | None) -> list[Feedback]:
 def export_dataset(session: Session, storage_dir: Path, out: Path, *,
                    corrected_only: bool = False, model_name: str | None = None,
                    user: User | None = None) -> dict[str, Any]:
-    """Write reviewed cases as a dataset ``meddx train`` reads: ``manifest.csv`` (path,label)
-    beside the case files, plus ``cases.json`` (pseudonymous provenance). Written atomically.
+    """Write reviewed cases as a dataset ``meddx train`` reads, plus ``cases.json``
+    (pseudonymous provenance, the cases left out and what the labels mean). Written atomically.
 
-    The label is the clinician's: the corrected label on disagreement, the confirmed decision on
-    agreement (``corrected_only`` keeps only the disagreements).
+    The format follows the kind of study (see :mod:`.feedback_export`): a manifest (path,label)
+    beside the files for images, a UCR file for series, a WFDB folder for ECG records, a table
+    of the reviewed records (model's columns + target) for clinical records. The label
+    is the clinician's: the corrected label on disagreement, the confirmed decision on agreement
+    (``corrected_only`` keeps only the disagreements).
+
+    Returns:
+        ``dataset`` (what to give ``meddx train``), ``format``, ``n``, ``corrected``,
+        ``skipped``, ``class_names``, ``label_note``, ``notes`` (what was not exported and why).
 
     Raises:
-        ConfigError: nothing to export, or cases of models with different classes mixed.
+        ConfigError: nothing to export, reviews of models with different classes or of
+            different kinds of study mixed, or cases the format cannot hold.
     """
     reviews = [r for r in _latest_reviews(session, model_name)
                if not (corrected_only and r.agrees)]
@@ -105,40 +113,27 @@ def export_dataset(session: Session, storage_dir: Path, out: Path, *,
     if len(class_sets) > 1:
         raise ConfigError("feedback export: the reviews are of models with different classes "
                           f"({sorted(class_sets)}); choose one with --model")
+    kinds = {session.get(Study, r.study_id).kind for r in reviews}
+    if len(kinds) > 1:
+        raise ConfigError(f"feedback export: the reviews are of different kinds of study "
+                          f"({sorted(kinds)}), which train as different datasets; choose one "
+                          "model with --model")
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    rows, cases = [], []
     with staged_folder(out) as staging:
-        (staging / "cases").mkdir()
-        for review in reviews:
-            study = session.get(Study, review.study_id)
-            accepted = task_inputs(review.prediction.model.task)
-            files = [f for f in study.files if any(f.original_name.lower().endswith(s)
-                                                   for s in accepted)] or list(study.files)
-            folder = staging / "cases" / f"study-{study.id}"
-            folder.mkdir()
-            for item in study.files:
-                shutil.copy2(storage_dir / item.stored_path, folder / item.original_name)
-            label = review.prediction.decision if review.agrees else review.corrected_label
-            relative = f"cases/study-{study.id}/{files[0].original_name}"
-            rows.append({"path": relative, "label": label})
-            cases.append({"path": relative, "label": label, "study_id": study.id,
-                          "patient": study.patient.pseudonym if study.patient else None,
-                          "model": f"{review.prediction.model.name}@"
-                                   f"{review.prediction.model.version}",
-                          "model_decision": review.prediction.decision,
-                          "agrees": review.agrees, "reviewer": review.user.username,
-                          "reviewed_at": review.created_at.isoformat()})
-        with (staging / MANIFEST).open("w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=["path", "label"])
-            writer.writeheader()
-            writer.writerows(rows)
+        export = feedback_export.exporter(kinds.pop())(session, storage_dir, staging, reviews)
+        exported = {case["study_id"] for case in export.cases}
         summary = {"exported_at": datetime.now(UTC).isoformat(timespec="seconds"),
-                   "class_names": list(next(iter(class_sets))), "n": len(rows),
-                   "corrected": sum(not r.agrees for r in reviews), "cases": cases}
+                   "format": export.format, "labels": export.label_note,
+                   "class_names": list(next(iter(class_sets))), "n": len(export.cases),
+                   "corrected": sum(not r.agrees for r in reviews if r.study_id in exported),
+                   "notes": export.notes, "cases": export.cases, "skipped": export.skipped}
         (staging / CASES).write_text(json.dumps(summary, indent=2))
+        dataset = out / export.dataset.relative_to(staging)
     audit.record(session, "feedback_export", user, username="cli" if user is None else "",
                  target_type="dataset", target_id=out.name,
-                 detail={"n": len(rows), "out": str(out)})
-    return {"manifest": str(out / MANIFEST), "n": len(rows), "corrected": summary["corrected"],
-            "class_names": summary["class_names"]}
+                 detail={"n": summary["n"], "out": str(out), "format": export.format})
+    return {"dataset": str(dataset), "format": export.format, "n": summary["n"],
+            "corrected": summary["corrected"], "skipped": len(export.skipped),
+            "class_names": summary["class_names"], "label_note": export.label_note,
+            "notes": export.notes}

@@ -20,8 +20,8 @@ from sqlalchemy.orm import Session
 
 from meddx.decision.bundle import METADATA_FILE, WEIGHTS_FILE, load_bundle
 from meddx.decision.predict import load_model, predictor_class
-from meddx.errors import BundleError
-from meddx.workstation.db.models import ModelVersion
+from meddx.errors import BundleError, MeddxError
+from meddx.workstation.db.models import ModelVersion, Study
 
 # Inputs each task takes, and the kind of study they make. A predictor class may declare its own
 # ``input_suffixes`` / ``study_kind`` attributes, which win (new tasks need no edit here).
@@ -120,6 +120,63 @@ def model_for_upload(session: Session, suffix: str, model_id: int | None) -> Mod
     return None
 
 
+class ModelChoiceError(MeddxError):
+    """No registered model fits a study (or the one asked for does not); ``status_code`` is the
+    HTTP answer."""
+
+    status_code = 409
+
+
+class UnknownModelError(ModelChoiceError):
+    status_code = 404
+
+
+def study_kind_of(model: ModelVersion, suffixes: list[str]) -> str | None:
+    """The kind of study ``model`` makes of files with these suffixes (None: it takes none)."""
+    taken = [s for s in suffixes if s in task_inputs(model.task)]
+    return task_kind(model.task, taken[0]) if taken else None
+
+
+def model_for_study(session: Session, study: Study, model_id: int | None = None) -> ModelVersion:
+    """The model to run again on a stored study: one that makes studies of the study's kind.
+
+    Models share suffixes (a series model and a clinical-record model both take ``.csv``; a
+    series and a text model ``.txt``), so the suffix alone can pick a model that misreads the
+    file. Without ``model_id`` the choice is: the model of the study's latest prediction if it
+    is still active, else the newest active version of that model, else the newest active model
+    of the study's kind that takes its files.
+
+    Raises:
+        ModelChoiceError: ``model_id`` is unknown (404) or of another kind of study (409), or no
+            active model fits the study (409).
+    """
+    suffixes = [suffix_of(f.original_name) for f in study.files]
+    if model_id is not None:
+        model = session.get(ModelVersion, model_id)
+        if model is None:
+            raise UnknownModelError(f"model_id: no model {model_id}")
+        kind = study_kind_of(model, suffixes)
+        if kind != study.kind:
+            raise ModelChoiceError(
+                f"model_id: {model.name}@{model.version} ({model.task}) "
+                + (f"makes {kind} studies" if kind else "takes none of the study's files")
+                + f"; study {study.id} is a {study.kind} study")
+        return model
+    previous = max(study.predictions, key=lambda p: p.id).model if study.predictions else None
+    if previous is not None and previous.active and \
+            study_kind_of(previous, suffixes) == study.kind:
+        return previous
+    candidates = [m for m in list_models(session, active_only=True)
+                  if study_kind_of(m, suffixes) == study.kind]
+    if not candidates:
+        active = ", ".join(f"{m.name} ({m.task})" for m in list_models(session, True)) or "none"
+        raise ModelChoiceError(f"study {study.id}: no active model makes {study.kind} studies "
+                               f"of {', '.join(dict.fromkeys(suffixes))} files (active models: "
+                               f"{active}); register one or choose one with model_id")
+    same_name = previous.name if previous is not None else None
+    return max(candidates, key=lambda m: (m.name == same_name, m.registered_at, m.id))
+
+
 def accepted_suffixes(session: Session) -> dict[str, list[str]]:
     """Suffix -> names of the active models that take it (what the upload form offers)."""
     accepted: dict[str, list[str]] = {}
@@ -157,9 +214,13 @@ class PredictorCache:
                      out_dir: Path) -> dict[str, Any]:
         """``predict_file`` of the model's predictor, one call at a time per model."""
         loaded = self.get(model)
-        options = {}
-        if "out_dir" in inspect.signature(loaded.predictor.predict_file).parameters:
+        options: dict[str, Any] = {}
+        parameters = inspect.signature(loaded.predictor.predict_file).parameters
+        if "out_dir" in parameters:
             # Predictors that write outputs (masks) put them with the study's artifacts.
             options["out_dir"] = out_dir
+        if "max_series" in parameters:
+            # A study is one series: its review labels that series (a file of many is refused).
+            options["max_series"] = 1
         with loaded.lock:
             return loaded.predictor.predict_file(path, explain_to=explain_to, **options)

@@ -1,4 +1,5 @@
-"""ECG signals for the browser: a window of one lead of a study's record, filtered for display.
+"""ECG signals for the browser: a window of one lead of a study's record, filtered for display,
+or the whole of a fixed-length series.
 
 The strip viewer asks for a few seconds at a time (a MIT-BIH record is 30 minutes at 360 Hz, too
 much to send at once) and draws the beat marks of the prediction over it. The lead is shown the
@@ -14,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from meddx.data.ecg import choose_lead, filter_ecg, read_signal
+from meddx.data.ecg import choose_lead, filter_ecg, read_series, read_signal
 
 MAX_WINDOW_S = 60.0
 
@@ -42,3 +43,15 @@ def signal_window(path: Path, start_s: float, seconds: float, lead: str = "") ->
     return {"record": record, "lead": name, "leads": leads, "sampling_rate_hz": fs,
             "start_s": first / fs, "seconds": len(window) / fs, "duration_s": duration,
             "units": "mV", "samples": np.round(window, 4).tolist()}
+
+
+def series_values(path: Path, length: int) -> dict[str, Any]:
+    """The series of a series study, read as its model read it (``length`` values, unfiltered:
+    the saliency of the prediction lines up with it sample by sample).
+
+    Raises:
+        InputFileError: the file is not one series of ``length`` values.
+    """
+    series = read_series(path, length, max_series=1)
+    return {"kind": "series", "file": path.name, "length": length, "layout": series.layout,
+            "samples": np.round(series.values[0].astype(np.float64), 6).tolist()}

@@ -24,11 +24,12 @@ CHUNK = 1 << 16
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _IMAGE_FORMATS = {".png": "pillow", ".jpg": "pillow", ".jpeg": "pillow", ".dcm": "dicom",
                   ".dicom": "dicom", ".nii": "nifti", ".nii.gz": "nifti"}
-_TEXT_SUFFIXES = {".csv", ".txt", ".hea"}
+_TEXT_SUFFIXES = {".csv", ".tsv", ".txt", ".hea"}
 MEDIA_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg",
                ".dcm": "application/dicom", ".dicom": "application/dicom",
                ".nii": "application/octet-stream", ".nii.gz": "application/gzip",
-               ".csv": "text/csv", ".txt": "text/plain", ".hea": "text/plain"}
+               ".csv": "text/csv", ".tsv": "text/tab-separated-values", ".txt": "text/plain",
+               ".hea": "text/plain"}
 
 
 class UploadError(MeddxError):

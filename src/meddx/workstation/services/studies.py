@@ -51,7 +51,7 @@ class NewStudy:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def _primary(files: list, model: ModelVersion):
+def primary_file(files: list, model: ModelVersion):
     """The file the model reads (of StudyFile rows, or of just stored uploads)."""
     accepted = registry.task_inputs(model.task)
     # A WFDB record is read through its header, which names the signal files beside it.
@@ -101,7 +101,7 @@ def create_study(session: Session, settings: Settings, cipher: FieldCipher,
         # The model runs before the first write: on SQLite a write transaction holds the
         # database's only write lock until it commits, and every other upload, review and
         # audited view would wait for the prediction too (the p95 tail under load).
-        primary = _primary(stored, model)
+        primary = primary_file(stored, model)
         run = predict(settings, cache, model, primary.path, primary.original_name, 1,
                       new.explain)
         # Everything is built first and written by one flush: the write lock is taken at the
@@ -211,7 +211,7 @@ def run_prediction(session: Session, settings: Settings, cache: registry.Predict
     files = list(study.files)
     if not files:
         raise storage.UploadError(f"study {study.id}: has no files")
-    primary = _primary(files, model)
+    primary = primary_file(files, model)
     run = predict(settings, cache, model, settings.storage_dir / primary.stored_path,
                   primary.original_name, len(study.predictions) + 1, explain)
     prediction = new_prediction(settings, user, study, model, run)

@@ -75,11 +75,17 @@ def as_utc(moment: datetime) -> datetime:
 
 def user_for_token(session: Session, token: str) -> User | None:
     """The active user a valid (unexpired, unrevoked) token belongs to, else None."""
-    row = session.scalar(select(AuthToken).where(AuthToken.token_hash == token_digest(token)))
-    if row is None or row.revoked_at is not None or as_utc(row.expires_at) <= datetime.now(UTC):
+    # One query for token and user: every authenticated request runs it.
+    row = session.execute(
+        select(User, AuthToken.expires_at, AuthToken.revoked_at)
+        .join(AuthToken, AuthToken.user_id == User.id)
+        .where(AuthToken.token_hash == token_digest(token))).first()
+    if row is None:
         return None
-    user = session.get(User, row.user_id)
-    return user if user is not None and user.active else None
+    user, expires_at, revoked_at = row
+    if revoked_at is not None or as_utc(expires_at) <= datetime.now(UTC) or not user.active:
+        return None
+    return user
 
 
 def revoke_token(session: Session, token: str) -> None:

@@ -104,7 +104,7 @@
       el("select", {id: `f-${name}`, name}, options.map(([value, text]) => el("option", {value, text, selected: filters[name] === value}))));
     const form = el("form", {class: "filters panel"},
       select("status", "Status", [["", "Any"], ["new", "New"], ["predicted", "Predicted"], ["reviewed", "Reviewed"], ["failed", "Failed"]]),
-      select("kind", "Kind", [["", "Any"], ["image", "Image"], ["volume", "Volume"], ["ecg", "ECG"], ["record", "Record"], ["text", "Text"]]),
+      select("kind", "Kind", [["", "Any"], ["image", "Image"], ["volume", "Volume"], ["ecg", "ECG"], ["series", "Series"], ["record", "Record"], ["text", "Text"]]),
       el("div", {}, el("label", {for: "f-q", text: "Patient / description"}), el("input", {type: "search", id: "f-q", name: "q", value: filters.q})),
       select("sort", "Sort by", [["newest", "Newest first"], ["oldest", "Oldest first"], ["disagreement", "Disagreement"], ["uncertainty", "Model uncertainty"]]),
       el("div", {}, el("button", {type: "submit", text: "Apply"})));

@@ -15,7 +15,9 @@
  * "beat_table" {time_s, class, confidence}; the lead is fetched a window at a time from
  * /api/studies/{id}/signal); risk card (per record "explanation.contributions"
  * [{feature, value, shap}]); symptom text (outputs "text" and "explanation.transformer|tfidf.words"
- * [{word, attribution}], words highlighted in the text); a generic outputs table for anything else.
+ * [{word, attribution}], words highlighted in the text); series (study kind "series": the series
+ * from /api/studies/{id}/signal, the prediction's "saliency" shaded under it); a generic outputs
+ * table for anything else.
  * Viewers fire "meddx:rendered" on their element when drawn.
  */
 (function () {
@@ -250,6 +252,19 @@
     return `${Math.floor(s / 60)}:${(s % 60).toFixed(1).padStart(4, "0")}`;
   }
 
+  // A canvas sized to its box at the screen's pixel ratio, cleared to ECG-paper white; drawing is in
+  // CSS pixels. Returns the 2D context and the size in CSS pixels.
+  function paperCanvas(canvas, box, cssHeight, fallbackWidth) {
+    const ratio = window.devicePixelRatio || 1;
+    const cssWidth = Math.max(320, box.clientWidth - 2 || fallbackWidth);
+    canvas.width = Math.round(cssWidth * ratio); canvas.height = Math.round(cssHeight * ratio);
+    canvas.style.height = `${cssHeight}px`;
+    const g = canvas.getContext("2d");
+    g.setTransform(ratio, 0, 0, ratio, 0, 0);
+    g.fillStyle = "#fffafa"; g.fillRect(0, 0, cssWidth, cssHeight);
+    return {g, cssWidth, cssHeight};
+  }
+
   register({
     name: "ecg",
     matches: (ctx) => Boolean(ctx.prediction && ctx.prediction.outputs && ctx.prediction.outputs.beat_table),
@@ -311,14 +326,7 @@
       function draw() {
         const data = state.data;
         if (!data) return;
-        const ratio = window.devicePixelRatio || 1;
-        const cssWidth = Math.max(320, strip.clientWidth - 2 || 900);
-        const cssHeight = 240;
-        canvas.width = Math.round(cssWidth * ratio); canvas.height = Math.round(cssHeight * ratio);
-        canvas.style.height = `${cssHeight}px`;
-        const g = canvas.getContext("2d");
-        g.setTransform(ratio, 0, 0, ratio, 0, 0);
-        g.fillStyle = "#fffafa"; g.fillRect(0, 0, cssWidth, cssHeight);
+        const {g, cssWidth, cssHeight} = paperCanvas(canvas, strip, 240, 900);
         const top = 34; const bottom = cssHeight - 10;
         const values = data.samples;
         let lo = Infinity; let hi = -Infinity;
@@ -550,6 +558,93 @@
         root.dispatchEvent(new CustomEvent("meddx:rendered", {bubbles: true}));
       }
       show();
+    },
+  });
+  // ---- fixed-length series (UCR heartbeats) ----------------------------------------------------
+  // The series as uploaded (from /api/studies/{id}/signal, read the way the model read it) with the
+  // prediction's saliency (integrated gradients, 0-1 per sample) shaded under it.
+  register({
+    name: "series",
+    matches: (ctx) => ctx.study.kind === "series",
+    render: (root, ctx) => {
+      const head = headline(ctx.prediction && ctx.prediction.outputs);
+      const saliency = Array.isArray(head.saliency) ? head.saliency.map(Number) : null;
+      const canvas = el("canvas", {class: "series-canvas", id: "series-canvas", role: "img", "aria-label": "Series"});
+      const strip = el("div", {class: "ecg series"}, canvas);
+      const facts = el("dl", {class: "facts", id: "series-facts"});
+      const note = el("p", {class: "small muted", id: "series-help"});
+      root.append(el("h2", {text: "Series"}), facts, strip, note);
+      const state = {data: null};
+
+      function draw() {
+        const data = state.data;
+        if (!data) return;
+        const values = data.samples.map(Number);
+        const n = values.length;
+        const {g, cssWidth, cssHeight} = paperCanvas(canvas, strip, 280, 700);
+        const left = 8; const right = cssWidth - 8; const top = 12; const bottom = 196;
+        const bandTop = 212; const bandBottom = cssHeight - 18;
+        let lo = Math.min(...values); let hi = Math.max(...values);
+        if (!(hi > lo)) { lo -= 1; hi += 1; }
+        const pad = (hi - lo) * 0.08; lo -= pad; hi += pad;
+        const x = (i) => left + (n > 1 ? i / (n - 1) : 0.5) * (right - left);
+        const y = (v) => bottom - ((v - lo) / (hi - lo)) * (bottom - top);
+        const step = (right - left) / Math.max(1, n - 1);
+        g.strokeStyle = "#f3d0d0"; g.lineWidth = 0.5;
+        for (let i = 0; i < n; i += 8) { g.beginPath(); g.moveTo(x(i), top); g.lineTo(x(i), bottom); g.stroke(); }
+        if (saliency) {
+          // Under the trace: each sample's column tinted by its saliency.
+          saliency.forEach((s, i) => {
+            g.fillStyle = `rgba(214,39,40,${(0.32 * Math.max(0, Math.min(1, s))).toFixed(3)})`;
+            g.fillRect(x(i) - step / 2, top, step, bottom - top);
+          });
+          // And as a filled trace of its own below the series.
+          g.fillStyle = "rgba(214,39,40,0.55)"; g.beginPath(); g.moveTo(x(0), bandBottom);
+          saliency.forEach((s, i) => g.lineTo(x(i), bandBottom - Math.max(0, Math.min(1, s)) * (bandBottom - bandTop)));
+          g.lineTo(x(n - 1), bandBottom); g.closePath(); g.fill();
+          g.strokeStyle = "#b3261e"; g.lineWidth = 1; g.beginPath(); g.moveTo(left, bandBottom); g.lineTo(right, bandBottom); g.stroke();
+        }
+        g.strokeStyle = "#1c2430"; g.lineWidth = 1.6; g.beginPath();
+        values.forEach((v, i) => { if (i) g.lineTo(x(i), y(v)); else g.moveTo(x(i), y(v)); });
+        g.stroke();
+        g.fillStyle = "#5d6b7e"; g.font = "11px system-ui, sans-serif"; g.textAlign = "left"; g.textBaseline = "bottom";
+        g.fillText(saliency ? "saliency (integrated gradients)" : "no saliency: explanations were off", left, bandTop - 2);
+        g.textBaseline = "top";
+        g.fillText("sample 0", left, cssHeight - 14);
+        g.textAlign = "right"; g.fillText(`sample ${n - 1}`, right, cssHeight - 14);
+        const peak = saliency ? saliency.indexOf(Math.max(...saliency)) : -1;
+        canvas.setAttribute("aria-label", `Series of ${n} values classified ${head.decision || ""}`
+          + (peak >= 0 ? `; the most salient samples are around ${peak}` : ""));
+        canvas.dataset.ready = "true";
+        canvas.dataset.points = String(n);
+        canvas.dataset.saliency = saliency ? "true" : "false";
+        canvas.dataset.peak = String(peak);
+      }
+
+      function showFacts(data) {
+        const layout = {column: "one column of numbers", row: "one row of numbers", ucr: "a UCR line (label first)"}[data.layout] || data.layout;
+        const rows = [["File", `${data.file} · ${layout}`], ["Length", `${data.length} values (the model's length)`]];
+        if (head.reference !== undefined) rows.push(["Label in the file", String(head.reference)]);
+        if (saliency && saliency.some((s) => s > 0)) {
+          // The span of samples whose saliency is at least half the peak: what drove the class.
+          const strong = saliency.map((s, i) => [s, i]).filter(([s]) => s >= 0.5).map(([, i]) => i);
+          rows.push(["Most salient", `${strong.length} samples at ≥ half the peak, between ${Math.min(...strong)} and ${Math.max(...strong)}; peak at ${saliency.indexOf(Math.max(...saliency))}`]);
+        }
+        facts.replaceChildren(...rows.flatMap(([k, v]) => [el("dt", {text: k}), el("dd", {text: v})]));
+        note.textContent = saliency
+          ? `Shading: how much each sample moved the model towards ${head.decision} (integrated gradients, |attribution| scaled to the largest).`
+          : "The series as the model read it.";
+      }
+
+      (async () => {
+        try {
+          state.data = await ctx.api.json(`/api/studies/${ctx.study.id}/signal`);
+          showFacts(state.data);
+          draw();
+          root.dispatchEvent(new CustomEvent("meddx:rendered", {bubbles: true}));
+        } catch (error) { note.textContent = `Series unavailable: ${error.message}`; }
+      })();
+      if (typeof ResizeObserver === "function") new ResizeObserver(() => draw()).observe(strip);
     },
   });
   // An image study is best shown by the image viewer even if other outputs exist.

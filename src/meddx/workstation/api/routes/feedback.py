@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query, status
+from fastapi import APIRouter, HTTPException, Query, Response, status
 
 from meddx.workstation.api.deps import ClientDep, Clinician, Reader, SessionDep
+from meddx.workstation.api.responses import json_response
 from meddx.workstation.api.schemas import FeedbackCreate, FeedbackPublic
-from meddx.workstation.db.models import Feedback
+from meddx.workstation.db.models import Feedback, Study
 from meddx.workstation.services import feedback as feedback_service
-from meddx.workstation.services import studies
 
 router = APIRouter(prefix="/api", tags=["feedback"])
 
@@ -25,15 +25,16 @@ def public(entry: Feedback) -> FeedbackPublic:
 @router.post("/studies/{study_id}/feedback", response_model=FeedbackPublic,
              status_code=status.HTTP_201_CREATED)
 def submit(study_id: int, body: FeedbackCreate, user: Clinician, session: SessionDep,
-           client: ClientDep) -> FeedbackPublic:
+           client: ClientDep) -> Response:
     """Review a finding; stored and committed before the answer is sent."""
-    study = studies.get_study(session, study_id)
+    # The study row only: a review needs none of its files, patient or other predictions.
+    study = session.get(Study, study_id)
     if study is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no study {study_id}")
     entry = feedback_service.add_feedback(session, user, study, body.prediction_id, body.agrees,
                                           body.corrected_label, body.comment, client)
     session.commit()  # in this thread, before the answer: acknowledged means committed
-    return public(entry)
+    return json_response(public(entry), status.HTTP_201_CREATED)
 
 
 @router.get("/studies/{study_id}/feedback", response_model=list[FeedbackPublic])

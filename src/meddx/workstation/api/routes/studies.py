@@ -18,6 +18,7 @@ from meddx.workstation.api.deps import (
     SessionDep,
     SettingsDep,
 )
+from meddx.workstation.api.responses import json_response
 from meddx.workstation.api.schemas import (
     FilePublic,
     ModelSummary,
@@ -97,7 +98,7 @@ def upload(user: Clinician, session: SessionDep, settings: SettingsDep, cipher: 
            mrn: Annotated[str, Form(max_length=200)] = "",
            patient_name: Annotated[str, Form(max_length=400)] = "",
            birth_date: Annotated[str, Form(max_length=40)] = "",
-           explain: Annotated[bool, Form()] = True) -> StudyDetail:
+           explain: Annotated[bool, Form()] = True) -> Response:
     """Upload a study and run the matching model on it: all stored, or nothing (4xx)."""
     new = studies.NewStudy(files=[studies.Upload(f.filename or "", f.file) for f in files],
                            model_id=model_id, description=description, mrn=mrn,
@@ -105,7 +106,7 @@ def upload(user: Clinician, session: SessionDep, settings: SettingsDep, cipher: 
                            explain=explain and settings.explain)
     study = studies.create_study(session, settings, cipher, predictors, user, new, client)
     session.commit()  # in this thread, before the response is built (see api/deps.py)
-    return detail(study, settings)
+    return json_response(detail(study, settings), status.HTTP_201_CREATED)
 
 
 def detail(study: Study, settings: Settings) -> StudyDetail:
@@ -124,12 +125,12 @@ def detail(study: Study, settings: Settings) -> StudyDetail:
 
 @router.get("/{study_id}", response_model=StudyDetail)
 def get_study(study_id: int, user: Reader, session: SessionDep, settings: SettingsDep,
-              client: ClientDep) -> StudyDetail:
+              client: ClientDep) -> Response:
     study = _get(session, study_id)
     audit.record(session, "study_view", user, target_type="study", target_id=study.id,
                  client=client)
     session.commit()
-    return detail(study, settings)
+    return json_response(detail(study, settings))
 
 
 @router.get("/{study_id}/patient", response_model=PatientIdentity)
@@ -163,12 +164,10 @@ def image_slice(study_id: int, index: int, user: Reader, session: SessionDep,
 def rerun(study_id: int, user: Clinician, session: SessionDep, settings: SettingsDep,
           predictors: PredictorsDep, client: ClientDep,
           model_id: Annotated[int | None, Query()] = None) -> PredictionPublic:
-    """Run a model (default: the newest matching one) on the study again."""
+    """Run a model on the study again: by default the one used before if still active, else
+    the newest active model of the study's kind (409 when none fits)."""
     study = _get(session, study_id)
-    suffix = registry.suffix_of(study.files[0].original_name) if study.files else ""
-    model = registry.model_for_upload(session, suffix, model_id)
-    if model is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, "no model for this study")
+    model = registry.model_for_study(session, study, model_id)
     prediction = studies.run_prediction(session, settings, predictors, user, study, model,
                                         settings.explain, client)
     session.commit()
