@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.workstation.conftest import build_workstation, close_workstation, free_port
+from tests.workstation.test_core_writes import check_all_or_nothing
 from tests.workstation.test_migrations import check_round_trip
 
 
@@ -110,5 +111,14 @@ def test_postgres_workflow(postgres_db, tmp_path, ws_bundle, case_png):
         events = station.client.get("/api/audit", params={"action": "feedback"},
                                     headers=station.headers["admin"]).json()
         assert len(events) == 1 and events[0]["username"] == "clinician1"
+    finally:
+        close_workstation(station)
+
+
+def test_postgres_failed_writes_leave_nothing(postgres_db, tmp_path, ws_bundle, case_png,
+                                              monkeypatch):
+    station = build_workstation(tmp_path / "ws", ws_bundle, database_url=postgres_db)
+    try:
+        check_all_or_nothing(station, case_png, monkeypatch)
     finally:
         close_workstation(station)

@@ -151,6 +151,15 @@ def test_rerun_picks_a_model_of_the_study_kind(record_bundle, series_bundle,  # 
         study_s = station.upload(_row(values[0]), name="beat.csv", explain="false",
                                  model_id=str(series["id"])).json()
         assert (study_r["kind"], study_s["kind"]) == ("record", "series")
+        # Without a model named, the newest model taking .csv could misread the file: refused,
+        # with the models to choose from, and nothing stored.
+        before = len(station.client.get("/api/studies", headers=clinician).json())
+        unnamed = station.upload(_row(values[0]), name="beat.csv", explain="false")
+        assert unnamed.status_code == 409, unnamed.text
+        assert "choose one" in unnamed.json()["detail"]
+        assert all(f"{m['id']}: " in unnamed.json()["detail"] for m in (tabular, series))
+        after = len(station.client.get("/api/studies", headers=clinician).json())
+        assert after == before
         for study, model in ((study_r, tabular), (study_s, series)):
             again = station.client.post(f"/api/studies/{study['id']}/predictions",
                                         headers=clinician)

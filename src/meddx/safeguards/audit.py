@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
-from meddx.workstation.db.models import AuditEvent, User
+from meddx.workstation.db.models import AuditEvent, User, utcnow
 
 # What each action means, for the audit page and for reviewers of this code.
 ACTIONS = {
@@ -31,15 +32,39 @@ ACTIONS = {
 }
 
 
+_INSERT = insert(AuditEvent.__table__)  # built once (see :func:`write`)
+
+
 def record(session: Session, action: str, user: User | None = None, *, username: str = "",
            target_type: str = "", target_id: Any = "", detail: dict[str, Any] | None = None,
            client: str = "") -> AuditEvent:
     """Add an audit event to ``session`` (committed with the caller's transaction)."""
-    if action not in ACTIONS:
-        raise ValueError(f"unknown audit action {action!r}")
-    event = AuditEvent(user_id=user.id if user else None,
-                       username=(user.username if user else username)[:64], action=action,
-                       target_type=target_type, target_id=str(target_id)[:64],
-                       detail=detail or {}, client=client[:64])
+    event = AuditEvent(**values(action, user, username=username, target_type=target_type,
+                                target_id=target_id, detail=detail, client=client))
     session.add(event)
     return event
+
+
+def values(action: str, user: User | None = None, *, username: str = "", target_type: str = "",
+           target_id: Any = "", detail: dict[str, Any] | None = None,
+           client: str = "") -> dict[str, Any]:
+    """The column values of an audit event (for :func:`write`; :func:`record` takes the same).
+
+    Raises:
+        ValueError: ``action`` is not one of :data:`ACTIONS`.
+    """
+    if action not in ACTIONS:
+        raise ValueError(f"unknown audit action {action!r}")
+    return {"at": utcnow(), "user_id": user.id if user else None,
+            "username": (user.username if user else username)[:64], "action": action,
+            "target_type": target_type, "target_id": str(target_id)[:64],
+            "detail": detail or {}, "client": client[:64]}
+
+
+def write(session: Session, *events: dict[str, Any]) -> None:
+    """Insert events made by :func:`values` in the caller's transaction, without the ORM.
+
+    One INSERT for all of them, nothing loaded into the session: the hot paths' cheaper way to
+    the same rows; they commit or roll back with the action like :func:`record`'s.
+    """
+    session.execute(_INSERT, list(events))

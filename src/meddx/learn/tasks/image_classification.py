@@ -126,16 +126,27 @@ def stack_split(split: SplitData, preprocessing: ImagePreprocessing) -> torch.Te
 
 def predict_proba(model: nn.Module, inputs: torch.Tensor, batch_size: int,
                   tta_flip_axes: list[int] | None = None) -> np.ndarray:
-    """Class probabilities (N, K) of normalised inputs; averages over flips when asked."""
+    """Class probabilities (N, K) of normalised inputs; averages over flips when asked.
+
+    The flipped copies go through the network in the same forward pass as the originals (one
+    batch of ``1 + len(tta_flip_axes)`` views; the network is in eval mode, so no sample affects
+    another): one pass costs much less than one per view on small batches, such as the single
+    image of a workstation upload. Chunks hold ``batch_size`` rows in all views together, so
+    peak memory stays that of a ``batch_size`` forward pass.
+    """
     device = next(model.parameters()).device
+    views = 1 + len(tta_flip_axes or [])
+    step = max(1, batch_size // views)
     outputs = []
     with torch.no_grad():
-        for start in range(0, len(inputs), batch_size):
-            batch = inputs[start:start + batch_size].to(device)
-            probs = functional.softmax(model(batch).float(), dim=1)
-            for axis in tta_flip_axes or []:
-                probs = probs + functional.softmax(model(batch.flip(axis + 2)).float(), dim=1)
-            outputs.append((probs / (1 + len(tta_flip_axes or []))).cpu())
+        for start in range(0, len(inputs), step):
+            batch = inputs[start:start + step].to(device)
+            stacked = torch.cat([batch, *(batch.flip(axis + 2) for axis in tta_flip_axes or [])])
+            each = functional.softmax(model(stacked).float(), dim=1).split(len(batch))
+            probs = each[0]
+            for view in each[1:]:  # summed in the order of the separate passes before
+                probs = probs + view
+            outputs.append((probs / views).cpu())
     return torch.cat(outputs).numpy()
 
 

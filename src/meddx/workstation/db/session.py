@@ -9,11 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import cache
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, Insert, Table, create_engine, event, insert
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import Session, sessionmaker
@@ -76,6 +78,25 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
     """One unit of work: commit at the end, roll back everything on any error."""
     with factory() as session, session.begin():
         yield session
+
+
+def insert_rows(session: Session, *rows: Any) -> list[int]:
+    """Write transient ORM objects of one table by one Core INSERT; their new ids, in order.
+
+    Cheaper than ``session.add`` and a flush (no unit of work, nothing loaded into the session),
+    in the session's transaction all the same. The objects only carry the values (the columns
+    set on them; the table's defaults fill the rest) and stay outside the session.
+    """
+    table = type(rows[0]).__table__
+    values = [{column.key: row.__dict__[column.key] for column in table.columns
+               if column.key in row.__dict__} for row in rows]
+    return list(session.scalars(_insert_returning_id(table), values))
+
+
+@cache
+def _insert_returning_id(table: Table) -> Insert:
+    # Built once per table: building a statement costs about as much CPU as running it.
+    return insert(table).returning(table.c.id, sort_by_parameter_order=True)
 
 
 def alembic_config(engine_or_url: Engine | str) -> Config:

@@ -7,14 +7,21 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import desc, func, select
-from sqlalchemy.orm import Session, joinedload, selectinload
-from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy import bindparam, desc, func, select, update
+from sqlalchemy.orm import Session, selectinload
 
-from meddx.errors import ConfigError
+from meddx.errors import ConfigError, MeddxError
 from meddx.fileio import staged_folder
 from meddx.safeguards import audit
-from meddx.workstation.db.models import Feedback, Prediction, Study, User
+from meddx.workstation.db.models import (
+    Feedback,
+    ModelVersion,
+    Prediction,
+    Study,
+    User,
+    utcnow,
+)
+from meddx.workstation.db.session import insert_rows
 from meddx.workstation.services import feedback_export
 from meddx.workstation.services.storage import UploadError
 from meddx.workstation.services.text import TextFieldError, clean_text
@@ -23,44 +30,75 @@ MANIFEST = feedback_export.MANIFEST
 CASES = "cases.json"
 
 
-def add_feedback(session: Session, user: User, study: Study, prediction_id: int, agrees: bool,
+# The review path's statements, built once (building one costs about as much as running it).
+_STUDIES, _PREDICTIONS, _MODELS = Study.__table__, Prediction.__table__, ModelVersion.__table__
+# The study, and the prediction (of this study) with its model's classes: all a review checks.
+_REVIEWED = (
+    select(_STUDIES.c.id, _PREDICTIONS.c.id.label("prediction"), _PREDICTIONS.c.decision,
+           _MODELS.c.class_names)
+    .select_from(_STUDIES)
+    .outerjoin(_PREDICTIONS, (_PREDICTIONS.c.id == bindparam("prediction"))
+               & (_PREDICTIONS.c.study_id == _STUDIES.c.id))
+    .outerjoin(_MODELS, _MODELS.c.id == _PREDICTIONS.c.model_id)
+    .where(_STUDIES.c.id == bindparam("study")))
+_AGREED = (update(_STUDIES).where(_STUDIES.c.id == bindparam("study"))
+           .values(status="reviewed"))
+_DISAGREED = (update(_STUDIES).where(_STUDIES.c.id == bindparam("study"))
+              .values(status="reviewed", disagreements=_STUDIES.c.disagreements + 1))
+
+
+class NotFoundError(MeddxError):
+    """A review of a study that does not exist (404)."""
+
+    status_code = 404
+
+
+def add_feedback(session: Session, user: User, study_id: int, prediction_id: int, agrees: bool,
                  corrected_label: str | None, comment: str, client: str = "") -> Feedback:
-    """Store a review of one prediction of ``study`` and update the study's worklist columns.
+    """Store a review of one prediction of a study and update the study's worklist columns.
+
+    Written by Core statements in the session's transaction (the caller commits); nothing is
+    loaded into the session.
+
+    Returns:
+        The review as written (a transient object with its reviewer, not in the session).
 
     Raises:
+        NotFoundError (404): no study ``study_id``.
         TextFieldError / UploadError (4xx): wrong prediction, label outside the model's classes,
             a disagreement without a corrected label, or a bad comment.
     """
-    # With its model in the same query: the model's classes check the corrected label.
-    prediction = session.get(Prediction, prediction_id,
-                             options=[joinedload(Prediction.model)])
-    if prediction is None or prediction.study_id != study.id:
+    # One read for all the checks: the study, and the prediction (of this study) with its
+    # model's classes, which check the corrected label.
+    row = session.execute(_REVIEWED, {"study": study_id, "prediction": prediction_id}).first()
+    if row is None:
+        raise NotFoundError(f"no study {study_id}")
+    if row.prediction is None:
         raise UploadError(f"prediction_id: {prediction_id} is not a prediction of study "
-                          f"{study.id}")
-    classes = list(prediction.model.class_names)
+                          f"{study_id}")
+    classes = list(row.class_names)
     label = clean_text(corrected_label, "corrected_label", 200) or None
     if label is not None and label not in classes:
         raise TextFieldError(f"corrected_label: {label!r} is not one of the model's classes "
                              f"{classes}")
     if not agrees and label is None:
         raise TextFieldError("corrected_label: required when you disagree with the finding")
-    if agrees and label is not None and label != prediction.decision:
+    if agrees and label is not None and label != row.decision:
         raise TextFieldError(f"corrected_label: {label!r} contradicts agreeing with "
-                             f"{prediction.decision!r}")
-    entry = Feedback(prediction_id=prediction.id, study_id=study.id, user_id=user.id,
+                             f"{row.decision!r}")
+    entry = Feedback(prediction_id=prediction_id, study_id=study_id, user_id=user.id,
                      agrees=agrees, corrected_label=label,
-                     comment=clean_text(comment, "comment", 2000, multiline=True))
-    session.add(entry)
-    study.status = "reviewed"
-    if not agrees:
-        # Counted in SQL (disagreements + 1) rather than read-modify-write: two reviews of one
-        # study committing at the same time both count, on SQLite and on PostgreSQL.
-        study.disagreements = Study.disagreements + 1
-    session.flush()
-    set_committed_value(entry, "user", user)
-    audit.record(session, "feedback", user, target_type="study", target_id=study.id,
-                 detail={"prediction_id": prediction.id, "agrees": agrees, "label": label},
-                 client=client)
+                     comment=clean_text(comment, "comment", 2000, multiline=True),
+                     created_at=utcnow())
+    # Counted in SQL (disagreements + 1) rather than read-modify-write: two reviews of one
+    # study committing at the same time both count, on SQLite and on PostgreSQL.
+    session.execute(_AGREED if agrees else _DISAGREED, {"study": study_id})
+    [entry.id] = insert_rows(session, entry)
+    entry.user = user
+    audit.write(session, audit.values(
+        "feedback", user, target_type="study", target_id=study_id,
+        detail={"prediction_id": prediction_id, "agrees": agrees, "label": label},
+        client=client))
     return entry
 
 

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, insert, select
 from sqlalchemy.orm import Session
 
 from meddx.safeguards.encryption import FieldCipher, new_pseudonym
 from meddx.workstation.db.models import Patient
+
+# The upload path's statements, built once (building one costs about as much as running it).
+_TABLE = Patient.__table__
+_BY_INDEX = select(_TABLE.c.id, _TABLE.c.pseudonym).where(_TABLE.c.mrn_index == bindparam("index"))
+_PSEUDONYM_TAKEN = select(_TABLE.c.id).where(_TABLE.c.pseudonym == bindparam("pseudonym"))
+_INSERT = insert(_TABLE).returning(_TABLE.c.id)
 
 
 def find_or_create(session: Session, cipher: FieldCipher, mrn: str | None = None,
@@ -18,23 +24,43 @@ def find_or_create(session: Session, cipher: FieldCipher, mrn: str | None = None
     With ``flush=False`` a new patient is only added to the session (no id yet; written with
     the caller's next flush).
     """
-    if mrn:
-        index = cipher.blind_index(mrn)
+    index = cipher.blind_index(mrn) if mrn else None
+    if index is not None:
         existing = session.scalar(select(Patient).where(Patient.mrn_index == index))
         if existing is not None:
             return existing
-    else:
-        index = None
-    pseudonym = new_pseudonym()
-    while session.scalar(select(Patient.id).where(Patient.pseudonym == pseudonym)) is not None:
-        pseudonym = new_pseudonym()
-    patient = Patient(pseudonym=pseudonym, mrn_index=index, mrn_enc=cipher.encrypt(mrn or None),
-                      name_enc=cipher.encrypt(name or None),
-                      birth_date_enc=cipher.encrypt(birth_date or None))
+    patient = Patient(**_new_patient(session, cipher, index, mrn, name, birth_date))
     session.add(patient)
     if flush:
         session.flush()
     return patient
+
+
+def find_or_insert(session: Session, cipher: FieldCipher, mrn: str | None = None,
+                   name: str | None = None, birth_date: str | None = None) -> tuple[int, str]:
+    """:func:`find_or_create` without the ORM: ``(id, pseudonym)`` of the patient.
+
+    A new patient is written at once by one INSERT in the session's transaction (nothing is
+    loaded into the session): the upload path's cheaper way to the same row.
+    """
+    index = cipher.blind_index(mrn) if mrn else None
+    if index is not None:
+        row = session.execute(_BY_INDEX, {"index": index}).first()
+        if row is not None:
+            return row.id, row.pseudonym
+    values = _new_patient(session, cipher, index, mrn, name, birth_date)
+    return session.scalar(_INSERT, values), values["pseudonym"]
+
+
+def _new_patient(session: Session, cipher: FieldCipher, index: str | None, mrn: str | None,
+                 name: str | None, birth_date: str | None) -> dict[str, str | None]:
+    """The column values of a new patient: an unused pseudonym and the encrypted fields."""
+    pseudonym = new_pseudonym()
+    while session.scalar(_PSEUDONYM_TAKEN, {"pseudonym": pseudonym}) is not None:
+        pseudonym = new_pseudonym()
+    return {"pseudonym": pseudonym, "mrn_index": index, "mrn_enc": cipher.encrypt(mrn or None),
+            "name_enc": cipher.encrypt(name or None),
+            "birth_date_enc": cipher.encrypt(birth_date or None)}
 
 
 def identifying_fields(patient: Patient, cipher: FieldCipher) -> dict[str, str | None]:

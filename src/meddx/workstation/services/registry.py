@@ -110,14 +110,25 @@ def list_models(session: Session, active_only: bool = False) -> list[ModelVersio
 
 
 def model_for_upload(session: Session, suffix: str, model_id: int | None) -> ModelVersion | None:
-    """The model to run on an upload: the one asked for, else the newest active one taking it."""
+    """The model to run on an upload: the one asked for, else the newest active one taking it.
+
+    Raises:
+        ModelChoiceError (409): no model asked for, and active models of different kinds take
+            the suffix (a series and a clinical-record model both take ``.csv``): the newest one
+            could misread the file, so the uploader must choose.
+    """
     if model_id is not None:
         return session.get(ModelVersion, model_id)
-    for model in sorted(list_models(session, active_only=True),
-                        key=lambda m: m.registered_at, reverse=True):
-        if suffix in task_inputs(model.task):
-            return model
-    return None
+    takers = sorted((m for m in list_models(session, active_only=True)
+                     if suffix in task_inputs(m.task)),
+                    key=lambda m: m.registered_at, reverse=True)
+    kinds = {task_kind(m.task, suffix) for m in takers}
+    if len(kinds) > 1:
+        listed = "; ".join(f"{m.id}: {m.name}@{m.version} ({task_kind(m.task, suffix)})"
+                           for m in takers)
+        raise ModelChoiceError(f"model_id: models of {len(kinds)} kinds take {suffix} files "
+                               f"({listed}); choose one")
+    return takers[0] if takers else None
 
 
 class ModelChoiceError(MeddxError):

@@ -22,7 +22,9 @@ from meddx.workstation.db.models import (
     Study,
     StudyFile,
     User,
+    utcnow,
 )
+from meddx.workstation.db.session import insert_rows
 from meddx.workstation.services import patients, registry, storage
 from meddx.workstation.services.text import clean_text
 
@@ -67,6 +69,13 @@ def create_study(session: Session, settings: Settings, cipher: FieldCipher,
                  client: str = "") -> Study:
     """Store the files, the patient and the study, and run the model: all or nothing.
 
+    Commits the session's transaction; on any error before the commit is done, the stored files
+    are removed and nothing is left in the database (the caller's session rolls back).
+
+    Returns:
+        The study as written, with its patient, files and prediction: transient objects, built
+        from the values written rather than loaded back.
+
     Raises:
         UploadError subclasses (4xx): bad name, type, size, content or text field.
     """
@@ -104,23 +113,38 @@ def create_study(session: Session, settings: Settings, cipher: FieldCipher,
         primary = primary_file(stored, model)
         run = predict(settings, cache, model, primary.path, primary.original_name, 1,
                       new.explain)
-        # Everything is built first and written by one flush: the write lock is taken at the
-        # first INSERT and held until the commit, so as little as possible happens in between.
-        patient = patients.find_or_create(session, cipher, mrn, name, birth_date, flush=False)
-        study = Study(patient=patient, kind=registry.task_kind(model.task, suffixes[0]),
-                      status="new", description=description, uploaded_by_id=user.id,
-                      disagreements=0)
-        for item in stored:
-            StudyFile(study=study, original_name=item.original_name,
-                      stored_path=str(item.path.relative_to(settings.storage_dir)),
-                      media_type=item.media_type, size_bytes=item.size_bytes, sha256=item.sha256)
-        prediction = new_prediction(settings, user, study, model, run)
-        session.add(study)
-        session.flush()
-        audit.record(session, "study_upload", user, target_type="study", target_id=study.id,
-                     detail={"files": [s.original_name for s in stored],
-                             "bytes": sum(s.size_bytes for s in stored)}, client=client)
-        audit_prediction(session, user, study, model, prediction, client)
+        # Written with Core INSERTs (no unit-of-work flush, nothing loaded into the session),
+        # back to back: the write lock is taken at the first INSERT and held until the commit.
+        kind = registry.task_kind(model.task, suffixes[0])
+        values = prediction_values(settings, run)
+        patient_id, pseudonym = patients.find_or_insert(session, cipher, mrn, name, birth_date)
+        study = Study(patient_id=patient_id, kind=kind, status="predicted",
+                      description=description, uploaded_by_id=user.id, created_at=utcnow(),
+                      latest_decision=values["decision"],
+                      latest_uncertainty=values["uncertainty"], disagreements=0)
+        [study.id] = insert_rows(session, study)
+        files = [StudyFile(study_id=study.id, original_name=item.original_name,
+                           stored_path=str(item.path.relative_to(settings.storage_dir)),
+                           media_type=item.media_type, size_bytes=item.size_bytes,
+                           sha256=item.sha256) for item in stored]
+        for item, file_id in zip(files, insert_rows(session, *files), strict=True):
+            item.id = file_id
+        prediction = Prediction(study_id=study.id, model_id=model.id, requested_by_id=user.id,
+                                created_at=utcnow(), **values)
+        [prediction.id] = insert_rows(session, prediction)
+        audit.write(session,
+                    audit.values("study_upload", user, target_type="study", target_id=study.id,
+                                 detail={"files": [s.original_name for s in stored],
+                                         "bytes": sum(s.size_bytes for s in stored)},
+                                 client=client),
+                    _prediction_event(user, study.id, model, prediction, client))
+        # The answer's copy of what was written (never added to the session): a transient
+        # Patient with its pseudonym only, the files, and the prediction with its model.
+        study.patient = Patient(id=patient_id, pseudonym=pseudonym)
+        study.files = files
+        prediction.model = model
+        study.predictions = [prediction]
+        session.commit()  # in this thread, before the answer: acknowledged means committed
     except BaseException:
         storage.remove_dir(folder)
         raise
@@ -171,9 +195,8 @@ def predict(settings: Settings, cache: registry.PredictorCache, model: ModelVers
     return PredictionRun(result, round((time.perf_counter() - start) * 1000, 2))
 
 
-def new_prediction(settings: Settings, user: User, study: Study, model: ModelVersion,
-                   run: PredictionRun) -> Prediction:
-    """The prediction row of a run, attached to ``study`` (written by the caller's flush)."""
+def prediction_values(settings: Settings, run: PredictionRun) -> dict[str, Any]:
+    """The prediction columns of a run (outputs, decision, artifacts...), without the keys."""
     artifacts: dict[str, str] = {}
     outputs = _extract_artifacts(run.result, settings.storage_dir.resolve(), artifacts)
     outputs.pop("file", None)
@@ -182,22 +205,34 @@ def new_prediction(settings: Settings, user: User, study: Study, model: ModelVer
     headline = outputs if "decision" in outputs else (outputs.get("predictions") or [{}])[0]
     decision = str(headline.get("decision", ""))
     probabilities = headline.get("probabilities") or {}
-    prediction = Prediction(study=study, model=model, outputs=outputs, decision=decision,
-                            probability=probabilities.get(decision),
-                            uncertainty=headline.get("uncertainty"), explanation=artifacts,
-                            latency_ms=run.latency_ms, requested_by_id=user.id)
+    return {"outputs": outputs, "decision": decision,
+            "probability": probabilities.get(decision),
+            "uncertainty": headline.get("uncertainty"), "explanation": artifacts,
+            "latency_ms": run.latency_ms}
+
+
+def new_prediction(settings: Settings, user: User, study: Study, model: ModelVersion,
+                   run: PredictionRun) -> Prediction:
+    """The prediction row of a run, attached to ``study`` (written by the caller's flush)."""
+    prediction = Prediction(study=study, model=model, requested_by_id=user.id,
+                            **prediction_values(settings, run))
     study.status = "predicted" if study.status in ("new", "failed") else study.status
-    study.latest_decision = decision
-    study.latest_uncertainty = headline.get("uncertainty")
+    study.latest_decision = prediction.decision
+    study.latest_uncertainty = prediction.uncertainty
     return prediction
+
+
+def _prediction_event(user: User, study_id: int, model: ModelVersion, prediction: Prediction,
+                      client: str) -> dict[str, Any]:
+    return audit.values("prediction", user, target_type="study", target_id=study_id,
+                        detail={"model": f"{model.name}@{model.version}",
+                                "decision": prediction.decision,
+                                "prediction_id": prediction.id}, client=client)
 
 
 def audit_prediction(session: Session, user: User, study: Study, model: ModelVersion,
                      prediction: Prediction, client: str = "") -> None:
-    audit.record(session, "prediction", user, target_type="study", target_id=study.id,
-                 detail={"model": f"{model.name}@{model.version}",
-                         "decision": prediction.decision, "prediction_id": prediction.id},
-                 client=client)
+    audit.write(session, _prediction_event(user, study.id, model, prediction, client))
 
 
 def run_prediction(session: Session, settings: Settings, cache: registry.PredictorCache,

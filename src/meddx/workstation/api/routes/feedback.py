@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query, Response, status
+from fastapi import APIRouter, Query, Response, status
 
 from meddx.workstation.api.deps import ClientDep, Clinician, Reader, SessionDep
 from meddx.workstation.api.responses import json_response
 from meddx.workstation.api.schemas import FeedbackCreate, FeedbackPublic
-from meddx.workstation.db.models import Feedback, Study
+from meddx.workstation.db.models import Feedback
 from meddx.workstation.services import feedback as feedback_service
 
 router = APIRouter(prefix="/api", tags=["feedback"])
@@ -27,12 +27,8 @@ def public(entry: Feedback) -> FeedbackPublic:
 def submit(study_id: int, body: FeedbackCreate, user: Clinician, session: SessionDep,
            client: ClientDep) -> Response:
     """Review a finding; stored and committed before the answer is sent."""
-    # The study row only: a review needs none of its files, patient or other predictions.
-    study = session.get(Study, study_id)
-    if study is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no study {study_id}")
-    entry = feedback_service.add_feedback(session, user, study, body.prediction_id, body.agrees,
-                                          body.corrected_label, body.comment, client)
+    entry = feedback_service.add_feedback(session, user, study_id, body.prediction_id,
+                                          body.agrees, body.corrected_label, body.comment, client)
     session.commit()  # in this thread, before the answer: acknowledged means committed
     return json_response(public(entry), status.HTTP_201_CREATED)
 

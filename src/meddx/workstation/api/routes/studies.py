@@ -104,8 +104,8 @@ def upload(user: Clinician, session: SessionDep, settings: SettingsDep, cipher: 
                            model_id=model_id, description=description, mrn=mrn,
                            patient_name=patient_name, birth_date=birth_date,
                            explain=explain and settings.explain)
+    # Committed by create_study in this thread (see api/deps.py), or nothing is kept.
     study = studies.create_study(session, settings, cipher, predictors, user, new, client)
-    session.commit()  # in this thread, before the response is built (see api/deps.py)
     return json_response(detail(study, settings), status.HTTP_201_CREATED)
 
 
