@@ -116,6 +116,56 @@ def run_ecg200(args) -> dict:
     return result
 
 
+SERIES_CANDIDATES = {
+    "inception, 150 epochs": ({"arch": "inception"}, 150),
+    "inception x2 filters, 150 epochs": ({"arch": "inception", "network_options": {
+        "filters": 32, "depth": 6, "kernels": [39, 19, 9], "bottleneck": 32}}, 150),
+    "inception, 300 epochs": ({"arch": "inception"}, 300),
+    "resnet, 150 epochs": ({"arch": "resnet"}, 150),
+    "transformer, 150 epochs": ({"arch": "transformer"}, 150),
+}
+
+
+def run_ecg200_selection(args) -> dict:
+    """The ECG200 set-up, picked by stratified 5-fold CV on the 100 TRAIN series only.
+
+    One network per fold (seed = fold) for each candidate in :data:`SERIES_CANDIDATES`; the
+    official TEST file is not read.
+    """
+    from sklearn.model_selection import StratifiedKFold
+
+    from meddx.data.datasets import ClassificationDataset, SplitData
+    from meddx.data.ecg import SeriesDataset, load_series_dataset
+    from meddx.learn.tasks import ecg as recipe
+
+    full = load_series_dataset("ecg200", args.data_dir)
+    train, val = full.split("train"), full.split("val")
+    data = SplitData(train.images + val.images, np.concatenate([train.labels, val.labels]),
+                     train.sources + val.sources)
+    folds = list(StratifiedKFold(n_splits=args.folds, shuffle=True, random_state=0).split(
+        np.zeros(len(data)), data.labels))
+    rows = {}
+    for name, (plan, epochs) in SERIES_CANDIDATES.items():
+        correct, start = 0, time.perf_counter()
+        for fold, (train_index, test_index) in enumerate(folds):
+            splits = {"train": data.subset(train_index), "test": data.subset(test_index)}
+            inner = ClassificationDataset(f"ecg200-fold{fold}", full.class_names, 1, 1, splits,
+                                          full.provenance)
+            dataset = SeriesDataset(inner.name, full.class_names, full.label_values,
+                                    full.length, inner, full.provenance)
+            with tempfile.TemporaryDirectory() as scratch:
+                fitted = recipe.fit(dataset, Path(scratch), _config(epochs, fold, args.threads),
+                                    plan=plan, progress=False)
+            probs = fitted.predictor.predict_split(splits["test"])
+            correct += int((probs.argmax(1) == splits["test"].labels).sum())
+        rows[name] = {"cv_accuracy": correct / len(data),
+                      "train_s": round(time.perf_counter() - start, 1)}
+        console.print(f"ecg200 selection {name}: {rows[name]}")
+    return {"evaluation": f"stratified {args.folds}-fold CV on the {len(data)} TRAIN series "
+                          "(one network per fold); TEST not read", "results": rows,
+            "chosen": max(rows, key=lambda n: rows[n]["cv_accuracy"])}
+
+
 def run_ecg5000(args) -> dict:
     from sklearn.model_selection import StratifiedKFold
 
@@ -365,6 +415,15 @@ def print_table(results: dict) -> None:
                           _fmt(row["val_S_ppv"]), _fmt(row["val_V_se"]), _fmt(row["val_V_ppv"]),
                           f"{row['train_s']:.0f}")
         console.print(table)
+    if "ecg200_selection" in results:
+        r = results["ecg200_selection"]
+        table = Table(title="ECG200 set-ups, 5-fold CV on the TRAIN series")
+        for column in ("set-up", "CV accuracy", "train s"):
+            table.add_column(column)
+        for name, row in r["results"].items():
+            table.add_row(name + (" (chosen)" if name == r["chosen"] else ""),
+                          _fmt(row["cv_accuracy"]), f"{row['train_s']:.0f}")
+        console.print(table)
     if "archs" in results:
         r = results["archs"]
         table = Table(title="beat architectures on the DS1 validation records (seed-0 split)")
@@ -380,7 +439,8 @@ def print_table(results: dict) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--parts", nargs="+", default=["ecg200", "ecg5000", "mitdb"],
-                        choices=["ecg200", "ecg5000", "mitdb", "archs", "models"])
+                        choices=["ecg200", "ecg200_selection", "ecg5000", "mitdb", "archs",
+                                 "models"])
     parser.add_argument("--models", nargs="+", default=["lightgbm", "cnn", "cnn+lightgbm"],
                         help="beat model kinds compared on validation (part 'models')")
     parser.add_argument("--beat-model", default="cnn+lightgbm",
@@ -392,7 +452,8 @@ def main() -> None:
                                                       "transformer"])
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--epochs", type=int, default=6, help="beat model epochs")
-    parser.add_argument("--series-epochs", type=int, default=150, help="ECG200 epochs")
+    parser.add_argument("--series-epochs", type=int, default=300,
+                        help="ECG200 epochs (300: picked by part ecg200_selection)")
     parser.add_argument("--series-ensemble", type=int, default=5,
                         help="ECG200 networks (seeds) averaged, as InceptionTime's 5")
     parser.add_argument("--ecg5000-epochs", type=int, default=25)
@@ -407,7 +468,8 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    runners = {"ecg200": run_ecg200, "ecg5000": run_ecg5000, "mitdb": run_mitdb,
+    runners = {"ecg200": run_ecg200, "ecg200_selection": run_ecg200_selection,
+               "ecg5000": run_ecg5000, "mitdb": run_mitdb,
                "archs": run_archs, "models": run_models}
     for part in args.parts:
         console.print(f"[bold]{part}[/]")
