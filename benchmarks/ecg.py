@@ -452,8 +452,8 @@ def main() -> None:
                                                       "transformer"])
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--epochs", type=int, default=6, help="beat model epochs")
-    parser.add_argument("--series-epochs", type=int, default=300,
-                        help="ECG200 epochs (300: picked by part ecg200_selection)")
+    parser.add_argument("--series-epochs", type=int, default=150,
+                        help="ECG200 epochs (part ecg200_selection compares 150 and 300)")
     parser.add_argument("--series-ensemble", type=int, default=5,
                         help="ECG200 networks (seeds) averaged, as InceptionTime's 5")
     parser.add_argument("--ecg5000-epochs", type=int, default=25)
