@@ -2,6 +2,8 @@
 
 - **ECG200**: trained on the official TRAIN file (validation carved out of it, stratified), tested
   once on the official TEST file; test accuracy beside InceptionTime 0.93 / ROCKET 0.906.
+- **ECG200 selection** (``ecg200_selection``): the set-up (network, width, epochs) compared by
+  stratified 5-fold CV on the 100 TRAIN series only, one network per fold.
 - **ECG5000**: only the official TRAIN split (500 beats) is available, so it is evaluated by
   stratified 5-fold cross-validation on those 500 beats (each fold's model picks its epoch on a
   validation part of its own training folds); pooled out-of-fold accuracy, balanced accuracy and
@@ -23,8 +25,8 @@
 Training time is wall-clock on this machine's CPU (``--threads`` torch/LightGBM threads);
 inference time is per whole 30-minute record (reading, filtering, beat cutting, model).
 
-    python benchmarks/ecg.py [--parts ecg200 ecg5000 mitdb models archs] [--folds 5]
-        [--epochs 6] [--threads 2]
+    python benchmarks/ecg.py [--parts ecg200 ecg200_selection ecg5000 mitdb models archs]
+        [--folds 5] [--epochs 6] [--threads 2]
 
 Model choices (architecture, epochs, imbalance handling) use validation data only.
 """
