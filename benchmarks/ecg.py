@@ -118,6 +118,16 @@ def run_ecg200(args) -> dict:
     return result
 
 
+def _series_fold(full, splits: dict, name: str):
+    """A series dataset of one CV fold (its train/test splits), with ``full``'s classes."""
+    from meddx.data.datasets import ClassificationDataset
+    from meddx.data.ecg import SeriesDataset
+
+    inner = ClassificationDataset(name, full.class_names, 1, 1, splits, full.provenance)
+    return SeriesDataset(name, full.class_names, full.label_values, full.length, inner,
+                         full.provenance)
+
+
 SERIES_CANDIDATES = {
     "inception, 150 epochs": ({"arch": "inception"}, 150),
     "inception x2 filters, 150 epochs": ({"arch": "inception", "network_options": {
@@ -136,8 +146,8 @@ def run_ecg200_selection(args) -> dict:
     """
     from sklearn.model_selection import StratifiedKFold
 
-    from meddx.data.datasets import ClassificationDataset, SplitData
-    from meddx.data.ecg import SeriesDataset, load_series_dataset
+    from meddx.data.datasets import SplitData
+    from meddx.data.ecg import load_series_dataset
     from meddx.learn.tasks import ecg as recipe
 
     full = load_series_dataset("ecg200", args.data_dir)
@@ -151,10 +161,7 @@ def run_ecg200_selection(args) -> dict:
         correct, start = 0, time.perf_counter()
         for fold, (train_index, test_index) in enumerate(folds):
             splits = {"train": data.subset(train_index), "test": data.subset(test_index)}
-            inner = ClassificationDataset(f"ecg200-fold{fold}", full.class_names, 1, 1, splits,
-                                          full.provenance)
-            dataset = SeriesDataset(inner.name, full.class_names, full.label_values,
-                                    full.length, inner, full.provenance)
+            dataset = _series_fold(full, splits, f"ecg200-fold{fold}")
             with tempfile.TemporaryDirectory() as scratch:
                 fitted = recipe.fit(dataset, Path(scratch), _config(epochs, fold, args.threads),
                                     plan=plan, progress=False)
@@ -171,8 +178,7 @@ def run_ecg200_selection(args) -> dict:
 def run_ecg5000(args) -> dict:
     from sklearn.model_selection import StratifiedKFold
 
-    from meddx.data.datasets import ClassificationDataset
-    from meddx.data.ecg import SeriesDataset, load_series_dataset
+    from meddx.data.ecg import load_series_dataset
     from meddx.learn.evaluation.metrics import classification_metrics
     from meddx.learn.tasks import ecg as recipe
 
@@ -184,10 +190,7 @@ def run_ecg5000(args) -> dict:
     for fold, (train_index, test_index) in enumerate(folds.split(np.zeros(len(data)),
                                                                  data.labels)):
         splits = {"train": data.subset(train_index), "test": data.subset(test_index)}
-        inner = ClassificationDataset(f"ecg5000-fold{fold}", full.class_names, 1, 1, splits,
-                                      full.provenance)
-        dataset = SeriesDataset(inner.name, full.class_names, full.label_values, full.length,
-                                inner, full.provenance)
+        dataset = _series_fold(full, splits, f"ecg5000-fold{fold}")
         with tempfile.TemporaryDirectory() as scratch:
             start = time.perf_counter()
             fitted = recipe.fit(dataset, Path(scratch), _config(args.ecg5000_epochs, fold),

@@ -400,10 +400,16 @@ def main() -> None:
         finally:
             server.stop()
 
+    target = {"clients": 16, "p95_ms": 100, "errors": 0, "lost_feedback": 0}
+    for phase in (load, think, restart):
+        # The target: p95 of upload+predict, no errors, no acknowledged review lost.
+        phase["meets_target"] = (phase["upload_predict_ms"]["p95"] <= target["p95_ms"]
+                                 and phase["errors"] == 0
+                                 and phase.get("restart", {}).get("feedback_lost", 0) == 0)
     report = {"bundle": str(bundle), "cpu_count": os.cpu_count(), "workers": args.workers,
               "database": make_url(server.database_url).get_backend_name(),
               "load_average_at_end": os.getloadavg()[0], "image": "PneumoniaMNIST test, 28 px PNG",
-              "target": {"clients": 16, "p95_ms": 100, "errors": 0, "lost_feedback": 0},
+              "target": target,
               "scenarios": {
                   "serial": "1 client, no pause: the service time",
                   "load": f"{args.clients} clients, closed loop, no think time: saturation",
@@ -423,7 +429,7 @@ def main() -> None:
                         f"{report['load_average_at_end']:.1f})")
     for column in ("phase", "uploads", "req/s", "upload+predict p50/p95/p99 ms",
                    "feedback p95 ms", "CPU ms/pair server + client", "load avg", "errors",
-                   "lost feedback"):
+                   "lost feedback", "target met"):
         table.add_column(column)
     for name, phase in (("1 client", serial), (f"{args.clients} closed loop (saturation)", load),
                         (f"{args.clients} think {args.think[0]}-{args.think[1]} s", think),
@@ -435,7 +441,8 @@ def main() -> None:
                       f"{phase['server_cpu_ms_per_pair'] or float('nan'):.1f} + "
                       f"{phase['client_cpu_ms_per_pair'] or float('nan'):.1f}",
                       f"{phase['load_average_before']:.1f}", str(phase["errors"]),
-                      str(phase.get("restart", {}).get("feedback_lost", "-")))
+                      str(phase.get("restart", {}).get("feedback_lost", "-")),
+                      {True: "yes", False: "no"}.get(phase.get("meets_target"), "-"))
     console.print(table)
     if "restart" in restart:
         r = restart["restart"]
