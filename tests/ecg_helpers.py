@@ -81,3 +81,13 @@ def write_ucr(path: Path, n: int, length: int = 64, seed: int = 0, sep: str = " 
         lines.append(sep.join([f"{label:.1f}", *(f"{v:.5f}" for v in series)]))
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def write_ucr_folder(parent: Path, n_train: int = 60, n_test: int = 30, length: int = 64,
+                     name: str = "Bumps") -> tuple[Path, Path]:
+    """A UCR dataset folder ``parent/name`` with ``name_TRAIN.txt`` (seed 0) and
+    ``name_TEST.txt`` (seed 1); returns the folder and the TEST file."""
+    folder = Path(parent) / name
+    folder.mkdir(parents=True, exist_ok=True)
+    write_ucr(folder / f"{name}_TRAIN.txt", n_train, length=length, seed=0)
+    return folder, write_ucr(folder / f"{name}_TEST.txt", n_test, length=length, seed=1)

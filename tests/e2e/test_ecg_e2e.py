@@ -18,7 +18,9 @@ import pytest
 import torch
 
 import meddx
+from meddx.data.ecg import extract_beats
 from meddx.errors import InputFileError
+from meddx.learn.tasks import ecg as recipe
 from tests.ecg_helpers import FS, synthetic_signal, write_folder, write_record, write_ucr
 
 MEDDX = [sys.executable, "-m", "meddx"]
@@ -96,7 +98,25 @@ def test_combined_model_averages_its_members(beat_bundle, train_folder):
     split = meddx.load_dataset(str(train_folder)).split("all")
     network, trees = (member.predict_split(split) for member in predictor.members)
     assert not np.allclose(network, trees)  # two different models, not one loaded twice
+    smoothed = predictor.predict_split(split)
+    predictor.plan.smoothing_neighbours = 0
     np.testing.assert_allclose(predictor.predict_split(split), (network + trees) / 2, atol=1e-6)
+    assert not np.allclose(smoothed, (network + trees) / 2)  # smoothed once, after averaging
+
+
+def test_evaluation_and_prediction_give_each_beat_the_same_probabilities(beat_bundle,
+                                                                        train_folder):
+    _, bundle = beat_bundle
+    predictor = meddx.load_model(bundle.path)
+    assert predictor.plan.smoothing_neighbours == (
+        0 if bundle.metadata["plan"]["model"] == "cnn" else recipe.SMOOTHING_NEIGHBOURS)
+    dataset = meddx.load_dataset(str(train_folder))
+    split = dataset.split("all")
+    probs = predictor.predict_split(split)  # the evaluation path: whole records at once
+    for record in dataset.records[:2]:  # the prediction path: one record
+        beats = extract_beats(record, predictor.beat_config)
+        np.testing.assert_allclose(predictor.record_probabilities(record, beats),
+                                   probs[split.records == record.name], atol=1e-5)
 
 
 def test_evaluate_any_folder_of_annotated_records(beat_bundle):

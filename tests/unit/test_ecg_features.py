@@ -26,6 +26,8 @@ from meddx.learn.boosting import booster_probs
 from meddx.learn.tasks import ecg as recipe
 from meddx.learn.tasks.ecg_features import (
     class_weights,
+    context_columns,
+    smooth_over_similar_beats,
     train_beat_booster,
     tree_saliency,
 )
@@ -120,6 +122,37 @@ def test_two_lead_feature_set_measures_the_second_lead(tmp_path):
     assert not extract_beats(one_lead, BeatConfig(second_lead=True)).windows[:, 2:].any()
 
 
+def test_smoothing_mends_scattered_calls_and_keeps_an_isolated_beat():
+    rng = np.random.default_rng(0)
+    names = feature_names("two_lead")
+    context = context_columns(names)
+    assert "pre_over_centred" in [names[i] for i in context]
+    assert SECOND_LEAD_PREFIX + "corr_qrs_z" in [names[i] for i in context]
+    assert "qrs_max" not in [names[i] for i in context]  # raw amplitude: differs by patient
+    x = rng.normal(scale=0.1, size=(300, len(names)))
+    x[:, [i for i, name in enumerate(names) if name.startswith(SECOND_LEAD_PREFIX)]] = np.nan
+    v_beats, isolated = np.arange(240, 290), 290
+    x[np.ix_(v_beats, context)] += 3.0  # a cluster of V beats
+    x[isolated, context] -= 6.0  # one premature beat unlike every other
+    probs = np.tile([0.9, 0.05, 0.05, 0.0, 0.0], (300, 1))
+    probs[v_beats] = [0.1, 0.05, 0.85, 0.0, 0.0]
+    scattered = np.arange(0, 240, 24)  # N beats the model called S, here and there
+    probs[scattered] = [0.3, 0.6, 0.1, 0.0, 0.0]
+    probs[isolated] = [0.2, 0.7, 0.1, 0.0, 0.0]
+    smoothed = smooth_over_similar_beats(probs, x, names, neighbours=20)
+    classes = smoothed.argmax(axis=1)
+    assert (classes[scattered] == 0).all()  # mended by their own record's N beats
+    assert (classes[v_beats] == 2).all()
+    assert classes[isolated] == 1 and smoothed[isolated, 1] > 0.65  # its neighbours are far
+    np.testing.assert_allclose(smoothed.sum(axis=1), 1.0)
+    # A 10 s strip: 12 beats get 1 neighbour each; fewer than 10 are left as they are.
+    strip = np.r_[np.arange(1, 9), v_beats[:4]]
+    assert (smooth_over_similar_beats(probs[strip], x[strip], names, 20).argmax(axis=1)
+            == probs[strip].argmax(axis=1)).all()
+    np.testing.assert_array_equal(smooth_over_similar_beats(probs[:9], x[:9], names, 20),
+                                  probs[:9])
+
+
 def test_class_weights_favour_rare_classes():
     weights = class_weights(np.array([900, 50, 40, 10, 0]), power=0.5)
     assert weights[4] == 0 and weights[3] > weights[1] > weights[0]
@@ -160,7 +193,7 @@ def test_plan_choices_for_the_tree_model(tmp_path):
     assert recipe.make_plan(dataset, {"model": "cnn"}).beat_config["feature_set"] == "rr"
     # Naming a network asks for the network model kind.
     assert recipe.make_plan(dataset, {"arch": "resnet"}).model == "cnn"
-    with pytest.raises(ConfigError, match="unknown ECG model"):
+    with pytest.raises(ConfigError, match="ECG model .svm. is not one for beats"):
         recipe.make_plan(dataset, {"model": "svm"})
     with pytest.raises(ConfigError, match="feature_set in"):
         recipe.make_plan(dataset, {"model": "lightgbm", "beat": {"feature_set": "rr"}})
@@ -175,6 +208,17 @@ def test_plan_choices_for_the_tree_model(tmp_path):
     assert network.beat_config["feature_set"] == "rr" and network.imbalance == "sampler"
     trees = recipe.component_plan(both, "lightgbm")
     assert trees.beat_config["feature_set"] == "two_lead" and trees.imbalance == "weighted_loss"
+    # The tree kinds smooth within records; a combined model smooths its average, once.
+    assert tree.smoothing_neighbours == both.smoothing_neighbours == recipe.SMOOTHING_NEIGHBOURS
+    assert trees.smoothing_neighbours == network.smoothing_neighbours == 0
+    assert recipe.make_plan(dataset, {"model": "cnn"}).smoothing_neighbours == 0
+    with pytest.raises(ConfigError, match="smoothing_neighbours needs a beat model with tree"):
+        recipe.make_plan(dataset, {"model": "cnn", "smoothing_neighbours": 10})
+    with pytest.raises(ConfigError, match="smoothing_neighbours must be a whole number"):
+        recipe.make_plan(dataset, {"model": "lightgbm", "smoothing_neighbours": -1})
+    # Bundles written before the option existed read as "off".
+    old = {k: v for k, v in tree.to_dict().items() if k != "smoothing_neighbours"}
+    assert recipe.EcgPlan.from_dict(old).smoothing_neighbours == 0
     with pytest.raises(ConfigError, match="cnn\\+lightgbm needs beat option feature_set"):
         recipe.make_plan(dataset, {"model": "cnn+lightgbm", "beat": {"feature_set": "rr"}})
     with pytest.raises(BundleError, match="no network weights"):

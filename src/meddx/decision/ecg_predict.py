@@ -37,6 +37,7 @@ from meddx.data.ecg import (  # noqa: E402
     EcgRecord,
     SeriesFile,
     extract_beats,
+    feature_names,
     read_series,
     read_signal,
 )
@@ -55,6 +56,12 @@ from meddx.learn.tasks.ecg import (  # noqa: E402
     plan_inputs,
     predict_proba,
     series_inputs,
+)
+from meddx.learn.tasks.ecg_rocket import (  # noqa: E402
+    EXPLANATION_METHOD,
+    MINIROCKET,
+    RocketModel,
+    occlusion_saliency,
 )
 from meddx.learn.trainer import default_device  # noqa: E402
 
@@ -98,9 +105,11 @@ class _EcgPredictor:
         self.name = metadata.get("name", source)
         self.device = device or default_device()
         self.plan = EcgPlan.from_dict(metadata["plan"])
-        self.model = self.booster = None
+        self.model = self.booster = self.rocket = None
         self.members: list[_EcgPredictor] = []
-        if self.plan.model == COMBINED:
+        if self.plan.model == MINIROCKET:
+            self.rocket = RocketModel.from_state_dict(state_dict, source)
+        elif self.plan.model == COMBINED:
             # One predictor per member, on its own plan (the network's 5 RR features, the
             # trees' tree feature set); their probabilities are averaged.
             self.members = [type(self)(
@@ -131,6 +140,8 @@ class _EcgPredictor:
 
     def probabilities(self, x: torch.Tensor, extra: torch.Tensor | None) -> np.ndarray:
         """Class probabilities (N, K) of network inputs and per-beat features."""
+        if self.rocket is not None:
+            return self.rocket.predict_proba(x)
         if self.booster is not None:
             return booster_probs(self.booster, extra.numpy(), len(self.class_names))
         return predict_proba(self.model, x, extra, self.plan.eval_batch_size)
@@ -145,9 +156,12 @@ class _EcgPredictor:
     def saliency(self, x: torch.Tensor, extra: torch.Tensor | None,
                  targets: np.ndarray) -> np.ndarray:
         """|Attribution| per input sample (N, L): integrated gradients summed over channels for
-        networks, TreeSHAP contributions of the time-localised features for the tree model."""
+        networks, TreeSHAP contributions of the time-localised features for the tree model,
+        occlusion for MiniRocket (its features have no useful gradient)."""
         from captum.attr import IntegratedGradients
 
+        if self.rocket is not None:
+            return occlusion_saliency(self.rocket, x, targets)
         if self.booster is not None:
             config = BeatConfig.from_dict(self.plan.beat_config)
             return ecg_features.tree_saliency(self.booster, extra.numpy(), targets,
@@ -239,10 +253,32 @@ class EcgBeatClassifier(_EcgPredictor):
     def record_probabilities(self, record: EcgRecord, beats) -> np.ndarray:
         """Class probabilities (N, K) of a record's extracted beats."""
         if self.members:
-            return np.mean([member.record_probabilities(
+            probs = np.mean([member.record_probabilities(
                 record, self._member_beats(member, record, beats))
                 for member in self.members], axis=0)
-        return self.probabilities(torch.from_numpy(beats.windows), torch.from_numpy(beats.rr))
+        else:
+            probs = self.probabilities(torch.from_numpy(beats.windows),
+                                       torch.from_numpy(beats.rr))
+        return self._smoothed(probs, beats.rr)
+
+    def predict_split(self, split: BeatSplit | SplitData) -> np.ndarray:
+        """Probabilities for every beat of a split, smoothed within each record (plan)."""
+        probs = super().predict_split(split)
+        if not self.plan.smoothing_neighbours:
+            return probs
+        features = ecg_features.beat_features(split, self.plan.beat_config)
+        for record in np.unique(split.records):
+            rows = np.flatnonzero(split.records == record)
+            probs[rows] = self._smoothed(probs[rows], features[rows])
+        return probs
+
+    def _smoothed(self, probs: np.ndarray, features: np.ndarray) -> np.ndarray:
+        """One record's probabilities averaged over similar beats, when the plan says so."""
+        if not self.plan.smoothing_neighbours:
+            return probs
+        return ecg_features.smooth_over_similar_beats(
+            probs, features, feature_names(self.beat_config.feature_set),
+            self.plan.smoothing_neighbours)
 
     def record_saliency(self, record: EcgRecord, beats, index: np.ndarray,
                         targets: np.ndarray) -> np.ndarray:
@@ -312,8 +348,8 @@ class EcgSeriesClassifier(_EcgPredictor):
 
     Files are read by :func:`meddx.data.ecg.read_series` at the model's length: one series as a
     column or a row of numbers, or UCR lines (label first). With ``explain_to``, every series
-    gets its integrated-gradients saliency (|attribution| per sample, scaled to 0-1) and the first
-    four are drawn to a PNG.
+    gets its saliency (|attribution| per sample, scaled to 0-1: integrated gradients for
+    networks, occlusion for MiniRocket) and the first four are drawn to a PNG.
     """
 
     task = SERIES_TASK
@@ -351,7 +387,7 @@ class EcgSeriesClassifier(_EcgPredictor):
                           [f"{name}[{i}]" for i in range(len(series.values))])
         x = series_inputs(split, self.series_length)
         # float64 before rounding: float32 values print as 0.449070006608963, not 0.44907.
-        probs = predict_proba(self.model, x, None, self.plan.eval_batch_size).astype(np.float64)
+        probs = self.probabilities(x, None).astype(np.float64)
         classes = probs.argmax(axis=1)
         uncertainty = _entropy(probs)
         predictions = []
@@ -371,7 +407,9 @@ class EcgSeriesClassifier(_EcgPredictor):
             peaks = np.maximum(maps.max(axis=1, keepdims=True), 1e-12)
             for item, row in zip(predictions, maps / peaks, strict=True):
                 item["saliency"] = row.round(4).tolist()
-            result["explanation_method"] = "integrated gradients (|attribution|, 0-1 per series)"
+            result["explanation_method"] = (
+                EXPLANATION_METHOD if self.rocket is not None
+                else "integrated gradients (|attribution|, 0-1 per series)")
             result["explanation"] = str(self._plot(x[:4], classes[:4], probs[:4],
                                                    Path(explain_to), maps[:4]))
         result["latency_ms"] = round((time.perf_counter() - start) * 1000, 2)

@@ -65,6 +65,8 @@ def render_model_card(metadata: dict[str, Any]) -> str:
         f"{metadata.get('training', {}).get('best_epoch', '?')}, "
         f"{metadata.get('training', {}).get('elapsed_s', 0) / 60:.1f} min)",
     ]
+    if metadata.get("post_processing"):
+        lines.append(f"- Post-processing: {metadata['post_processing']}")
     if metadata.get("threshold") is not None:
         lines.append(f"- Decision threshold on P({metadata['class_names'][-1]}): "
                      f"{metadata['threshold']:.3f}, chosen on the validation split "

@@ -18,6 +18,9 @@ RR and morphology features (:mod:`meddx.learn.tasks.ecg_features`); ``model: "cn
 network; ``model: "cnn+lightgbm"``, the default, trains both on the same records and averages
 their probabilities (equal weights: 4 validation records cannot tune a weight). Validation
 macro-F1 over N/S/V on the seed-0 DS1 split: both averaged 0.920, LightGBM 0.912, CNN 0.905.
+Series have two model kinds: ``model: "cnn"`` (the 1D networks, seed ensembles with
+``--ensemble``) and ``model: "minirocket"``, MiniRocket features with a logistic regression
+(:mod:`meddx.learn.tasks.ecg_rocket`); :data:`DEFAULT_SERIES_MODEL` says which is the default.
 """
 
 from __future__ import annotations
@@ -61,6 +64,17 @@ COMBINED = "cnn+lightgbm"
 MODELS = ("cnn", "lightgbm", COMBINED)
 """Beat model kinds: a 1D network (``network.arch``), gradient-boosted trees on the per-beat
 features (:mod:`meddx.learn.tasks.ecg_features`), or both with their probabilities averaged."""
+SERIES_MODELS = ("cnn", "minirocket")
+"""Series model kinds: a 1D network (``network.arch``, a seed ensemble with ``--ensemble``) or
+MiniRocket features + logistic regression (:mod:`meddx.learn.tasks.ecg_rocket`)."""
+# Picked by stratified 5-fold CV on the 100 ECG200 TRAIN series (benchmarks/ecg.py part
+# ecg200_selection, the same folds and seeds for every kind; TEST not read), by accuracy, the
+# selection metric fixed before the comparison: InceptionTime ensemble of 5 0.89 (log-loss 0.66),
+# one InceptionTime network 0.88 (0.93), MiniRocket 0.86 (0.35; 0.86 with three seeds). The
+# networks stay the default. MiniRocket's probabilities are the better ones (log-loss 0.35 vs
+# 0.66, Brier 0.096 vs 0.098) and it fits in ~1 s instead of ~5 min a network; averaging it with
+# the ensemble gave 0.88 (2 series more than MiniRocket alone, McNemar p 0.5), so no combination.
+DEFAULT_SERIES_MODEL = "cnn"
 COMPONENTS = ("cnn", "lightgbm")
 """The members of a ``cnn+lightgbm`` model, in the order their probabilities are averaged."""
 # Per-beat features each kind was tuned with: the networks the 5 RR features, the trees the
@@ -69,6 +83,14 @@ COMPONENTS = ("cnn", "lightgbm")
 # independent test is DS2): cnn+lightgbm macro-F1 0.468 vs 0.462, S F1 0.450 vs 0.438, V F1
 # 0.893 vs 0.877 (benchmarks/ecg.py, keys mitdb_cnn+lightgbm[_two_lead]).
 MODEL_FEATURE_SET = {"cnn": "rr", "lightgbm": "two_lead", COMBINED: "two_lead"}
+# Similar beats of the same record each beat's probabilities are averaged with (see
+# ecg_features.smooth_over_similar_beats). Chosen on the pooled 5-fold leave-records-out CV of DS1
+# (training data; DS2 is the independent test) among 10/15/20/30 neighbours and kernel widths of
+# 0.5/1/2 x the record's typical 20th-neighbour distance: cnn+lightgbm S Se/+P 0.501/0.408 ->
+# 0.505/0.487, V 0.898/0.888 -> 0.900/0.909; lightgbm alone S 0.464/0.348 -> 0.468/0.400, V
+# 0.860/0.891 -> 0.868/0.919. Isolated ectopic beats (records with <= 20 of the class) keep their
+# calls (S 18/32, V 31/35 before and after), unlike plain neighbour averaging (S 18/32 -> 10/32).
+SMOOTHING_NEIGHBOURS = 20
 # Class-weighted trees, weights (n / n_class) ** 0.5 (chosen on DS1 validation).
 LGBM_IMBALANCE = ("weighted_loss", 0.5)
 # Picked on the patient-wise DS1 validation records (benchmarks/ecg.py --parts models, seed-0
@@ -145,9 +167,17 @@ class EcgPlan:
             sets, where a 20-series validation split cannot tell epochs apart).
         compare_by: Validation metric of the final models that picks the architecture (``auto``).
         arch_candidates: Architectures tried when the plan's arch is ``auto``.
-        model: ``cnn`` (the 1D network of ``network``) or ``lightgbm`` (beats only: boosted
-            trees on the beat features, :mod:`meddx.learn.tasks.ecg_features`).
+        model: ``cnn`` (the 1D network of ``network``), ``lightgbm`` or ``cnn+lightgbm``
+            (beats only: boosted trees on the beat features,
+            :mod:`meddx.learn.tasks.ecg_features`), ``minirocket`` (series only:
+            :mod:`meddx.learn.tasks.ecg_rocket`).
         lightgbm: LightGBM parameters merged over the recipe's defaults.
+        smoothing_neighbours: Beats with tree features only: average each beat's
+            probabilities with those of this many similar beats of the same record
+            (:func:`meddx.learn.tasks.ecg_features.smooth_over_similar_beats`); 0 = off, the
+            value of bundles written before it existed.
+        minirocket: MiniRocket options (``num_kernels``, ``max_dilations_per_kernel``, ``C``)
+            merged over :data:`meddx.learn.tasks.ecg_rocket.ROCKET_DEFAULTS` (series only).
     """
 
     task: str
@@ -169,6 +199,8 @@ class EcgPlan:
     arch_candidates: list[str] = field(default_factory=list)
     model: str = "cnn"
     lightgbm: dict[str, Any] = field(default_factory=dict)
+    smoothing_neighbours: int = 0
+    minirocket: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -202,10 +234,14 @@ def make_plan(dataset: BeatDataset | SeriesDataset,
     # Asking for a network (arch or its options) means the CNN model kind.
     asks_network = overrides_given.get("arch") is not None or options is not None
     model = overrides.pop("model", None) or (
-        "cnn" if asks_network or not beats else DEFAULT_BEAT_MODEL)
-    if model not in MODELS or (model != "cnn" and not beats):
-        raise ConfigError(f"unknown ECG model {model!r}; choose "
-                          + (" or ".join(MODELS) if beats else "cnn (series)"))
+        "cnn" if asks_network else DEFAULT_BEAT_MODEL if beats else DEFAULT_SERIES_MODEL)
+    kinds = MODELS if beats else SERIES_MODELS
+    if model not in kinds:
+        raise ConfigError(f"ECG model {model!r} is not one for {family}; choose "
+                          + " or ".join(kinds))
+    if model == "minirocket" and asks_network:
+        raise ConfigError("plan options arch / network_options are for model cnn, not "
+                          "minirocket (its options go in plan.minirocket)")
     if beats:
         beat_options = dict(overrides.pop("beat", {}))
         beat_options.setdefault("feature_set", MODEL_FEATURE_SET[model])
@@ -222,6 +258,8 @@ def make_plan(dataset: BeatDataset | SeriesDataset,
                        model=model)
         if model == "lightgbm":
             plan.imbalance, plan.imbalance_power = LGBM_IMBALANCE
+        if model != "cnn":
+            plan.smoothing_neighbours = SMOOTHING_NEIGHBOURS
     else:
         spec = dict(in_channels=1, length=dataset.length, n_extra=0)
         plan = EcgPlan(task=SERIES_TASK, class_names=list(dataset.class_names), network={},
@@ -236,6 +274,8 @@ def make_plan(dataset: BeatDataset | SeriesDataset,
         arch=first, num_classes=len(dataset.class_names),
         options=dict(options if options is not None else DEFAULT_OPTIONS[family][first]),
         **spec).to_dict()
+    if model == "minirocket":
+        plan.model, plan.network, plan.arch_candidates = model, {"arch": "minirocket"}, []
     for key, value in overrides.items():
         if not hasattr(plan, key):
             raise ConfigError(f"unknown plan option {key!r}")
@@ -248,12 +288,23 @@ def make_plan(dataset: BeatDataset | SeriesDataset,
     if plan.compare_by not in SELECTION_METRICS[:-1]:
         raise ConfigError(f"compare_by must be one of {SELECTION_METRICS[:-1]}, got "
                           f"{plan.compare_by!r}")
-    if plan.model != "cnn" and plan.beat_config.get("feature_set") not in TREE_FEATURE_SETS:
+    if plan.is_beats and plan.model != "cnn" and (plan.beat_config.get("feature_set")
+                                                  not in TREE_FEATURE_SETS):
         raise ConfigError(f"model {plan.model} needs beat option feature_set in "
                           f"{TREE_FEATURE_SETS}")
+    if plan.smoothing_neighbours and (not plan.is_beats or plan.model == "cnn"):
+        raise ConfigError("smoothing_neighbours needs a beat model with tree features "
+                          f"(lightgbm or {COMBINED}), not {plan.model}")
+    if not isinstance(plan.smoothing_neighbours, int) or plan.smoothing_neighbours < 0:
+        raise ConfigError(f"smoothing_neighbours must be a whole number >= 0, got "
+                          f"{plan.smoothing_neighbours!r}")
     for name in plan.arch_candidates:
         if name not in ARCHITECTURES:
             raise ConfigError(f"arch_candidates: unknown network {name!r}")
+    if plan.model == "minirocket":
+        from meddx.learn.tasks.ecg_rocket import rocket_options
+
+        rocket_options(plan)  # unknown or bad MiniRocket options fail before any fit
     return plan
 
 
@@ -264,7 +315,8 @@ def component_plan(plan: EcgPlan, kind: str) -> EcgPlan:
     the trees get the plan's tree feature set and their class weights (:data:`LGBM_IMBALANCE`).
     """
     feature_set = MODEL_FEATURE_SET["cnn"] if kind == "cnn" else plan.beat_config["feature_set"]
-    data = {**plan.to_dict(), "model": kind,
+    # The combined model smooths the averaged probabilities, not each member's.
+    data = {**plan.to_dict(), "model": kind, "smoothing_neighbours": 0,
             "beat_config": {**plan.beat_config, "feature_set": feature_set}}
     if kind == "lightgbm":
         data["imbalance"], data["imbalance_power"] = LGBM_IMBALANCE
@@ -493,6 +545,10 @@ def fit(dataset: BeatDataset | SeriesDataset, work_dir: Path, config: TrainConfi
     plan_obj = resolve_plan(work_dir, resume, lambda: make_plan(dataset, plan),
                             EcgPlan.from_dict, require_on_resume=True)
     log.info("plan: %s", json.dumps(plan_obj.to_dict()))
+    if plan_obj.model == "minirocket":
+        from meddx.learn.tasks.ecg_rocket import fit_minirocket
+
+        return fit_minirocket(plan_obj, dataset, train, val, config, LIMITATIONS[SERIES_TASK])
     if plan_obj.model == "lightgbm":
         from meddx.learn.tasks.ecg_features import fit_lightgbm
 
@@ -571,7 +627,7 @@ def _fit_combined(plan_obj: EcgPlan, dataset: BeatDataset, train: BeatSplit, val
                   split_seed: int) -> FitOutput:
     """Train the network (the one trainer) and the trees on the same records; one bundle."""
     from meddx.decision.ecg_predict import predictor_for
-    from meddx.learn.tasks.ecg_features import LGBM_FILE, fit_lightgbm
+    from meddx.learn.tasks.ecg_features import LGBM_FILE, fit_lightgbm, smoothing_metadata
 
     # The network trains in its own folder: work_dir's plan.json stays the combined plan.
     network = _fit_networks(component_plan(plan_obj, "cnn"), dataset, train, val,
@@ -591,6 +647,7 @@ def _fit_combined(plan_obj: EcgPlan, dataset: BeatDataset, train: BeatSplit, val
         "members": {kind: {"val": {k: meta["metrics"]["val"][k]
                                    for k in ("accuracy", "macro_f1", "per_class")}}
                     for kind, meta in members.items()},
+        **smoothing_metadata(plan_obj),
     }
     lgbm_text = trees.extra_files[LGBM_FILE]
     predictor = predictor_for(metadata, network.state_dict, source=str(work_dir),

@@ -24,6 +24,8 @@ from typing import Any
 import numpy as np
 
 from meddx.data.ecg import (
+    EXTENDED_RR_FEATURES,
+    IRREGULARITY_FEATURES,
     SECOND_LEAD_PREFIX,
     SHAPE_POINTS,
     TREE_FEATURE_SETS,
@@ -31,6 +33,7 @@ from meddx.data.ecg import (
     BeatDataset,
     BeatSplit,
     feature_names,
+    standardise_within_record,
 )
 from meddx.errors import BundleError, ConfigError, DataError
 from meddx.learn.boosting import train_booster
@@ -128,11 +131,69 @@ def fit_lightgbm(plan, dataset: BeatDataset, train: BeatSplit, val: BeatSplit,
                      "feature_importance_gain": {names[i]: round(float(gain[i]), 1)
                                                  for i in top}},
         "record_split": dataset.record_split(split_seed),
+        **smoothing_metadata(plan),
     }
     predictor = predictor_for(metadata, None, source="training", lgbm_text=text)
     metadata["metrics"] = {"val": classification_metrics(val_y, predictor.predict_split(val),
                                                          plan.class_names, n_bootstrap=200)}
     return FitOutput(metadata, None, predictor, extra_files={LGBM_FILE: text})
+
+
+def context_columns(names: list[str]) -> list[int]:
+    """Columns describing a beat relative to its own record: RR relative to the patient's
+    rhythm, the rhythm's irregularity, and each lead's morphology standardised within the record
+    and minus the record's median beat (raw amplitudes and shapes vary with the patient)."""
+    rhythm = set(EXTENDED_RR_FEATURES) | set(IRREGULARITY_FEATURES)
+    return [i for i, name in enumerate(names)
+            if name in rhythm or name.endswith("_z")
+            or name.removeprefix(SECOND_LEAD_PREFIX).startswith("shape_minus_median_")]
+
+
+def smoothing_metadata(plan) -> dict[str, str]:
+    """The bundle's description of the plan's smoothing (empty when off)."""
+    if not plan.smoothing_neighbours:
+        return {}
+    return {"post_processing": (
+        f"each beat's probabilities averaged with those of its {plan.smoothing_neighbours} most "
+        "similar beats of the same record (rhythm and morphology relative to the record; "
+        "Gaussian weights, the beat itself weight 1; no labels used)")}
+
+
+def smooth_over_similar_beats(probs: np.ndarray, features: np.ndarray, names: list[str],
+                              neighbours: int) -> np.ndarray:
+    """One record's beat probabilities, each averaged with those of its most similar beats.
+
+    Within one patient, beats of one kind look alike and come with the same rhythm, while the
+    model, trained on other patients, errs beat by beat (an atrial-fibrillation patient's N beats
+    called S here and there). Each beat's probabilities are averaged with those of its
+    ``neighbours`` nearest beats of the record in the :func:`context_columns` (standardised
+    within the record), weighted ``exp(-(d / h) ** 2)`` with ``h`` the record's median distance
+    to the farthest of them, the beat itself with weight 1: a beat unlike the others (an
+    isolated ectopic beat) keeps its own call. Records of fewer than ``10 * neighbours`` beats
+    get one neighbour per 10 beats. Uses no labels; the record's beats only.
+
+    Args:
+        probs: ``(N, K)`` class probabilities of one record's beats.
+        features: ``(N, F)`` the beats' tree features (columns named by ``names``).
+        names: Feature names of a tree feature set (:func:`~meddx.data.ecg.feature_names`).
+        neighbours: Similar beats each beat is averaged with.
+    """
+    from sklearn.neighbors import NearestNeighbors
+
+    # A short strip gets one neighbour per 10 beats: with a 20-neighbour reach, the 4 V beats of
+    # a 25-beat strip would be averaged into its N beats.
+    k = min(int(neighbours), len(probs) // 10)
+    if k < 1:
+        return probs
+    context = np.asarray(features, np.float64)[:, context_columns(names)]
+    # Second-lead columns are missing (NaN) for single-lead records.
+    context = standardise_within_record(context[:, np.isfinite(context).all(axis=0)])
+    distance, index = NearestNeighbors(n_neighbors=k + 1).fit(context).kneighbors(context)
+    distance, index = distance[:, 1:], index[:, 1:]  # the first is the beat itself
+    width = max(float(np.median(distance[:, -1])), 1e-6)
+    weights = np.exp(-(distance / width) ** 2)
+    smoothed = probs + (weights[:, :, None] * probs[index]).sum(axis=1)
+    return smoothed / (1.0 + weights.sum(axis=1))[:, None]
 
 
 def read_booster_text(bundle_path: Path) -> str:

@@ -562,13 +562,17 @@
   });
   // ---- fixed-length series (UCR heartbeats) ----------------------------------------------------
   // The series as uploaded (from /api/studies/{id}/signal, read the way the model read it) with the
-  // prediction's saliency (integrated gradients, 0-1 per sample) shaded under it.
+  // prediction's saliency (integrated gradients or occlusion, 0-1 per sample) shaded under it.
   register({
     name: "series",
     matches: (ctx) => ctx.study.kind === "series",
     render: (root, ctx) => {
       const head = headline(ctx.prediction && ctx.prediction.outputs);
       const saliency = Array.isArray(head.saliency) ? head.saliency.map(Number) : null;
+      // The predictor names its method ("integrated gradients (...)" for networks, "occlusion
+      // (...)" for MiniRocket); older predictions carry none and were integrated gradients.
+      const described = (ctx.prediction && ctx.prediction.outputs && ctx.prediction.outputs.explanation_method) || "integrated gradients";
+      const method = described.split(" (")[0];
       const canvas = el("canvas", {class: "series-canvas", id: "series-canvas", role: "img", "aria-label": "Series"});
       const strip = el("div", {class: "ecg series"}, canvas);
       const facts = el("dl", {class: "facts", id: "series-facts"});
@@ -608,7 +612,7 @@
         values.forEach((v, i) => { if (i) g.lineTo(x(i), y(v)); else g.moveTo(x(i), y(v)); });
         g.stroke();
         g.fillStyle = "#5d6b7e"; g.font = "11px system-ui, sans-serif"; g.textAlign = "left"; g.textBaseline = "bottom";
-        g.fillText(saliency ? "saliency (integrated gradients)" : "no saliency: explanations were off", left, bandTop - 2);
+        g.fillText(saliency ? `saliency (${method})` : "no saliency: explanations were off", left, bandTop - 2);
         g.textBaseline = "top";
         g.fillText("sample 0", left, cssHeight - 14);
         g.textAlign = "right"; g.fillText(`sample ${n - 1}`, right, cssHeight - 14);
@@ -632,7 +636,7 @@
         }
         facts.replaceChildren(...rows.flatMap(([k, v]) => [el("dt", {text: k}), el("dd", {text: v})]));
         note.textContent = saliency
-          ? `Shading: how much each sample moved the model towards ${head.decision} (integrated gradients, |attribution| scaled to the largest).`
+          ? `Shading: how much each sample moved the model towards ${head.decision} (${method}, |attribution| scaled to the largest).`
           : "The series as the model read it.";
       }
 
