@@ -8,10 +8,12 @@ upload other synthetic records, with and without their annotation file, and revi
 
 from __future__ import annotations
 
+import datetime
 import json
 
 import numpy as np
 import pytest
+import wfdb
 
 import meddx
 from meddx.data.ecg import read_wfdb_record
@@ -59,6 +61,16 @@ def test_ecg_records_export_as_wfdb_with_reference_beats(station, tmp_path, expo
              for i in range(3)]
     header = stems[0].with_suffix(".hea")
     header.write_text(header.read_text() + "# 69 M\n# Digoxin, Quinidine\n")  # as MIT-BIH's
+    recorded = wfdb.rdheader(str(stems[0]))
+    recorded.base_time, recorded.base_date = datetime.time(10, 21), datetime.date(1979, 3, 2)
+    recorded.wrheader(write_dir=str(stems[0].parent))
+    # A rhythm label (kept: it labels the record) and a free-text note (dropped: it may name
+    # someone) on the reference annotations.
+    reference = wfdb.rdann(str(stems[0]), "atr")
+    notes = [""] * len(reference.sample)
+    notes[0], notes[1] = "(AFIB", "seen by Dr Smithfield"
+    wfdb.wrann(stems[0].name, "atr", reference.sample, reference.symbol, aux_note=notes,
+               fs=reference.fs, write_dir=str(stems[0].parent))
     annotated = [_upload_record(station, stem) for stem in stems[:2]]
     # The same record name twice (two uploads of "950") must not collide in the export.
     again = _upload_record(station, stems[0])
@@ -97,6 +109,12 @@ def test_ecg_records_export_as_wfdb_with_reference_beats(station, tmp_path, expo
     np.testing.assert_allclose(exported.signal, original.signal)
     exported_header = (out / f"{corrected['record']}.hea").read_text()
     assert "Digoxin" not in exported_header and "69 M" not in exported_header
+    assert "1979" not in exported_header and "10:21" not in exported_header
+    exported_notes = wfdb.rdann(str(out / corrected["record"]), "atr").aux_note
+    assert exported_notes[0].rstrip("\x00") == "(AFIB" and not exported_notes[1].strip("\x00")
+    assert not any(b"Smithfield" in path.read_bytes() for path in out.rglob("*")
+                   if path.is_file())
+    assert corrected["annotation_notes_removed"] == 1
     predicted = read_wfdb_record(out / corrected["record"], annotation="pred")
     assert set(predicted.beat_symbols) <= {"N", "S", "V", "F", "Q"}
     assert len(predicted.beat_symbols) == len(

@@ -26,13 +26,15 @@ patient's name.
   (``.atr``), the model's beats are written beside them for comparison (``.pred``), the review
   stays in ``cases.json``, and a record without reference annotations is left out (listed,
   with the reason), never labelled with the model's own guesses. The headers are rewritten
-  without their free-text comments (age, sex, medication), as the export is pseudonymous.
+  without their free-text comments (age, sex, medication) and recording date, and the
+  annotations keep their rhythm labels but no free-text notes, as the export is pseudonymous.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import re
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -303,11 +305,15 @@ def export_ecg_records(session: Session, storage_dir: Path, staging: Path,
             shutil.copy2(stem.parent / old, staging / new)
         record.record_name = name
         record.file_name = [renamed[old] for old in record.file_name]
-        # Free-text header comments hold age, sex, medication and the like: the export is
-        # pseudonymous, so they stay behind (the signal and its calibration are kept exactly).
+        # Free-text header comments hold age, sex, medication and the like, and the recording
+        # date is an identifier (HIPAA Safe Harbor): the export is pseudonymous, so they stay
+        # behind (the signal and its calibration are kept exactly).
         record.comments = []
+        record.base_date = record.base_time = None
         record.wrheader(write_dir=str(staging))
-        shutil.copy2(storage_dir / annotations.stored_path, staging / f"{name}.atr")
+        dropped = _write_reference_beats(storage_dir / annotations.stored_path, staging, name)
+        if dropped:
+            info["annotation_notes_removed"] = dropped
         written = [f"{name}.hea", *renamed.values(), f"{name}.atr"]
         beats = (review.prediction.outputs or {}).get("beat_table")
         if beats and beats.get("time_s"):
@@ -328,6 +334,29 @@ def export_ecg_records(session: Session, storage_dir: Path, staging: Path,
             "record's finding does not say which beats were wrong; upload records with their "
             ".atr to export them")
     return export
+
+
+RHYTHM_NOTE = re.compile(r"\([A-Z]")
+"""A WFDB rhythm label, e.g. ``(AFIB`` or ``(N``: the only annotation notes an export keeps."""
+
+
+def _write_reference_beats(source: Path, staging: Path, name: str) -> int:
+    """Write a record's reference annotations as ``name.atr``: every annotation's position,
+    symbol and codes, and its note only when it is a rhythm label (free-text notes may name
+    people or carry dates). Returns how many notes were dropped."""
+    import wfdb
+
+    try:
+        annotation = wfdb.rdann(str(source.with_suffix("")), source.suffix.lstrip("."))
+    except Exception as error:  # wfdb raises many types for bad annotation files
+        raise ConfigError(f"feedback export: unreadable annotation file {source.name} "
+                          f"({error})") from error
+    notes = [note or "" for note in (annotation.aux_note or [""] * len(annotation.sample))]
+    kept = [note if RHYTHM_NOTE.match(note) else "" for note in notes]
+    wfdb.wrann(name, "atr", annotation.sample, annotation.symbol, subtype=annotation.subtype,
+               chan=annotation.chan, num=annotation.num, aux_note=kept, fs=annotation.fs,
+               write_dir=str(staging))
+    return sum(bool(note) and not kept_note for note, kept_note in zip(notes, kept, strict=True))
 
 
 def _record_schema(model: ModelVersion) -> TabularSchema:
