@@ -139,6 +139,7 @@ def test_bundle_round_trip_without_pickle(fitted, dataset, bumps, tmp_path):
     loaded = meddx.load_model(tmp_path / "bundle")
     assert np.array_equal(loaded.predict_split(test), at_training)
     assert bundle.metadata["metrics"]["test"]["accuracy"] >= 0.9
+    assert "- Model: minirocket, trained from scratch (one fit, " in bundle.model_card
 
     state.pop("classifier.coef")
     with pytest.raises(BundleError, match=r"needs the weights \['classifier.coef'\]"):

@@ -49,6 +49,18 @@ def ensemble_section(ensemble: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _training_summary(training: dict[str, Any]) -> str:
+    """How long the model trained, in its own units: epochs, boosting rounds or one fit."""
+    minutes = f"{training.get('elapsed_s', 0) / 60:.1f} min"
+    if "best_iteration" in training:
+        return (f"{training['best_iteration']} boosting rounds, early-stopped after "
+                f"{training.get('epochs_run', '?')}, {minutes}")
+    if training.get("stop_reason") == "single fit":
+        return f"one fit, {training.get('elapsed_s', 0):.1f} s"
+    return (f"{training.get('epochs_run', '?')} epochs, best epoch "
+            f"{training.get('best_epoch', '?')}, {minutes}")
+
+
 def render_model_card(metadata: dict[str, Any]) -> str:
     """Markdown model card from a bundle's metadata."""
     provenance = metadata.get("provenance", {})
@@ -60,10 +72,8 @@ def render_model_card(metadata: dict[str, Any]) -> str:
         "",
         "## Model",
         f"- Task: {metadata['task']}; classes: {classes}",
-        f"- Network: {metadata.get('network', {}).get('arch', 'n/a')}, trained from scratch "
-        f"({metadata.get('training', {}).get('epochs_run', '?')} epochs, best epoch "
-        f"{metadata.get('training', {}).get('best_epoch', '?')}, "
-        f"{metadata.get('training', {}).get('elapsed_s', 0) / 60:.1f} min)",
+        f"- Model: {metadata.get('network', {}).get('arch', 'n/a')}, trained from scratch "
+        f"({_training_summary(metadata.get('training', {}))})",
     ]
     if metadata.get("post_processing"):
         lines.append(f"- Post-processing: {metadata['post_processing']}")
