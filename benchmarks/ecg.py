@@ -165,7 +165,7 @@ SERIES_CANDIDATES = {
 def run_ecg200_selection(args) -> dict:
     """The ECG200 set-up, picked by stratified 5-fold CV on the 100 TRAIN series only.
 
-    One network per fold (seed = fold) for each candidate in :data:`SERIES_CANDIDATES`; the
+    One model per fold (seed = fold) for each candidate in :data:`SERIES_CANDIDATES`; the
     official TEST file is not read.
     """
     from sklearn.model_selection import StratifiedKFold
@@ -187,7 +187,8 @@ def run_ecg200_selection(args) -> dict:
                          f"{list(SERIES_CANDIDATES)}")
     for name in args.series_candidates or SERIES_CANDIDATES:
         plan, epochs, ensemble = (*SERIES_CANDIDATES[name], 1)[:3]
-        correct, start, nll = 0, time.perf_counter(), 0.0
+        start = time.perf_counter()
+        probs = np.zeros((len(data), len(full.class_names)))
         for fold, (train_index, test_index) in enumerate(folds):
             splits = {"train": data.subset(train_index), "test": data.subset(test_index)}
             dataset = _series_fold(full, splits, f"ecg200-fold{fold}")
@@ -195,11 +196,9 @@ def run_ecg200_selection(args) -> dict:
                 fitted = recipe.fit(dataset, Path(scratch),
                                     _config(epochs, fold, args.threads, ensemble),
                                     plan=plan, progress=False)
-            probs = fitted.predictor.predict_split(splits["test"])
-            labels = splits["test"].labels
-            correct += int((probs.argmax(1) == labels).sum())
-            nll -= float(np.log(np.clip(probs[np.arange(len(labels)), labels], 1e-7, 1)).sum())
-        rows[name] = {"cv_accuracy": correct / len(data), "cv_log_loss": nll / len(data),
+            probs[test_index] = fitted.predictor.predict_split(splits["test"])
+        scores = recipe.selection_scores(np.asarray(data.labels), probs)
+        rows[name] = {"cv_accuracy": scores["accuracy"], "cv_log_loss": -scores["neg_log_loss"],
                       "train_s": round(time.perf_counter() - start, 1)}
         console.print(f"ecg200 selection {name}: {rows[name]}")
     return {"evaluation": f"stratified {args.folds}-fold CV on the {len(data)} TRAIN series "
@@ -445,8 +444,10 @@ def print_table(results: dict) -> None:
         for key, label in (("V_se", "V Se"), ("V_ppv", "V +P"), ("S_se", "S Se"),
                            ("S_ppv", "S +P")):
             table.add_row("MIT-BIH DS1", f"leave-records-out CV, {name[6:]}", label,
-                          _fmt(r["gross"][key]),
-                          f"target >= {TARGETS[key]:.2f}; Mondejar-Guerra (DS2) "
+                          f"{r['gross'][key]:.4f}",  # 0.8997 is not 0.900
+                          f"target >= {TARGETS[key]:.2f} "
+                          f"({'met' if r['meets_targets'][key] else 'missed'}); "
+                          "Mondejar-Guerra (DS2) "
                           f"{ANCHORS['mitdb']['Mondejar-Guerra 2019'][key] / 100:.3f}")
         table.add_row("", "", "accuracy / macro-F1",
                       f"{_fmt(r['accuracy'])} / {_fmt(r['macro_f1'])}", "")

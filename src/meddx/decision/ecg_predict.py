@@ -263,13 +263,14 @@ class EcgBeatClassifier(_EcgPredictor):
 
     def predict_split(self, split: BeatSplit | SplitData) -> np.ndarray:
         """Probabilities for every beat of a split, smoothed within each record (plan)."""
+        if not self.plan.smoothing_neighbours or not isinstance(split, BeatSplit):
+            return super().predict_split(split)
+        # Cut once with the plan's beat options: the trees and the smoothing read these features.
+        split = split.with_config(self.beat_config)
         probs = super().predict_split(split)
-        if not self.plan.smoothing_neighbours:
-            return probs
-        features = ecg_features.beat_features(split, self.plan.beat_config)
         for record in np.unique(split.records):
             rows = np.flatnonzero(split.records == record)
-            probs[rows] = self._smoothed(probs[rows], features[rows])
+            probs[rows] = self._smoothed(probs[rows], split.rr[rows])
         return probs
 
     def _smoothed(self, probs: np.ndarray, features: np.ndarray) -> np.ndarray:

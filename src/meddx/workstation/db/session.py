@@ -81,16 +81,20 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
 
 
 def insert_rows(session: Session, *rows: Any) -> list[int]:
-    """Write transient ORM objects of one table by one Core INSERT; their new ids, in order.
+    """Write transient ORM objects of one table by one Core INSERT; each gets its new ``id``.
 
     Cheaper than ``session.add`` and a flush (no unit of work, nothing loaded into the session),
     in the session's transaction all the same. The objects only carry the values (the columns
-    set on them; the table's defaults fill the rest) and stay outside the session.
+    set on them; the table's defaults fill the rest) and stay outside the session. Returns the
+    new ids, in order.
     """
     table = type(rows[0]).__table__
     values = [{column.key: row.__dict__[column.key] for column in table.columns
                if column.key in row.__dict__} for row in rows]
-    return list(session.scalars(_insert_returning_id(table), values))
+    ids = list(session.scalars(_insert_returning_id(table), values))
+    for row, new_id in zip(rows, ids, strict=True):
+        row.id = new_id
+    return ids
 
 
 @cache

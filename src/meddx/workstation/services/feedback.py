@@ -26,7 +26,6 @@ from meddx.workstation.services import feedback_export
 from meddx.workstation.services.storage import UploadError
 from meddx.workstation.services.text import TextFieldError, clean_text
 
-MANIFEST = feedback_export.MANIFEST
 CASES = "cases.json"
 
 
@@ -93,7 +92,7 @@ def add_feedback(session: Session, user: User, study_id: int, prediction_id: int
     # Counted in SQL (disagreements + 1) rather than read-modify-write: two reviews of one
     # study committing at the same time both count, on SQLite and on PostgreSQL.
     session.execute(_AGREED if agrees else _DISAGREED, {"study": study_id})
-    [entry.id] = insert_rows(session, entry)
+    insert_rows(session, entry)
     entry.user = user
     audit.write(session, audit.values(
         "feedback", user, target_type="study", target_id=study_id,

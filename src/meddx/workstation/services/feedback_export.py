@@ -54,7 +54,7 @@ from meddx.decision.tabular_predict import read_records
 from meddx.errors import BundleError, ConfigError, InputFileError, MeddxError
 from meddx.fileio import write_json
 from meddx.workstation.db.models import Feedback, ModelVersion, Study
-from meddx.workstation.services.registry import suffix_of, task_inputs
+from meddx.workstation.services.registry import suffix_of
 from meddx.workstation.services.studies import primary_file
 
 MANIFEST = "manifest.csv"
@@ -131,9 +131,6 @@ def export_files(session: Session, storage_dir: Path, staging: Path,
     deidentifier = None  # one per export: consistent new UIDs and pseudonyms across studies
     for review in reviews:
         study = session.get(Study, review.study_id)
-        accepted = task_inputs(review.prediction.model.task)
-        files = [f for f in study.files if suffix_of(f.original_name) in accepted] or \
-            list(study.files)
         folder = staging / "cases" / f"study-{study.id}"
         folder.mkdir()
         names = {}
@@ -151,7 +148,9 @@ def export_files(session: Session, storage_dir: Path, staging: Path,
             if entry is not None:
                 scrubbed.append({"output": f"cases/study-{study.id}/{names[item.id]}", **entry})
         label = clinician_label(review)
-        relative = f"cases/study-{study.id}/{names[files[0].id]}"
+        # The file the model read, as the upload chose it.
+        primary = primary_file(list(study.files), review.prediction.model)
+        relative = f"cases/study-{study.id}/{names[primary.id]}"
         rows.append({"path": relative, "label": label})
         cases.append({"path": relative, "label": label, **case_record(review, study)})
     with (staging / MANIFEST).open("w", newline="") as fh:
@@ -219,12 +218,17 @@ def export_texts(session: Session, storage_dir: Path, staging: Path,
                   "in the same row (the corrected one on disagreement)", cases)
 
 
-def _series_plan(model: ModelVersion) -> dict[str, Any]:
+def _bundle_metadata(model: ModelVersion, needed: str) -> dict[str, Any]:
+    """The metadata of a model's bundle; ``needed`` says what the export reads from it."""
     try:
-        plan = load_bundle(model.bundle_path).metadata.get("plan", {})
+        return load_bundle(model.bundle_path).metadata
     except BundleError as error:
         raise ConfigError(f"feedback export: model {model.name}@{model.version} cannot be read "
-                          f"({error}); its series length and label values come from it") from error
+                          f"({error}); {needed} come from it") from error
+
+
+def _series_plan(model: ModelVersion) -> dict[str, Any]:
+    plan = _bundle_metadata(model, "its series length and label values").get("plan", {})
     if not plan.get("series_length") or not plan.get("label_values"):
         raise ConfigError(f"feedback export: {model.bundle_path} is not a series model "
                           "(no series_length / label_values in its plan)")
@@ -238,7 +242,9 @@ def export_series(session: Session, storage_dir: Path, staging: Path,
     lines, cases, shapes = [], [], set()
     for review in reviews:
         model = review.prediction.model
-        plan = plans.get(model.id) or plans.setdefault(model.id, _series_plan(model))
+        if model.id not in plans:
+            plans[model.id] = _series_plan(model)
+        plan = plans[model.id]
         length, values = int(plan["series_length"]), [float(v) for v in plan["label_values"]]
         names = list(model.class_names)
         shapes.add((length, tuple(zip(names, values, strict=True))))
@@ -279,7 +285,6 @@ def export_ecg_records(session: Session, storage_dir: Path, staging: Path,
                     "without reference annotations are left out.")
     for review in reviews:
         study = session.get(Study, review.study_id)
-        model = review.prediction.model
         files = {suffix_of(f.original_name): f for f in study.files}
         header = files.get(".hea")
         annotations = files.get(".atr")
@@ -315,18 +320,18 @@ def export_ecg_records(session: Session, storage_dir: Path, staging: Path,
         if dropped:
             info["annotation_notes_removed"] = dropped
         written = [f"{name}.hea", *renamed.values(), f"{name}.atr"]
+        predicted = None
         beats = (review.prediction.outputs or {}).get("beat_table")
         if beats and beats.get("time_s"):
             fs = float(record.fs)
             samples = np.round(np.asarray(beats["time_s"]) * fs).astype(np.int64)
             wfdb.wrann(name, PREDICTED_BEATS, samples, [str(c) for c in beats["class"]], fs=fs,
                        write_dir=str(staging))
-            written.append(f"{name}.{PREDICTED_BEATS}")
+            predicted = f"{name}.{PREDICTED_BEATS}"
+            written.append(predicted)
         export.cases.append({"record": name, "files": written,
                              "beat_labels": "reference annotations (.atr)",
-                             "model_beats": f"{name}.{PREDICTED_BEATS}"
-                             if len(written) > 3 else None, **info,
-                             "model": f"{model.name}@{model.version}"})
+                             "model_beats": predicted, **info})
     if not export.cases:
         raise ConfigError(
             f"feedback export: none of the {len(reviews)} reviewed ECG record(s) has reference "
@@ -360,11 +365,7 @@ def _write_reference_beats(source: Path, staging: Path, name: str) -> int:
 
 
 def _record_schema(model: ModelVersion) -> TabularSchema:
-    try:
-        metadata = load_bundle(model.bundle_path).metadata
-    except BundleError as error:
-        raise ConfigError(f"feedback export: model {model.name}@{model.version} cannot be read "
-                          f"({error}); its columns and target come from it") from error
+    metadata = _bundle_metadata(model, "its columns and target")
     if not metadata.get("schema") or not metadata["schema"].get("target"):
         raise ConfigError(f"feedback export: {model.bundle_path} is not a clinical-record model "
                           "(no table schema with a target in its metadata)")
@@ -397,7 +398,9 @@ def export_records(session: Session, storage_dir: Path, staging: Path,
     rows, cases, layouts, left_out = [], [], set(), 0
     for review in reviews:
         model = review.prediction.model
-        schema = schemas.get(model.id) or schemas.setdefault(model.id, _record_schema(model))
+        if model.id not in schemas:
+            schemas[model.id] = _record_schema(model)
+        schema = schemas[model.id]
         # Versions of one model trained on other data differ in ranges, not in how they read.
         layouts.add(json.dumps([[(c.name, c.kind) for c in schema.columns], schema.target,
                                 schema.binarise, schema.class_names, schema.class_values]))

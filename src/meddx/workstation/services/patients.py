@@ -2,27 +2,24 @@
 
 from __future__ import annotations
 
-from sqlalchemy import bindparam, insert, select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from meddx.safeguards.encryption import FieldCipher, new_pseudonym
 from meddx.workstation.db.models import Patient
+from meddx.workstation.db.session import insert_rows
 
 # The upload path's statements, built once (building one costs about as much as running it).
 _TABLE = Patient.__table__
 _BY_INDEX = select(_TABLE.c.id, _TABLE.c.pseudonym).where(_TABLE.c.mrn_index == bindparam("index"))
 _PSEUDONYM_TAKEN = select(_TABLE.c.id).where(_TABLE.c.pseudonym == bindparam("pseudonym"))
-_INSERT = insert(_TABLE).returning(_TABLE.c.id)
 
 
 def find_or_create(session: Session, cipher: FieldCipher, mrn: str | None = None,
-                   name: str | None = None, birth_date: str | None = None,
-                   flush: bool = True) -> Patient:
+                   name: str | None = None, birth_date: str | None = None) -> Patient:
     """The patient with this record number (blind-index look-up), or a new pseudonymous one.
 
     Without a record number every call makes a new patient: nothing identifying links them.
-    With ``flush=False`` a new patient is only added to the session (no id yet; written with
-    the caller's next flush).
     """
     index = cipher.blind_index(mrn) if mrn else None
     if index is not None:
@@ -31,8 +28,7 @@ def find_or_create(session: Session, cipher: FieldCipher, mrn: str | None = None
             return existing
     patient = Patient(**_new_patient(session, cipher, index, mrn, name, birth_date))
     session.add(patient)
-    if flush:
-        session.flush()
+    session.flush()
     return patient
 
 
@@ -49,7 +45,8 @@ def find_or_insert(session: Session, cipher: FieldCipher, mrn: str | None = None
         if row is not None:
             return row.id, row.pseudonym
     values = _new_patient(session, cipher, index, mrn, name, birth_date)
-    return session.scalar(_INSERT, values), values["pseudonym"]
+    [patient_id] = insert_rows(session, Patient(**values))
+    return patient_id, values["pseudonym"]
 
 
 def _new_patient(session: Session, cipher: FieldCipher, index: str | None, mrn: str | None,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import inspect
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -173,7 +173,7 @@ def model_for_study(session: Session, study: Study, model_id: int | None = None)
                 + (f"makes {kind} studies" if kind else "takes none of the study's files")
                 + f"; study {study.id} is a {study.kind} study")
         return model
-    previous = max(study.predictions, key=lambda p: p.id).model if study.predictions else None
+    previous = study.predictions[-1].model if study.predictions else None  # ordered by id
     if previous is not None and previous.active and \
             study_kind_of(previous, suffixes) == study.kind:
         return previous
@@ -201,6 +201,8 @@ def accepted_suffixes(session: Session) -> dict[str, list[str]]:
 class _Loaded:
     predictor: Any
     lock: threading.Lock
+    takes_out_dir: bool = False
+    options: dict[str, Any] = field(default_factory=dict)
 
 
 class PredictorCache:
@@ -218,20 +220,22 @@ class PredictorCache:
                     predictor = load_model(model.bundle_path)
                 except BundleError:
                     raise
-                loaded = self._loaded[model.id] = _Loaded(predictor, threading.Lock())
+                # What predict_file takes is read once, not on every upload.
+                parameters = inspect.signature(predictor.predict_file).parameters
+                loaded = self._loaded[model.id] = _Loaded(
+                    predictor, threading.Lock(), takes_out_dir="out_dir" in parameters,
+                    # A study is one series: its review labels that series (a file of many
+                    # is refused).
+                    options={"max_series": 1} if "max_series" in parameters else {})
             return loaded
 
     def predict_file(self, model: ModelVersion, path: Path, explain_to: Path | None,
                      out_dir: Path) -> dict[str, Any]:
         """``predict_file`` of the model's predictor, one call at a time per model."""
         loaded = self.get(model)
-        options: dict[str, Any] = {}
-        parameters = inspect.signature(loaded.predictor.predict_file).parameters
-        if "out_dir" in parameters:
+        options = dict(loaded.options)
+        if loaded.takes_out_dir:
             # Predictors that write outputs (masks) put them with the study's artifacts.
             options["out_dir"] = out_dir
-        if "max_series" in parameters:
-            # A study is one series: its review labels that series (a file of many is refused).
-            options["max_series"] = 1
         with loaded.lock:
             return loaded.predictor.predict_file(path, explain_to=explain_to, **options)

@@ -122,16 +122,15 @@ def create_study(session: Session, settings: Settings, cipher: FieldCipher,
                       description=description, uploaded_by_id=user.id, created_at=utcnow(),
                       latest_decision=values["decision"],
                       latest_uncertainty=values["uncertainty"], disagreements=0)
-        [study.id] = insert_rows(session, study)
+        insert_rows(session, study)
         files = [StudyFile(study_id=study.id, original_name=item.original_name,
                            stored_path=str(item.path.relative_to(settings.storage_dir)),
                            media_type=item.media_type, size_bytes=item.size_bytes,
                            sha256=item.sha256) for item in stored]
-        for item, file_id in zip(files, insert_rows(session, *files), strict=True):
-            item.id = file_id
+        insert_rows(session, *files)
         prediction = Prediction(study_id=study.id, model_id=model.id, requested_by_id=user.id,
                                 created_at=utcnow(), **values)
-        [prediction.id] = insert_rows(session, prediction)
+        insert_rows(session, prediction)
         audit.write(session,
                     audit.values("study_upload", user, target_type="study", target_id=study.id,
                                  detail={"files": [s.original_name for s in stored],
