@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,8 @@ from meddx.fileio import write_json
 from meddx.learn.evaluate import evaluate_split, write_evaluation
 from meddx.learn.pipeline import train_model
 from meddx.learn.trainer import TrainConfig
+
+log = logging.getLogger(__name__)
 
 __all__ = ["crossval", "evaluate", "fetch", "list_datasets", "load_bundle", "load_dataset",
            "load_model", "predict", "predict_inputs", "train"]
@@ -57,6 +60,11 @@ def evaluate(bundle: str | Path, dataset: str | Path, *, split: str = "test",
         raise DataError(f"{dataset}: classes {data.class_names} do not match the model's "
                         f"{predictor.class_names}")
     part = data.split(split, seed=split_seed)
+    fitted_on_split = split in predictor.metadata.get("training", {}).get(
+        "fit_on", "train").split("+")
+    if fitted_on_split:
+        log.warning("%s was fitted on the %s split: these figures are not an estimate for "
+                    "new cases", bundle, split)
     if report_dir is not None:
         metrics, html = write_evaluation(predictor, part, Path(report_dir), data.name, split,
                                          n_bootstrap)
@@ -64,6 +72,8 @@ def evaluate(bundle: str | Path, dataset: str | Path, *, split: str = "test",
     else:
         metrics, _, _ = evaluate_split(predictor, part, n_bootstrap)
         metrics = {**metrics, "dataset": data.name, "split": split}
+    if fitted_on_split:
+        metrics["fitted_on_this_split"] = True
     if json_path is not None:
         write_json(metrics, Path(json_path))
     return metrics

@@ -190,7 +190,10 @@ def test_series_train_evaluate_predict(tmp_path):
                          **{**QUICK, "epochs": 8})
     assert bundle.metadata["task"] == "ecg-series-classification"
     metrics = meddx.evaluate(tmp_path / "bundle", str(folder / "Bumps_TEST.txt"), split="all")
-    assert metrics["accuracy"] >= 0.9
+    assert metrics["accuracy"] >= 0.9 and "fitted_on_this_split" not in metrics
+    # The keep-last network fitted on train + val: figures on val are flagged as in-sample.
+    assert bundle.metadata["training"]["fit_on"] == "train+val"
+    assert meddx.evaluate(tmp_path / "bundle", str(folder), split="val")["fitted_on_this_split"]
     result = meddx.predict(tmp_path / "bundle", [folder / "Bumps_TEST.txt"])[0]
     assert result["series"] == 40
     labels = np.loadtxt(folder / "Bumps_TEST.txt")[:, 0]

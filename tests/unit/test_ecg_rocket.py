@@ -70,13 +70,40 @@ def test_plan_model_kinds_per_family(dataset, tmp_path):
         recipe.make_plan(beats, {"model": "minirocket"})
 
 
+def test_fit_on_validation_only_where_nothing_is_selected_on_it(dataset, tmp_path):
+    # Series models that select nothing on validation fit on it by default ...
+    assert recipe.make_plan(dataset, {"model": "minirocket"}).fit_on == "train+val"
+    assert recipe.make_plan(dataset).fit_on == "train+val"  # keep-last InceptionTime
+    # ... the others keep it held out: an architecture search, epoch selection, all beats.
+    assert recipe.make_plan(dataset, {"arch": "auto"}).fit_on == "train"
+    assert recipe.make_plan(dataset, {"selection": "accuracy"}).fit_on == "train"
+    beats = load_wfdb_dataset(write_folder(tmp_path / "records", n_records=2, duration_s=20),
+                              progress=False)
+    assert recipe.make_plan(beats).fit_on == "train"
+    for where, overrides in ((dataset, {"arch": "auto"}), (dataset, {"selection": "macro_f1"}),
+                             (beats, {"model": "lightgbm"})):
+        with pytest.raises(ConfigError, match="fit_on train\\+val needs a series model that "
+                                              "selects nothing on validation"):
+            recipe.make_plan(where, {**overrides, "fit_on": "train+val"})
+    with pytest.raises(ConfigError, match="fit_on must be one of"):
+        recipe.make_plan(dataset, {"fit_on": "all"})
+    # Bundles written before the option read as held-out validation.
+    old = recipe.make_plan(dataset).to_dict()
+    del old["fit_on"]
+    assert recipe.EcgPlan.from_dict(old).fit_on == "train"
+
+
 def test_fit_gives_probabilities_and_metadata(fitted, dataset):
     metadata = fitted.metadata
     assert metadata["network"]["arch"] == "minirocket"
     assert metadata["network"]["features"] == 84 * (metadata["network"]["features"] // 84) > 9000
     assert metadata["training"]["model"] == "minirocket"
     assert metadata["class_names"] == ["1", "2"] and metadata["plan"]["label_values"] == [1, 2]
-    assert metadata["metrics"]["val"]["accuracy"] >= 0.9
+    # One fit selects nothing: the validation part joins the training series.
+    sizes = dataset.split_sizes()
+    assert metadata["training"]["fit_on"] == "train+val"
+    assert metadata["training"]["train_examples"] == sizes["train"] + sizes["val"]
+    assert "val" not in metadata["metrics"]
     assert any("occlusion" in line for line in metadata["limitations"])
     # Balanced toy classes: the plan's weighted loss gives both classes weight 1.
     assert metadata["imbalance"]["sample_weights"] == {"1": 1.0, "2": 1.0}
@@ -85,6 +112,14 @@ def test_fit_gives_probabilities_and_metadata(fitted, dataset):
     assert probs.shape == (len(test), 2)
     np.testing.assert_allclose(probs.sum(axis=1), 1, atol=1e-9)
     assert (probs.argmax(axis=1) == test.labels).mean() >= 0.9
+
+
+def test_fit_on_train_holds_out_validation(dataset, tmp_path):
+    held_out = recipe.fit(dataset, tmp_path, QUICK, plan={"model": "minirocket", "fit_on": "train"},
+                          progress=False).metadata
+    assert held_out["training"]["train_examples"] == dataset.split_sizes()["train"]
+    assert held_out["metrics"]["val"]["accuracy"] >= 0.9
+    assert held_out["metrics"]["val"]["n"] == dataset.split_sizes()["val"]
 
 
 def test_ensembles_are_for_networks(dataset, tmp_path):

@@ -174,7 +174,10 @@ def test_ecg_series_ensemble_predicts_and_explains(tmp_path):
     meta = load_bundle(out).metadata
     assert meta["task"] == "ecg-series-classification"
     assert meta["ensemble"]["members"] == 2
-    assert {"macro_f1", "neg_log_loss"} <= set(meta["ensemble"]["val"])
+    # Keep-last members select nothing: they fit on train + val, and report no validation.
+    assert meta["training"]["fit_on"] == "train+val" and "val" not in meta["metrics"]
+    assert meta["ensemble"]["val"] == {} and meta["ensemble"]["member_results"][1]["val"] == {}
+    assert "Fitted on the train and val splits together" in (out / "model_card.md").read_text()
     predictor = meddx.load_model(out)
     assert isinstance(predictor.model, ProbabilityEnsemble)
     result = predictor.predict_file(test_file, explain_to=tmp_path / "saliency.png")

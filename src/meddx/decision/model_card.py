@@ -92,6 +92,12 @@ def render_model_card(metadata: dict[str, Any]) -> str:
         f"- Dataset: {provenance.get('dataset', 'n/a')} ({provenance.get('source', '')})",
         f"- Split sizes: {', '.join(f'{k} {v}' for k, v in sizes.items()) or 'n/a'}",
     ]
+    training = metadata.get("training", {})
+    if training.get("fit_on") == "train+val":
+        lines.append(f"- Fitted on the train and val splits together "
+                     f"({training.get('train_examples', '?')} examples): this model selects "
+                     "nothing on validation (fixed epochs or one fit), so none is held out and "
+                     "the test split is the only held-out estimate")
     for name, digest in list(provenance.get("files", {}).items())[:10]:
         lines.append(f"- `{name}` sha256 `{digest}`")
     if metadata.get("ensemble"):

@@ -218,7 +218,7 @@ def train_ensemble(trainer: Trainer, task: Any, resume: bool = False,
     if metric == KEEP_LAST:
         metric = task.comparison_metric
     score = ensemble_val.get(metric)
-    if score is None:
+    if score is None and getattr(task, "has_validation", True):
         raise MeddxError("the ensemble has no valid validation score")
     summary = {
         "members": len(members),
@@ -232,9 +232,10 @@ def train_ensemble(trainer: Trainer, task: Any, resume: bool = False,
             for i, (r, val) in enumerate(zip(records, member_val, strict=True))],
         "val": ensemble_val,
     }
-    log.info("ensemble of %d: validation %s %.4f (members %s)", len(members), metric, score,
-             ", ".join("n/a" if v.get(metric) is None else f"{v[metric]:.4f}"
-                       for v in member_val))
+    if score is not None:
+        log.info("ensemble of %d: validation %s %.4f (members %s)", len(members), metric, score,
+                 ", ".join("n/a" if v.get(metric) is None else f"{v[metric]:.4f}"
+                           for v in member_val))
     reasons = "; ".join(f"member {i + 1}: {r['stop_reason']}" for i, r in enumerate(records))
     return TrainResult(model=ensemble, history=history, best_epoch=records[0]["best_epoch"],
                        best_score=score, stop_reason=reasons, elapsed_s=spent_s,
@@ -262,7 +263,7 @@ def member_predictors(predictor: Any) -> list[Any]:
 MEMBER_FIGURES = ("auc", "accuracy", "balanced_accuracy", "macro_f1", "f1", "ece", "brier")
 
 
-def member_figures(predictor: Any, val: Any, test: Any) -> list[dict[str, Any]]:
+def member_figures(predictor: Any, val: Any | None, test: Any) -> list[dict[str, Any]]:
     """Validation and test figures of each member used alone, as a single model would be.
 
     A binary bundle with a threshold gives each member its own threshold, chosen on the
@@ -271,24 +272,29 @@ def member_figures(predictor: Any, val: Any, test: Any) -> list[dict[str, Any]]:
 
     Args:
         predictor: a loaded predictor of an ensemble bundle.
-        val: the validation split.
+        val: the validation split, or None for a bundle fitted on it (test figures only).
         test: the split to report (the test split).
 
     Returns:
-        One dict per member: ``member``, ``threshold``, ``val`` and ``test`` figures (no CIs).
+        One dict per member: ``member``, ``threshold``, ``val`` (with a validation split) and
+        ``test`` figures (no CIs).
     """
     from meddx.learn.evaluation.metrics import choose_threshold, classification_metrics
 
     rows = []
     for index, single in enumerate(member_predictors(predictor)):
-        val_probs = single.predict_split(val)
-        test_probs = single.predict_split(test)
+        parts = {"test": (test, single.predict_split(test))}
         threshold = None
-        if predictor.threshold is not None and val_probs.shape[1] == 2:
-            method = (getattr(predictor, "metadata", {}) or {}).get("threshold_method") or "youden"
-            threshold = choose_threshold(np.asarray(val.labels), val_probs[:, 1], method=method)
+        if val is not None:
+            val_probs = single.predict_split(val)
+            parts["val"] = (val, val_probs)
+            if predictor.threshold is not None and val_probs.shape[1] == 2:
+                method = (getattr(predictor, "metadata", {}) or {}).get(
+                    "threshold_method") or "youden"
+                threshold = choose_threshold(np.asarray(val.labels), val_probs[:, 1],
+                                             method=method)
         figures = {}
-        for name, split, probs in (("val", val, val_probs), ("test", test, test_probs)):
+        for name, (split, probs) in parts.items():
             metrics = classification_metrics(np.asarray(split.labels), probs,
                                              predictor.class_names, threshold=threshold,
                                              n_bootstrap=0)

@@ -215,14 +215,14 @@ def imbalance_weights(counts: np.ndarray, plan) -> np.ndarray:
     return weights / (weights * counts).sum() * counts.sum()
 
 
-def fit_minirocket(plan, dataset, train: SplitData, val: SplitData, config: TrainConfig,
+def fit_minirocket(plan, dataset, train: SplitData, val: SplitData | None, config: TrainConfig,
                    limitations: list[str]) -> FitOutput:
     """Fit MiniRocket + scaler + logistic regression on the training split; package it."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
 
     from meddx.decision.ecg_predict import predictor_for
-    from meddx.learn.tasks.ecg import series_inputs
+    from meddx.learn.tasks.ecg import check_not_empty, fit_on_report, series_inputs
 
     source = str(dataset.provenance.get("source", dataset.name))
     options = rocket_options(plan)
@@ -231,10 +231,8 @@ def fit_minirocket(plan, dataset, train: SplitData, val: SplitData, config: Trai
         raise ConfigError("--ensemble is for networks (model cnn); a minirocket model is "
                           "one fit")
     num_classes = len(plan.class_names)
-    for name, split in (("train", train), ("val", val)):
-        if len(split) == 0:
-            raise DataError(f"{source}: the {name} split is empty")
-    train_y, val_y = np.asarray(train.labels), np.asarray(val.labels)
+    check_not_empty(source, train, val)
+    train_y = np.asarray(train.labels)
     counts = np.bincount(train_y, minlength=num_classes)
     missing = [plan.class_names[i] for i in np.flatnonzero(counts == 0)]
     if missing:
@@ -273,9 +271,11 @@ def fit_minirocket(plan, dataset, train: SplitData, val: SplitData, config: Trai
                      # A closed-form fit: one pass over the training series, nothing to select.
                      "epochs_run": 1, "best_epoch": 1, "stop_reason": "single fit",
                      "classifier_iterations": int(np.max(classifier.n_iter_)),
-                     "elapsed_s": round(elapsed, 2), "train_series": len(train_y)},
+                     "elapsed_s": round(elapsed, 2), **fit_on_report(plan, len(train_y))},
+        "metrics": {},
     }
     predictor = predictor_for(metadata, state, source="training")
-    metadata["metrics"] = {"val": classification_metrics(val_y, predictor.predict_split(val),
-                                                         names, n_bootstrap=200)}
+    if val is not None:  # None: fit_on train+val, nothing held out
+        metadata["metrics"]["val"] = classification_metrics(
+            np.asarray(val.labels), predictor.predict_split(val), names, n_bootstrap=200)
     return FitOutput(metadata, state, predictor)
