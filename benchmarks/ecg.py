@@ -292,7 +292,9 @@ def run_mitdb(args) -> dict:
         fold_metrics = classification_metrics(test.labels, probs, dataset.class_names,
                                               n_bootstrap=0)
         training = fitted.metadata["training"]
-        val_metrics = fitted.metadata["metrics"]["val"]["per_class"]
+        # A refit on train + val has no validation figures of its own: the selection fit's.
+        val_metrics = (fitted.metadata["metrics"].get("val")
+                       or training["selection_fit"]["val"])["per_class"]
         fold_row = {"fold": fold, "test_records": test_records,
                     "val_records": fitted.metadata["record_split"]["val"],
                     "train_s": round(train_times[-1], 1),

@@ -803,6 +803,16 @@ class BeatSplit:
                          self.records[index], self.samples[index], self.config,
                          {k: v for k, v in self.record_data.items() if k in kept})
 
+    @staticmethod
+    def concat(parts: Sequence[BeatSplit]) -> BeatSplit:
+        """The beats of several splits (cut with the same options), in order."""
+        if len({part.config for part in parts}) != 1:
+            raise ValueError("beat splits cut with different options cannot be joined")
+        columns = [np.concatenate([getattr(part, name) for part in parts])
+                   for name in ("windows", "rr", "labels", "records", "samples")]
+        return BeatSplit(*columns, parts[0].config,
+                         {k: v for part in parts for k, v in part.record_data.items()})
+
     def with_config(self, config: BeatConfig) -> BeatSplit:
         """The same beats cut with other options (a model trained with other settings)."""
         if config == self.config:

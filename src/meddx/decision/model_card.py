@@ -61,6 +61,29 @@ def _training_summary(training: dict[str, Any]) -> str:
             f"{training.get('best_epoch', '?')}, {minutes}")
 
 
+def _fit_on_lines(training: dict[str, Any]) -> list[str]:
+    """What the final model was fitted on, when the validation split joined the training."""
+    if training.get("fit_on") != "train+val":
+        return []
+    both = f"Fitted on the train and val splits together ({training.get('train_examples', '?')}"
+    selection = training.get("selection_fit")
+    if not selection:
+        return [f"- {both} examples): this model selects nothing on validation (fixed epochs "
+                "or one fit), so none is held out and the test split is the only held-out "
+                "estimate"]
+    chosen = ", ".join(f"{value} {name.replace('_', ' ')}" for name, value in
+                       (("epochs", selection.get("epochs")),
+                        ("boosting_rounds", selection.get("boosting_rounds")))
+                       if value is not None)
+    val = selection.get("val", {})
+    return [f"- {both} examples), refitted with what a first fit on the train split alone "
+            f"({selection.get('train_examples', '?')} examples) chose on the val split: "
+            f"{chosen}. That first fit's validation figures (n = {val.get('n', '?')}): "
+            f"accuracy {val.get('accuracy', float('nan')):.3f}, macro-F1 "
+            f"{val.get('macro_f1', float('nan')):.3f}; the test split is the only held-out "
+            "estimate of the refitted model"]
+
+
 def render_model_card(metadata: dict[str, Any]) -> str:
     """Markdown model card from a bundle's metadata."""
     provenance = metadata.get("provenance", {})
@@ -92,12 +115,7 @@ def render_model_card(metadata: dict[str, Any]) -> str:
         f"- Dataset: {provenance.get('dataset', 'n/a')} ({provenance.get('source', '')})",
         f"- Split sizes: {', '.join(f'{k} {v}' for k, v in sizes.items()) or 'n/a'}",
     ]
-    training = metadata.get("training", {})
-    if training.get("fit_on") == "train+val":
-        lines.append(f"- Fitted on the train and val splits together "
-                     f"({training.get('train_examples', '?')} examples): this model selects "
-                     "nothing on validation (fixed epochs or one fit), so none is held out and "
-                     "the test split is the only held-out estimate")
+    lines += _fit_on_lines(metadata.get("training", {}))
     for name, digest in list(provenance.get("files", {}).items())[:10]:
         lines.append(f"- `{name}` sha256 `{digest}`")
     if metadata.get("ensemble"):

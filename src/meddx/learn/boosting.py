@@ -20,13 +20,15 @@ def safe_feature_name(name: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "_-." else "_" for ch in name)
 
 
-def train_booster(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray,
-                  val_y: np.ndarray, *, num_classes: int, feature_names: list[str],
+def train_booster(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray | None,
+                  val_y: np.ndarray | None, *, num_classes: int, feature_names: list[str],
                   params: dict[str, Any], max_rounds: int, early_stopping: int,
                   class_weights: np.ndarray | None = None, min_leaf_share: float = 0.1):
     """LightGBM on the named features, early-stopped on the validation split.
 
     Args:
+        val_x, val_y: The validation split; None: exactly ``max_rounds`` rounds (a refit with
+            the number of rounds chosen earlier).
         params: LightGBM parameters (the recipe's defaults merged with the plan's).
         max_rounds: Boosting rounds at most.
         early_stopping: Rounds without a better validation loss before stopping.
@@ -51,6 +53,8 @@ def train_booster(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray,
     weight = (lambda y: None) if class_weights is None else (lambda y: class_weights[y])
     train = lightgbm.Dataset(train_x, label=train_y, weight=weight(train_y), feature_name=names,
                              free_raw_data=False)
+    if val_x is None:
+        return lightgbm.train(config, train, num_boost_round=max_rounds)
     valid = lightgbm.Dataset(val_x, label=val_y, weight=weight(val_y), reference=train,
                              feature_name=names)
     return lightgbm.train(config, train, num_boost_round=max_rounds, valid_sets=[valid],

@@ -319,10 +319,6 @@ def make_plan(dataset: BeatDataset | SeriesDataset,
                           f"{plan.smoothing_neighbours!r}")
     if plan.fit_on not in FIT_ON:
         raise ConfigError(f"fit_on must be one of {FIT_ON}, got {plan.fit_on!r}")
-    if plan.fit_on == TRAIN_AND_VAL and plan.selects_on_validation:
-        raise ConfigError("fit_on train+val needs a series model that selects nothing on "
-                          "validation: minirocket, or one network (no arch auto) with selection "
-                          f"{KEEP_LAST!r}")
     for name in plan.arch_candidates:
         if name not in ARCHITECTURES:
             raise ConfigError(f"arch_candidates: unknown network {name!r}")
@@ -577,7 +573,12 @@ def _train_one(plan: EcgPlan, train, val, work_dir: Path, config: TrainConfig, r
 def fit(dataset: BeatDataset | SeriesDataset, work_dir: Path, config: TrainConfig,
         plan: dict[str, Any] | None = None, resume: bool = False, progress: bool = True,
         split_seed: int = 0) -> FitOutput:
-    """Plan, then train the plan's model kind (networks with the one trainer)."""
+    """Plan, then train the plan's model kind (networks with the one trainer).
+
+    With ``fit_on`` train+val, a model that selects on validation is fitted twice: on train
+    (selection: epoch, boosting rounds, architecture), then on train + val with what was
+    selected; a model that selects nothing is fitted once on train + val.
+    """
     work_dir = Path(work_dir)
     train = dataset.split("train", seed=split_seed)
     val = dataset.split("val", seed=split_seed)
@@ -585,8 +586,48 @@ def fit(dataset: BeatDataset | SeriesDataset, work_dir: Path, config: TrainConfi
     plan_obj = resolve_plan(work_dir, resume, lambda: make_plan(dataset, plan),
                             EcgPlan.from_dict, require_on_resume=True)
     log.info("plan: %s", json.dumps(plan_obj.to_dict()))
-    if plan_obj.fit_on == TRAIN_AND_VAL:
-        train, val = SplitData.concat([train, val]), None
+    fit_args = (dataset, work_dir, config, resume, progress, split_seed)
+    if plan_obj.fit_on == "train":
+        return _fit_kind(plan_obj, train, val, *fit_args)
+    both = type(train).concat([train, val])
+    if not plan_obj.selects_on_validation:
+        return _fit_kind(plan_obj, both, None, *fit_args)
+    selection = _fit_kind(plan_obj, train, val, dataset, work_dir / "selection", config, resume,
+                          progress, split_seed)
+    refit_plan, refit_config, rounds = refit_settings(selection.metadata, config)
+    log.info("refit on train + val: %s epochs, %s boosting rounds", refit_config.epochs, rounds)
+    final = _fit_kind(refit_plan, both, None, dataset, work_dir / "refit", refit_config, resume,
+                      progress, split_seed, rounds=rounds)
+    # The bundle's plan is the recipe as run: select on val, then refit.
+    final.metadata["plan"] = selection.metadata["plan"]
+    final.metadata["training"]["selection_fit"] = {
+        "fit_on": "train", "train_examples": len(train),
+        "epochs": refit_config.epochs if selection.metadata["plan"]["model"] != "lightgbm"
+        else None, "boosting_rounds": rounds,
+        "val": {k: selection.metadata["metrics"]["val"][k]
+                for k in ("n", "accuracy", "macro_f1", "per_class")}}
+    return final
+
+
+def refit_settings(selected: dict[str, Any], config: TrainConfig
+                   ) -> tuple[EcgPlan, TrainConfig, int | None]:
+    """The plan, training options and boosting rounds of a refit on train + val: what the
+    selection fit chose (architecture, best epoch, early-stopped rounds), at fixed length."""
+    plan = EcgPlan.from_dict({**selected["plan"], "selection": KEEP_LAST,
+                              "arch_candidates": []})
+    training = selected["training"]
+    rounds = None
+    if plan.model in ("lightgbm", COMBINED):
+        rounds = int((training["lightgbm"] if plan.model == COMBINED else training)
+                     ["best_iteration"])
+    epochs = config.epochs if plan.model == "lightgbm" else int(training["best_epoch"])
+    return plan, TrainConfig(**{**asdict(config), "epochs": epochs, "patience": 0}), rounds
+
+
+def _fit_kind(plan_obj: EcgPlan, train, val, dataset, work_dir: Path, config: TrainConfig,
+              resume: bool, progress: bool, split_seed: int,
+              rounds: int | None = None) -> FitOutput:
+    """Fit the plan's model kind on ``train``; ``val`` None: nothing held out."""
     if plan_obj.model == "minirocket":
         from meddx.learn.tasks.ecg_rocket import fit_minirocket
 
@@ -595,10 +636,10 @@ def fit(dataset: BeatDataset | SeriesDataset, work_dir: Path, config: TrainConfi
         from meddx.learn.tasks.ecg_features import fit_lightgbm
 
         return fit_lightgbm(plan_obj, dataset, train, val, config, split_seed,
-                            LIMITATIONS[BEAT_TASK])
+                            LIMITATIONS[BEAT_TASK], rounds)
     if plan_obj.model == COMBINED:
         return _fit_combined(plan_obj, dataset, train, val, work_dir, config, resume, progress,
-                             split_seed)
+                             split_seed, rounds)
     return _fit_networks(plan_obj, dataset, train, val, work_dir, config, resume, progress,
                          split_seed)
 
@@ -670,9 +711,9 @@ def _fit_networks(plan_obj: EcgPlan, dataset, train, val, work_dir: Path, config
     return FitOutput(metadata, state, predictor)
 
 
-def _fit_combined(plan_obj: EcgPlan, dataset: BeatDataset, train: BeatSplit, val: BeatSplit,
-                  work_dir: Path, config: TrainConfig, resume: bool, progress: bool,
-                  split_seed: int) -> FitOutput:
+def _fit_combined(plan_obj: EcgPlan, dataset: BeatDataset, train: BeatSplit,
+                  val: BeatSplit | None, work_dir: Path, config: TrainConfig, resume: bool,
+                  progress: bool, split_seed: int, rounds: int | None = None) -> FitOutput:
     """Train the network (the one trainer) and the trees on the same records; one bundle."""
     from meddx.decision.ecg_predict import predictor_for
     from meddx.learn.tasks.ecg_features import LGBM_FILE, fit_lightgbm, smoothing_metadata
@@ -681,7 +722,7 @@ def _fit_combined(plan_obj: EcgPlan, dataset: BeatDataset, train: BeatSplit, val
     network = _fit_networks(component_plan(plan_obj, "cnn"), dataset, train, val,
                             work_dir / "cnn", config, resume, progress, split_seed)
     trees = fit_lightgbm(component_plan(plan_obj, "lightgbm"), dataset, train, val, config,
-                         split_seed, LIMITATIONS[BEAT_TASK])
+                         split_seed, LIMITATIONS[BEAT_TASK], rounds)
     members = {"cnn": network.metadata, "lightgbm": trees.metadata}
     metadata: dict[str, Any] = {
         **network.metadata,
@@ -694,13 +735,13 @@ def _fit_combined(plan_obj: EcgPlan, dataset: BeatDataset, train: BeatSplit, val
                      "lightgbm": trees.metadata["training"]},
         "members": {kind: {"val": {k: meta["metrics"]["val"][k]
                                    for k in ("accuracy", "macro_f1", "per_class")}}
-                    for kind, meta in members.items()},
+                    for kind, meta in members.items() if "val" in meta["metrics"]},
         **smoothing_metadata(plan_obj),
     }
     lgbm_text = trees.extra_files[LGBM_FILE]
     predictor = predictor_for(metadata, network.state_dict, source=str(work_dir),
                               lgbm_text=lgbm_text)
-    metadata["metrics"] = {"val": classification_metrics(
+    metadata["metrics"] = {} if val is None else {"val": classification_metrics(
         np.asarray(val.labels), predictor.predict_split(val), plan_obj.class_names,
         n_bootstrap=200)}
     return FitOutput(metadata, network.state_dict, predictor,

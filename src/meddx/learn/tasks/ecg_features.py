@@ -70,38 +70,46 @@ def beat_features(split: BeatSplit, beat_config: dict[str, Any]) -> np.ndarray:
     return np.asarray(split.with_config(config).rr, np.float64)
 
 
-def train_beat_booster(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray,
-                       val_y: np.ndarray, num_classes: int, power: float, seed: int,
+def train_beat_booster(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray | None,
+                       val_y: np.ndarray | None, num_classes: int, power: float, seed: int,
                        names: list[str], params: dict[str, Any] | None = None,
-                       num_threads: int = 1):
+                       num_threads: int = 1, rounds: int | None = None):
     """Class-weighted LightGBM on the named beat features, early-stopped on the validation
-    beats (weighted log-loss)."""
+    beats (weighted log-loss), or (no validation beats) exactly ``rounds`` rounds."""
     weights = class_weights(np.bincount(train_y, minlength=num_classes), power)
     return train_booster(train_x, train_y, val_x, val_y, num_classes=num_classes,
                          feature_names=names,
                          params={**LGBM_DEFAULTS, **(params or {}), "seed": seed,
                                  "num_threads": num_threads},
-                         max_rounds=MAX_ROUNDS, early_stopping=EARLY_STOP,
-                         class_weights=weights, min_leaf_share=0.05)
+                         max_rounds=MAX_ROUNDS if val_x is not None else rounds,
+                         early_stopping=EARLY_STOP, class_weights=weights, min_leaf_share=0.05)
 
 
-def fit_lightgbm(plan, dataset: BeatDataset, train: BeatSplit, val: BeatSplit,
-                 config: TrainConfig, split_seed: int, limitations: list[str]) -> FitOutput:
-    """Train the feature model of a beat plan and package it like the networks are."""
+def fit_lightgbm(plan, dataset: BeatDataset, train: BeatSplit, val: BeatSplit | None,
+                 config: TrainConfig, split_seed: int, limitations: list[str],
+                 rounds: int | None = None) -> FitOutput:
+    """Train the feature model of a beat plan and package it like the networks are.
+
+    ``val`` None (a refit on train + val): exactly ``rounds`` boosting rounds, the number the
+    selection fit's early stopping chose.
+    """
     from meddx.decision.ecg_predict import predictor_for
+    from meddx.learn.tasks.ecg import fit_on_report
 
     num_classes = len(plan.class_names)
     start = time.perf_counter()
     train_x = beat_features(train, plan.beat_config)
-    val_x = beat_features(val, plan.beat_config)
-    train_y, val_y = np.asarray(train.labels), np.asarray(val.labels)
+    train_y = np.asarray(train.labels)
     counts = np.bincount(train_y, minlength=num_classes)
     if (counts > 0).sum() < 2:
         raise DataError(f"{dataset.name}: the training records hold a single beat class")
     names = feature_names(plan.beat_config["feature_set"])
-    booster = train_beat_booster(train_x, train_y, val_x, val_y, num_classes,
-                                 plan.imbalance_power, config.seed, names, plan.lightgbm,
-                                 max(1, config.num_threads or 1))
+    booster = train_beat_booster(
+        train_x, train_y, None if val is None else beat_features(val, plan.beat_config),
+        None if val is None else np.asarray(val.labels), num_classes, plan.imbalance_power,
+        config.seed, names, plan.lightgbm, max(1, config.num_threads or 1), rounds)
+    # Without early stopping LightGBM reports best_iteration 0: every round is kept.
+    kept_rounds = int(booster.best_iteration or booster.current_iteration())
     elapsed = time.perf_counter() - start
     text = booster.model_to_string()
     gain = booster.feature_importance("gain")
@@ -123,19 +131,22 @@ def fit_lightgbm(plan, dataset: BeatDataset, train: BeatSplit, val: BeatSplit,
             "by a qualified reader, never a replacement. Not a certified medical device."),
         "limitations": limitations,
         "training": {"config": asdict(config), "model": "lightgbm",
-                     "best_epoch": int(booster.best_iteration),  # boosting rounds
+                     "best_epoch": kept_rounds,  # boosting rounds
                      "epochs_run": int(booster.current_iteration()),
-                     "best_iteration": int(booster.best_iteration),
-                     "elapsed_s": round(elapsed, 1), "stop_reason": "early stopping on the "
-                     "validation records' weighted log-loss",
+                     "best_iteration": kept_rounds,
+                     "elapsed_s": round(elapsed, 1), "stop_reason": (
+                         "early stopping on the validation records' weighted log-loss"
+                         if val is not None else f"{rounds} rounds, chosen by the selection "
+                         "fit's early stopping"), **fit_on_report(plan, len(train_y)),
                      "feature_importance_gain": {names[i]: round(float(gain[i]), 1)
                                                  for i in top}},
         "record_split": dataset.record_split(split_seed),
         **smoothing_metadata(plan),
     }
     predictor = predictor_for(metadata, None, source="training", lgbm_text=text)
-    metadata["metrics"] = {"val": classification_metrics(val_y, predictor.predict_split(val),
-                                                         plan.class_names, n_bootstrap=200)}
+    metadata["metrics"] = {} if val is None else {"val": classification_metrics(
+        np.asarray(val.labels), predictor.predict_split(val), plan.class_names,
+        n_bootstrap=200)}
     return FitOutput(metadata, None, predictor, extra_files={LGBM_FILE: text})
 
 

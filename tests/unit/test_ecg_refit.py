@@ -1,0 +1,80 @@
+"""``fit_on: train+val``: select on the validation records, then refit on train + val with what
+was selected (epochs, boosting rounds), on small synthetic records."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from meddx.data.ecg import BeatConfig, BeatSplit, load_wfdb_dataset
+from meddx.decision.model_card import render_model_card
+from meddx.learn.boosting import train_booster
+from meddx.learn.tasks import ecg as recipe
+from meddx.learn.trainer import TrainConfig
+from tests.ecg_helpers import write_folder
+
+QUICK = TrainConfig(epochs=3, patience=0, amp="off", num_threads=1)
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    folder = write_folder(tmp_path_factory.mktemp("refit"), n_records=6, duration_s=40)
+    return load_wfdb_dataset(folder, progress=False)
+
+
+def test_beat_splits_join_in_order_and_keep_their_records(dataset):
+    train, val = dataset.split("train"), dataset.split("val")
+    both = BeatSplit.concat([train, val])
+    assert len(both) == len(train) + len(val)
+    np.testing.assert_array_equal(both.labels, np.concatenate([train.labels, val.labels]))
+    np.testing.assert_array_equal(both.windows[len(train):], val.windows)
+    assert set(both.record_data) == set(train.record_data) | set(val.record_data)
+    other = val.with_config(BeatConfig(feature_set="two_lead"))
+    with pytest.raises(ValueError, match="different options"):
+        BeatSplit.concat([train, other])
+
+
+def test_booster_without_validation_grows_exactly_the_rounds_asked():
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(200, 3)), rng.integers(0, 3, 200)
+    booster = train_booster(x, y, None, None, num_classes=3, feature_names=["a", "b", "c"],
+                            params={"verbose": -1}, max_rounds=7, early_stopping=5)
+    assert booster.current_iteration() == 7
+
+
+@pytest.mark.parametrize("model", ["lightgbm", "cnn+lightgbm"])
+def test_refit_uses_what_the_selection_fit_chose(dataset, model, tmp_path):
+    fitted = recipe.fit(dataset, tmp_path, QUICK, plan={"model": model, "fit_on": "train+val"},
+                        progress=False)
+    meta = fitted.metadata
+    training = meta["training"]
+    selection = training["selection_fit"]
+    sizes = dataset.split_sizes()
+    # The final model saw the validation records: it reports no validation figures, the
+    # selection fit (train records only) does.
+    assert "val" not in meta["metrics"]
+    assert selection["train_examples"] == sizes["train"]
+    assert selection["val"]["n"] == sizes["val"] and "S" in selection["val"]["per_class"]
+    trees = training["lightgbm"] if model == "cnn+lightgbm" else training
+    assert trees["train_examples"] == sizes["train"] + sizes["val"]
+    assert trees["epochs_run"] == trees["best_iteration"] == selection["boosting_rounds"] >= 1
+    if model == "cnn+lightgbm":
+        assert training["train_examples"] == sizes["train"] + sizes["val"]
+        assert training["epochs_run"] == selection["epochs"] <= QUICK.epochs
+    # The bundle's plan is the recipe as run (select on val, then refit).
+    assert meta["plan"]["fit_on"] == "train+val" and meta["plan"]["selection"] == "macro_f1"
+    card = render_model_card(meta)
+    assert "refitted with what a first fit on the train split alone" in card
+    assert f"{selection['boosting_rounds']} boosting rounds" in card
+    probs = fitted.predictor.predict_split(dataset.split("test"))
+    np.testing.assert_allclose(probs.sum(axis=1), 1, atol=1e-5)
+
+
+def test_refit_settings_fix_the_length_of_training():
+    selected = {"plan": {**recipe.EcgPlan(task=recipe.BEAT_TASK, class_names=list("NSVFQ"),
+                                          network={}, model="cnn+lightgbm").to_dict(),
+                         "arch_candidates": ["resnet", "inception"]},
+                "training": {"best_epoch": 4, "lightgbm": {"best_iteration": 55}}}
+    plan, config, rounds = recipe.refit_settings(selected, TrainConfig(epochs=30, patience=10))
+    assert (config.epochs, config.patience, rounds) == (4, 0, 55)
+    assert plan.selection == recipe.KEEP_LAST and plan.arch_candidates == []
