@@ -76,5 +76,6 @@ def test_refit_settings_fix_the_length_of_training():
                          "arch_candidates": ["resnet", "inception"]},
                 "training": {"best_epoch": 4, "lightgbm": {"best_iteration": 55}}}
     plan, config, rounds = recipe.refit_settings(selected, TrainConfig(epochs=30, patience=10))
-    assert (config.epochs, config.patience, rounds) == (4, 0, 55)
+    # The network stops at the selected epoch on the schedule of all 30.
+    assert (config.epochs, config.stop_epoch, config.patience, rounds) == (30, 4, 0, 55)
     assert plan.selection == recipe.KEEP_LAST and plan.arch_candidates == []

@@ -71,6 +71,22 @@ def test_keep_last_task_keeps_the_last_epoch_after_a_resume(tmp_path):
     assert resumed.best_epoch == 4 and resumed.best_score == 4.0
 
 
+def test_stop_epoch_ends_on_the_full_runs_schedule(tmp_path):
+    def task():
+        keep_last = _task()
+        keep_last.selection_metric = KEEP_LAST
+        return keep_last
+
+    full = Trainer(_config(), tmp_path / "full", progress=False).fit(task())
+    stopped = Trainer(_config(stop_epoch=2), tmp_path / "stopped", progress=False).fit(task())
+    # The same learning rates and losses as the full run's first two epochs, then the end.
+    assert [(h["lr"], h["train_loss"]) for h in stopped.history] == \
+        [(h["lr"], h["train_loss"]) for h in full.history[:2]]
+    assert stopped.best_epoch == 2 and stopped.history[-1]["lr"] > full.history[-1]["lr"]
+    with pytest.raises(ConfigError, match="stop_epoch must be in 1..epochs"):
+        _config(stop_epoch=5)
+
+
 def test_time_budget_stops_early(tmp_path):
     result = Trainer(_config(epochs=50, time_budget_min=1e-4), tmp_path, progress=False).fit(
         _task())

@@ -58,6 +58,9 @@ class TrainConfig:
         ensemble: members of a seed ensemble (1: one network). K > 1 trains K networks with
             seeds ``seed .. seed + K - 1`` and averages their probabilities; the time budget
             covers all of them (see :mod:`meddx.learn.ensemble`).
+        stop_epoch: end after this epoch while the learning-rate schedule still runs over
+            ``epochs`` (None: run all of them). A refit that repeats a selected epoch on more
+            data follows the selected model's own schedule up to that epoch.
     """
 
     epochs: int = 30
@@ -72,6 +75,7 @@ class TrainConfig:
     seed: int = 0
     num_threads: int | None = None
     ensemble: int = 1
+    stop_epoch: int | None = None
 
     def __post_init__(self):
         if self.epochs < 1:
@@ -84,6 +88,13 @@ class TrainConfig:
             raise ConfigError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
         if self.ensemble < 1:
             raise ConfigError(f"ensemble must be >= 1 member, got {self.ensemble}")
+        if self.stop_epoch is not None and not 1 <= self.stop_epoch <= self.epochs:
+            raise ConfigError(f"stop_epoch must be in 1..epochs ({self.epochs}), got "
+                              f"{self.stop_epoch}")
+
+    @property
+    def last_epoch(self) -> int:
+        return self.stop_epoch or self.epochs
 
 
 @dataclass
@@ -235,9 +246,9 @@ class Trainer:
         n_batches = task.num_train_batches()
         stop_reason = "epochs"
         with self._progress_bar() as bar:
-            job = bar.add_task("train", total=cfg.epochs * n_batches,
+            job = bar.add_task("train", total=cfg.last_epoch * n_batches,
                                completed=state["epoch"] * n_batches, info="")
-            while state["epoch"] < cfg.epochs:
+            while state["epoch"] < cfg.last_epoch:
                 epoch = state["epoch"]
                 epoch_start = time.monotonic()
                 generator = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
@@ -324,7 +335,7 @@ class Trainer:
         return progress
 
     def _info(self, epoch: int, losses: list[float], state: dict[str, Any]) -> str:
-        text = f"epoch {epoch + 1}/{self.config.epochs} loss {np.mean(losses[-50:]):.4f}"
+        text = f"epoch {epoch + 1}/{self.config.last_epoch} loss {np.mean(losses[-50:]):.4f}"
         if state["history"]:
             last = state["history"][-1]
             shown = [k for k in last if k.startswith("val_")][:3]
