@@ -327,6 +327,7 @@ def run_mitdb(args) -> dict:
             "confusion_matrix": metrics["confusion_matrix"], "folds": folds_out,
             "model": fitted.metadata["plan"]["model"],
             "arch": fitted.metadata["network"]["arch"], "plan": _beat_plan(args),
+            "fit_on": fitted.metadata["plan"].get("fit_on", "train"),
             "epochs": args.epochs, "torch_threads": args.threads,
             "train_s_per_fold": round(float(np.mean(train_times)), 1),
             "train_beats_per_fold": int(len(labels) * (args.folds - 1) / args.folds),
