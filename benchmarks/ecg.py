@@ -255,6 +255,7 @@ def run_ecg5000(args) -> dict:
                               "support": v["support"]} for k, v in metrics["per_class"].items()},
             "train_s_per_fold": round(float(np.mean(times)), 1), "model": args.series_model,
             "arch": fitted.metadata["network"]["arch"],
+            "fit_on": fitted.metadata["training"]["fit_on"],
             **({"epochs": args.ecg5000_epochs, "batch_size": 32}
                if args.series_model == "cnn" else {}),
             "anchors": ANCHORS["ecg5000"]}
