@@ -75,7 +75,9 @@ def test_training_writes_a_beat_bundle(beat_bundle):
         assert (bundle.path / "lightgbm.txt").is_file() and bundle.state_dict()
         assert imbalance["lightgbm"]["method"] == "weighted_loss"
         assert meta["training"]["lightgbm"]["best_iteration"] > 0
-        assert set(meta["members"]) == {"cnn", "lightgbm"}
+        # Refitted on train + val: each member's validation figures are the selection fit's.
+        assert meta["plan"]["fit_on"] == "train+val" and "members" not in meta
+        assert set(meta["training"]["selection_fit"]["members"]) == {"cnn", "lightgbm"}
         # The network keeps its 5 RR features beside the trees' two-lead feature set.
         assert (meta["network"]["n_extra"] == 5
                 and meta["preprocessing"]["feature_set"] == "two_lead")

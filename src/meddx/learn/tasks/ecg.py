@@ -615,7 +615,9 @@ def fit(dataset: BeatDataset | SeriesDataset, work_dir: Path, config: TrainConfi
         "elapsed_s": selection.metadata["training"].get("elapsed_s"),
         "epochs": refit_config.stop_epoch, "boosting_rounds": rounds,
         "val": {k: selection.metadata["metrics"]["val"][k]
-                for k in ("n", "accuracy", "macro_f1", "per_class")}}
+                for k in ("n", "accuracy", "macro_f1", "per_class")},
+        **({"members": selection.metadata["members"]} if "members" in selection.metadata
+           else {})}
     return final
 
 
@@ -744,11 +746,12 @@ def _fit_combined(plan_obj: EcgPlan, dataset: BeatDataset, train: BeatSplit,
         "training": {**network.metadata["training"], "model": COMBINED,
                      "combination": "mean of the members' probabilities (equal weights)",
                      "lightgbm": trees.metadata["training"]},
-        "members": {kind: {"val": {k: meta["metrics"]["val"][k]
-                                   for k in ("accuracy", "macro_f1", "per_class")}}
-                    for kind, meta in members.items() if "val" in meta["metrics"]},
         **smoothing_metadata(plan_obj),
     }
+    if val is not None:  # each member's validation figures (a refit has none of its own)
+        metadata["members"] = {kind: {"val": {k: meta["metrics"]["val"][k]
+                                              for k in ("accuracy", "macro_f1", "per_class")}}
+                               for kind, meta in members.items()}
     lgbm_text = trees.extra_files[LGBM_FILE]
     predictor = predictor_for(metadata, network.state_dict, source=str(work_dir),
                               lgbm_text=lgbm_text)
