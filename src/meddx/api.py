@@ -31,17 +31,20 @@ __all__ = ["crossval", "evaluate", "fetch", "list_datasets", "load_bundle", "loa
 
 def train(dataset: str | Path, out: str | Path, *, data_dir: str | Path | None = None,
           plan: dict[str, Any] | None = None, resume: bool = False, progress: bool = True,
-          split_seed: int = 0, on_error: str = "skip", **train_options: Any) -> Bundle:
+          split_seed: int = 0, on_error: str = "skip", test_fraction: float | None = None,
+          **train_options: Any) -> Bundle:
     """Train on a dataset (catalog name or path) and write an evaluated bundle to ``out``.
 
     ``train_options`` are :class:`~meddx.learn.trainer.TrainConfig` fields (``epochs``,
     ``time_budget_min``, ``lr``, ``seed``, ``ensemble``...); ``plan`` overrides the automatic
     plan (``arch``, ``input_size``, ``batch_size``, ``augment``...). ``on_error="stop"`` makes
     one bad case (volume, record) stop the run instead of being reported and skipped.
+    ``test_fraction`` (WFDB record folders): records held out as the bundle's test split; 0 for
+    none, when the test set is elsewhere.
     """
     return train_model(dataset, out, config=TrainConfig(**train_options), plan=plan,
                        data_dir=data_dir, resume=resume, progress=progress,
-                       split_seed=split_seed, on_error=on_error)
+                       split_seed=split_seed, on_error=on_error, test_fraction=test_fraction)
 
 
 def evaluate(bundle: str | Path, dataset: str | Path, *, split: str = "test",

@@ -3,15 +3,21 @@ was selected (epochs, boosting rounds), on small synthetic records."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
+import meddx
 from meddx.data.ecg import BeatConfig, BeatSplit, load_wfdb_dataset
 from meddx.decision.model_card import render_model_card
+from meddx.errors import ConfigError
 from meddx.learn.boosting import train_booster
 from meddx.learn.tasks import ecg as recipe
 from meddx.learn.trainer import TrainConfig
-from tests.ecg_helpers import write_folder
+from tests.ecg_helpers import write_folder, write_ucr_folder
 
 QUICK = TrainConfig(epochs=3, patience=0, amp="off", num_threads=1)
 
@@ -79,3 +85,30 @@ def test_refit_settings_fix_the_length_of_training():
     # The network stops at the selected epoch on the schedule of all 30.
     assert (config.epochs, config.stop_epoch, config.patience, rounds) == (30, 4, 0, 55)
     assert plan.selection == recipe.KEEP_LAST and plan.arch_candidates == []
+
+
+def test_no_test_split_when_the_test_set_is_elsewhere(tmp_path):
+    # MIT-BIH DS1 is tested on DS2: every record can go to training (train + val).
+    folder = write_folder(tmp_path / "records", n_records=5, duration_s=30)
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps({"model": "lightgbm"}))
+    result = subprocess.run([sys.executable, "-m", "meddx", "train", "--dataset", str(folder),
+                             "--out", str(tmp_path / "bundle"), "--plan", str(plan),
+                             "--test-fraction", "0", "--no-progress"],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    bundle = meddx.load_bundle(tmp_path / "bundle")
+    meta = bundle.metadata
+    assert "test" not in meta["metrics"] and meta["provenance"]["split_sizes"]["test"] == 0
+    assert meta["record_split"]["test"] == []
+    assert len(meta["record_split"]["train"]) + len(meta["record_split"]["val"]) == 5
+    assert "No test split of its own" in bundle.model_card
+    assert not (tmp_path / "bundle" / "report").exists()
+
+
+def test_test_fraction_is_checked(dataset, tmp_path):
+    with pytest.raises(ConfigError, match=r"test fraction must be in \[0, 1\)"):
+        dataset.set_test_fraction(1.0)
+    ucr = write_ucr_folder(tmp_path / "ucr", length=32)[0]
+    with pytest.raises(ConfigError, match="a test fraction applies to WFDB record folders"):
+        meddx.train(str(ucr), tmp_path / "bundle", test_fraction=0, epochs=1, progress=False)

@@ -117,6 +117,9 @@ def train(
     resume: Annotated[bool, typer.Option(help="Continue an interrupted run.")] = False,
     progress: Annotated[bool, typer.Option(help="Show the progress bar.")] = True,
     stop_on_bad_case: StopOnBadCase = False,
+    test_fraction: Annotated[float | None, typer.Option(
+        help="WFDB record folders: share of the records held out as the bundle's test split "
+             "(default 0.2); 0: none, when the test set is elsewhere (MIT-BIH DS2).")] = None,
 ):
     """Train a model and write an evaluated bundle."""
     from meddx.api import train as train_api
@@ -134,7 +137,8 @@ def train(
     bundle = train_api(dataset, out_dir, data_dir=data_dir, plan=plan, resume=resume,
                        progress=progress, epochs=epochs, time_budget_min=time_budget, lr=lr,
                        patience=patience, seed=seed, amp=amp, ensemble=ensemble,
-                       on_error="stop" if stop_on_bad_case else "skip")
+                       on_error="stop" if stop_on_bad_case else "skip",
+                       test_fraction=test_fraction)
     test = bundle.metadata["metrics"].get("test", {})
     out.print(f"bundle: {bundle.path}")
     if test.get("task") == "segmentation":

@@ -945,6 +945,14 @@ class BeatDataset:
     def split_sizes(self, seed: int = 0) -> dict[str, int]:
         return {k: int(m.sum()) for k, m in self._masks(seed).items()}
 
+    def set_test_fraction(self, fraction: float) -> None:
+        """Hold out this share of the records as the dataset's own test split; 0: none, for a
+        training set whose test set is elsewhere (MIT-BIH DS1, tested on DS2)."""
+        if not 0 <= fraction < 1:
+            raise ConfigError(f"test fraction must be in [0, 1), got {fraction}")
+        self.test_fraction = float(fraction)
+        self._splits.clear()
+
     def folds(self, n_folds: int, seed: int = 0) -> list[tuple[list[str], list[str]]]:
         """Leave-records-out folds (train records, test records), stratified on beat classes."""
         from sklearn.model_selection import StratifiedGroupKFold

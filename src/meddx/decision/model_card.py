@@ -120,6 +120,10 @@ def render_model_card(metadata: dict[str, Any]) -> str:
         lines.append(f"- `{name}` sha256 `{digest}`")
     if metadata.get("ensemble"):
         lines += ensemble_section(metadata["ensemble"])
+    if "test" not in metrics:
+        lines += ["", "## Metrics", "", "No test split of its own (trained with test fraction "
+                  "0): evaluate it on an external set, `meddx evaluate BUNDLE --dataset PATH "
+                  "--split all`."]
     for split in ("test", "val"):
         if split in metrics:
             lines += ["", f"## Metrics on the {split} split (n = {metrics[split].get('n', '?')})",

@@ -8,6 +8,7 @@ own hyper-parameter defaults (chosen on its own validation data).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -23,7 +24,8 @@ def safe_feature_name(name: str) -> str:
 def train_booster(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray | None,
                   val_y: np.ndarray | None, *, num_classes: int, feature_names: list[str],
                   params: dict[str, Any], max_rounds: int, early_stopping: int,
-                  class_weights: np.ndarray | None = None, min_leaf_share: float = 0.1):
+                  class_weights: np.ndarray | None = None, min_leaf_share: float = 0.1,
+                  stop_score: Callable[[np.ndarray, np.ndarray], float] | None = None):
     """LightGBM on the named features, early-stopped on the validation split.
 
     Args:
@@ -36,6 +38,8 @@ def train_booster(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray | 
             weighted the same way, so that early stopping looks at the loss being optimised.
         min_leaf_share: ``min_data_in_leaf`` is at most this share of the training rows (small
             datasets would otherwise grow no tree at all).
+        stop_score: ``score(labels, probabilities)``, higher is better, that early stopping
+            watches instead of the (weighted) log-loss.
 
     Returns:
         The booster (binary objective for 2 classes, multi-class otherwise).
@@ -57,7 +61,18 @@ def train_booster(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray | 
         return lightgbm.train(config, train, num_boost_round=max_rounds)
     valid = lightgbm.Dataset(val_x, label=val_y, weight=weight(val_y), reference=train,
                              feature_name=names)
+    feval = None
+    if stop_score is not None:
+        config["metric"] = "None"
+
+        def feval(preds, dataset):
+            probs = np.asarray(preds, np.float64)
+            if probs.ndim == 1:
+                probs = np.stack([1.0 - probs, probs], axis=1)
+            return "stop_score", float(stop_score(dataset.get_label().astype(int), probs)), True
+
     return lightgbm.train(config, train, num_boost_round=max_rounds, valid_sets=[valid],
+                          feval=feval,
                           callbacks=[lightgbm.early_stopping(early_stopping, verbose=False)])
 
 

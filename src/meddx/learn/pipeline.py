@@ -58,7 +58,8 @@ def recipe_for(dataset: Any):
 def train_model(dataset: str | Path | Any, out: str | Path, *,
                 config: TrainConfig | None = None, plan: dict[str, Any] | None = None,
                 data_dir: str | Path | None = None, resume: bool = False, progress: bool = True,
-                split_seed: int = 0, name: str | None = None, on_error: str = "skip") -> Bundle:
+                split_seed: int = 0, name: str | None = None, on_error: str = "skip",
+                test_fraction: float | None = None) -> Bundle:
     """Train a model on a dataset and write an evaluated bundle.
 
     Args:
@@ -73,6 +74,9 @@ def train_model(dataset: str | Path | Any, out: str | Path, *,
         name: model name shown in reports (default: the bundle folder's name).
         on_error: a bad case while loading a dataset by name or path: ``"skip"`` (reported)
             or ``"stop"``.
+        test_fraction: share of the records held out as the bundle's own test split, for
+            datasets meddx splits by patient (WFDB record folders; default 0.2). 0: no test
+            split and no test figures in the bundle, for a test set kept elsewhere (DS2).
 
     Returns:
         The written bundle.
@@ -82,7 +86,13 @@ def train_model(dataset: str | Path | Any, out: str | Path, *,
     if isinstance(dataset, str | Path):
         dataset = load_dataset(dataset, data_dir, on_error=on_error)
     recipe = recipe_for(dataset)
-    test_split = dataset.split("test", seed=split_seed)
+    if test_fraction is not None:
+        if not hasattr(dataset, "set_test_fraction"):
+            raise ConfigError(f"{dataset.name}: a test fraction applies to WFDB record folders "
+                              "(split by patient here); this dataset's test split is its own "
+                              "or fixed by its reader")
+        dataset.set_test_fraction(test_fraction)
+    test_split = None if test_fraction == 0 else dataset.split("test", seed=split_seed)
     work_dir = checkpoint_dir(out)
     work_dir.mkdir(parents=True, exist_ok=True)
     fitted = recipe.fit(dataset, work_dir, config, plan=plan, resume=resume, progress=progress,
@@ -96,10 +106,12 @@ def train_model(dataset: str | Path | Any, out: str | Path, *,
     fitted.predictor.name = metadata["name"]
     with tempfile.TemporaryDirectory() as scratch:
         report = Path(scratch) / REPORT_DIR
-        metrics, _ = write_evaluation(fitted.predictor, test_split, report, dataset.name, "test")
-        metadata["metrics"]["test"] = metrics
+        if test_split is not None:
+            metrics, _ = write_evaluation(fitted.predictor, test_split, report, dataset.name,
+                                          "test")
+            metadata["metrics"]["test"] = metrics
         bundle = save_bundle(out, metadata, fitted.state_dict, render_model_card(metadata),
-                             extra_dirs={REPORT_DIR: report},
+                             extra_dirs={REPORT_DIR: report} if test_split is not None else None,
                              extra_files=getattr(fitted, "extra_files", None))
     shutil.rmtree(work_dir, ignore_errors=True)
     log.info("bundle written to %s", out)

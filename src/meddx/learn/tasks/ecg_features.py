@@ -75,14 +75,18 @@ def train_beat_booster(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarr
                        names: list[str], params: dict[str, Any] | None = None,
                        num_threads: int = 1, rounds: int | None = None):
     """Class-weighted LightGBM on the named beat features, early-stopped on the validation
-    beats (weighted log-loss), or (no validation beats) exactly ``rounds`` rounds."""
+    beats' selection macro-F1 (as the networks' epochs are chosen), or (no validation beats)
+    exactly ``rounds`` rounds."""
+    from meddx.learn.tasks.ecg import selection_scores
+
     weights = class_weights(np.bincount(train_y, minlength=num_classes), power)
     return train_booster(train_x, train_y, val_x, val_y, num_classes=num_classes,
                          feature_names=names,
                          params={**LGBM_DEFAULTS, **(params or {}), "seed": seed,
                                  "num_threads": num_threads},
                          max_rounds=MAX_ROUNDS if val_x is not None else rounds,
-                         early_stopping=EARLY_STOP, class_weights=weights, min_leaf_share=0.05)
+                         early_stopping=EARLY_STOP, class_weights=weights, min_leaf_share=0.05,
+                         stop_score=lambda y, p: selection_scores(y, p)["macro_f1"])
 
 
 def fit_lightgbm(plan, dataset: BeatDataset, train: BeatSplit, val: BeatSplit | None,
@@ -135,7 +139,7 @@ def fit_lightgbm(plan, dataset: BeatDataset, train: BeatSplit, val: BeatSplit | 
                      "epochs_run": int(booster.current_iteration()),
                      "best_iteration": kept_rounds,
                      "elapsed_s": round(elapsed, 1), "stop_reason": (
-                         "early stopping on the validation records' weighted log-loss"
+                         "early stopping on the validation records' macro-F1"
                          if val is not None else f"{rounds} rounds, chosen by the selection "
                          "fit's early stopping"), **fit_on_report(plan, len(train_y)),
                      "feature_importance_gain": {names[i]: round(float(gain[i]), 1)
