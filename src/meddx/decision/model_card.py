@@ -69,8 +69,8 @@ def _fit_on_lines(training: dict[str, Any]) -> list[str]:
     selection = training.get("selection_fit")
     if not selection:
         return [f"- {both} examples): this model selects nothing on validation (fixed epochs "
-                "or one fit), so none is held out and the test split is the only held-out "
-                "estimate"]
+                "or one fit), so none is held out; only a test split or an external set "
+                "estimates it"]
     chosen = ", ".join(f"{value} {name.replace('_', ' ')}" for name, value in
                        (("epochs", selection.get("epochs")),
                         ("boosting_rounds", selection.get("boosting_rounds")))
@@ -80,8 +80,8 @@ def _fit_on_lines(training: dict[str, Any]) -> list[str]:
             f"({selection.get('train_examples', '?')} examples) chose on the val split: "
             f"{chosen}. That first fit's validation figures (n = {val.get('n', '?')}): "
             f"accuracy {val.get('accuracy', float('nan')):.3f}, macro-F1 "
-            f"{val.get('macro_f1', float('nan')):.3f}; the test split is the only held-out "
-            "estimate of the refitted model"]
+            f"{val.get('macro_f1', float('nan')):.3f}; only a test split or an external set "
+            "estimates the refitted model"]
 
 
 def render_model_card(metadata: dict[str, Any]) -> str:
