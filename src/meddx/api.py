@@ -63,11 +63,10 @@ def evaluate(bundle: str | Path, dataset: str | Path, *, split: str = "test",
         raise DataError(f"{dataset}: classes {data.class_names} do not match the model's "
                         f"{predictor.class_names}")
     part = data.split(split, seed=split_seed)
-    fitted_on_split = split in predictor.metadata.get("training", {}).get(
-        "fit_on", "train").split("+")
+    fitted_on_split = _fitted_on(predictor.metadata, data.provenance, split, split_seed)
     if fitted_on_split:
-        log.warning("%s was fitted on the %s split: these figures are not an estimate for "
-                    "new cases", bundle, split)
+        log.warning("%s was fitted on (part of) the %s split: these figures are not an "
+                    "estimate for new cases", bundle, split)
     if report_dir is not None:
         metrics, html = write_evaluation(predictor, part, Path(report_dir), data.name, split,
                                          n_bootstrap)
@@ -80,6 +79,18 @@ def evaluate(bundle: str | Path, dataset: str | Path, *, split: str = "test",
     if json_path is not None:
         write_json(metrics, Path(json_path))
     return metrics
+
+
+def _fitted_on(metadata: dict[str, Any], provenance: dict[str, Any], split: str,
+               split_seed: int) -> bool:
+    """Whether a model was fitted on (part of) this split: the same files (checksums), cut
+    with the same seed, and a split its training used (``all`` holds them all)."""
+    trained = metadata.get("provenance", {})
+    if not trained.get("files") or trained["files"] != provenance.get("files") or \
+            trained.get("split_seed", 0) != split_seed:
+        return False
+    return split == "all" or split in metadata.get("training", {}).get(
+        "fit_on", "train").split("+")
 
 
 def predict(bundle: str | Path, files: Sequence[str | Path], *,

@@ -196,6 +196,13 @@ def test_series_train_evaluate_predict(tmp_path):
     # The keep-last network fitted on train + val: figures on val are flagged as in-sample.
     assert bundle.metadata["training"]["fit_on"] == "train+val"
     assert meddx.evaluate(tmp_path / "bundle", str(folder), split="val")["fitted_on_this_split"]
+    # Another set of files: its val split was never seen, so it is not flagged.
+    other = tmp_path / "Other"
+    other.mkdir()
+    write_ucr(other / "Other_TRAIN.txt", 60, seed=2)
+    write_ucr(other / "Other_TEST.txt", 40, seed=3)
+    assert "fitted_on_this_split" not in meddx.evaluate(tmp_path / "bundle", str(other),
+                                                        split="val")
     result = meddx.predict(tmp_path / "bundle", [folder / "Bumps_TEST.txt"])[0]
     assert result["series"] == 40
     labels = np.loadtxt(folder / "Bumps_TEST.txt")[:, 0]

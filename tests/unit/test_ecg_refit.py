@@ -48,6 +48,22 @@ def test_booster_without_validation_grows_exactly_the_rounds_asked():
     assert booster.current_iteration() == 7
 
 
+def test_booster_stops_on_the_score_it_is_given():
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(200, 3)), rng.integers(0, 3, 200)
+    calls = []
+
+    def peaks_at_round_4(labels, probs):
+        calls.append(probs.shape)
+        return -abs(len(calls) - 4)
+
+    booster = train_booster(x, y, x, y, num_classes=3, feature_names=["a", "b", "c"],
+                            params={"verbose": -1}, max_rounds=50, early_stopping=3,
+                            stop_score=peaks_at_round_4)
+    assert booster.best_iteration == 4 and len(calls) == 7  # 3 rounds past the peak
+    assert calls[0] == (200, 3)  # probabilities of every validation row and class
+
+
 @pytest.mark.parametrize("model", ["lightgbm", "cnn+lightgbm"])
 def test_refit_uses_what_the_selection_fit_chose(dataset, model, tmp_path):
     fitted = recipe.fit(dataset, tmp_path, QUICK, plan={"model": model, "fit_on": "train+val"},

@@ -33,7 +33,8 @@ def train_booster(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray | 
             the number of rounds chosen earlier).
         params: LightGBM parameters (the recipe's defaults merged with the plan's).
         max_rounds: Boosting rounds at most.
-        early_stopping: Rounds without a better validation loss before stopping.
+        early_stopping: Rounds without a better validation loss (or ``stop_score``) before
+            stopping.
         class_weights: Per-class sample weights (``None``: unweighted); the validation loss is
             weighted the same way, so that early stopping looks at the loss being optimised.
         min_leaf_share: ``min_data_in_leaf`` is at most this share of the training rows (small

@@ -218,7 +218,8 @@ def train_ensemble(trainer: Trainer, task: Any, resume: bool = False,
     if metric == KEEP_LAST:
         metric = task.comparison_metric
     score = ensemble_val.get(metric)
-    if score is None and getattr(task, "has_validation", True):
+    # An empty validation report means nothing was held out (a fit on train + val).
+    if score is None and ensemble_val:
         raise MeddxError("the ensemble has no valid validation score")
     summary = {
         "members": len(members),

@@ -238,8 +238,8 @@ class EcgPlan:
     @property
     def selects_on_validation(self) -> bool:
         """Whether training picks anything (epoch, architecture, early stop) on validation."""
-        return self.is_beats or self.model != "minirocket" and (
-            self.selection != KEEP_LAST or bool(self.arch_candidates))
+        return self.is_beats or (self.model != "minirocket" and (
+            self.selection != KEEP_LAST or bool(self.arch_candidates)))
 
 
 def make_plan(dataset: BeatDataset | SeriesDataset,
@@ -597,19 +597,21 @@ def fit(dataset: BeatDataset | SeriesDataset, work_dir: Path, config: TrainConfi
     plan_obj = resolve_plan(work_dir, resume, lambda: make_plan(dataset, plan),
                             EcgPlan.from_dict, require_on_resume=True)
     log.info("plan: %s", json.dumps(plan_obj.to_dict()))
-    fit_args = (dataset, work_dir, config, resume, progress, split_seed)
+
+    def fit_kind(kind_plan, fit_split, val_split, folder=work_dir, cfg=config, rounds=None):
+        return _fit_kind(kind_plan, fit_split, val_split, dataset, folder, cfg, resume,
+                         progress, split_seed, rounds)
+
     if plan_obj.fit_on == "train":
-        return _fit_kind(plan_obj, train, val, *fit_args)
+        return fit_kind(plan_obj, train, val)
     both = type(train).concat([train, val])
     if not plan_obj.selects_on_validation:
-        return _fit_kind(plan_obj, both, None, *fit_args)
-    selection = _fit_kind(plan_obj, train, val, dataset, work_dir / "selection", config, resume,
-                          progress, split_seed)
+        return fit_kind(plan_obj, both, None)
+    selection = fit_kind(plan_obj, train, val, work_dir / "selection")
     refit_plan, refit_config, rounds = refit_settings(selection.metadata, config)
     log.info("refit on train + val: %s epochs, %s boosting rounds", refit_config.stop_epoch,
              rounds)
-    final = _fit_kind(refit_plan, both, None, dataset, work_dir / "refit", refit_config, resume,
-                      progress, split_seed, rounds=rounds)
+    final = fit_kind(refit_plan, both, None, work_dir / "refit", refit_config, rounds)
     # The bundle's plan is the recipe as run: select on val, then refit.
     final.metadata["plan"] = selection.metadata["plan"]
     final.metadata["training"]["selection_fit"] = {

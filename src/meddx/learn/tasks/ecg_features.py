@@ -139,7 +139,10 @@ def fit_lightgbm(plan, dataset: BeatDataset, train: BeatSplit, val: BeatSplit | 
         "limitations": limitations,
         "training": {"config": asdict(config), "model": "lightgbm",
                      "best_epoch": kept_rounds,  # boosting rounds
-                     "epochs_run": int(booster.current_iteration()),
+                     # LightGBM trims an early-stopped model to its best round; it ran
+                     # EARLY_STOP rounds past it (or up to MAX_ROUNDS).
+                     "epochs_run": kept_rounds if val is None else min(
+                         kept_rounds + EARLY_STOP, MAX_ROUNDS),
                      "best_iteration": kept_rounds,
                      "elapsed_s": round(elapsed, 1), "stop_reason": (
                          "early stopping on the validation records' macro-F1"
