@@ -22,13 +22,17 @@
 - **models**: the beat model kind picked on validation: LightGBM on beat features, the 1D CNN
   and the two averaged, trained on the same patient-wise DS1 split, compared on its validation
   records. Kinds not named in ``--models`` keep their earlier rows in the JSON.
+- **tree_stopping**: the trees' early-stopping rule of the default beat model, each rule's
+  rounds used by the default's refit on the mitdb part's folds (pooled figures of the whole
+  model).
 - **archs**: the network default picked on validation: ResNet, InceptionTime, GRU and
   Transformer trained on the same patient-wise DS1 split, compared on its validation records.
 
 Training time is wall-clock on this machine's CPU (``--threads`` torch/LightGBM threads);
 inference time is per whole 30-minute record (reading, filtering, beat cutting, model).
 
-    python benchmarks/ecg.py [--parts ecg200 ecg200_selection ecg5000 mitdb models archs]
+    python benchmarks/ecg.py [--parts ecg200 ecg200_selection ecg5000 mitdb models archs
+        tree_stopping]
         [--folds 5] [--epochs 6] [--threads 2]
 
 Model choices (architecture, epochs, imbalance handling) use validation data only.
@@ -338,6 +342,120 @@ def run_mitdb(args) -> dict:
             "anchors_ds1_to_ds2_percent": ANCHORS["mitdb"]}
 
 
+def _scores_by_round(booster, features: np.ndarray, num_classes: int):
+    """Class probabilities after each boosting round, ``(rounds, N, K)``, from one pass:
+    each row's leaf in every tree, and the trees' leaf values summed round by round."""
+    leaves = np.asarray(booster.predict(features, pred_leaf=True), np.int64)
+    rounds = leaves.shape[1] // num_classes
+    raw = np.zeros((len(features), num_classes))
+    for round_index in range(rounds):
+        for k in range(num_classes):
+            tree = round_index * num_classes + k
+            values = np.array([booster.get_leaf_output(tree, leaf)
+                               for leaf in range(leaves[:, tree].max() + 1)])
+            raw[:, k] += values[leaves[:, tree]]
+        shifted = np.exp(raw - raw.max(axis=1, keepdims=True))
+        yield shifted / shifted.sum(axis=1, keepdims=True)
+
+
+def _stop_round(curve: list[float], patience: int, start: int = 1) -> int:
+    """The round LightGBM's early stopping keeps: the best score from ``start`` on, stopping
+    ``patience`` rounds without a better one."""
+    best, best_round = -np.inf, start
+    for round_number in range(start, len(curve) + 1):
+        if curve[round_number - 1] > best:
+            best, best_round = curve[round_number - 1], round_number
+        if round_number - best_round >= patience:
+            break
+    return best_round
+
+
+def run_tree_stopping(args) -> dict:
+    """The trees' early-stopping rule of the default beat model, compared on the DS1 CV.
+
+    Same folds as part mitdb. In each fold the default ``cnn+lightgbm`` is fitted as the recipe
+    does (selection on the fold's validation records, refit on train + val); its refitted
+    network is kept, and the trees are refitted at the rounds each stopping rule picks on the
+    selection trees' validation curve. Each rule's figures are those of the whole default:
+    network and trees averaged, smoothed within records, pooled over the held-out records.
+    Fixed round counts are printed for reference (they would be tuned on this CV itself).
+    """
+    from meddx.data.ecg import BeatConfig, BeatSplit, feature_names, load_wfdb_dataset
+    from meddx.learn.evaluation.metrics import classification_metrics
+    from meddx.learn.tasks import ecg as recipe
+    from meddx.learn.tasks import ecg_features as trees
+
+    config = BeatConfig(feature_set=recipe.MODEL_FEATURE_SET[recipe.COMBINED])
+    dataset = load_wfdb_dataset("mitdb-ds1", args.data_dir, config=config, progress=False)
+    k = len(dataset.class_names)
+    stop_classes = [dataset.class_names.index(c) for c in trees.STOP_CLASSES]
+    fixed = (100, 200, 300)
+    probs = {}
+    labels, rounds = [], {}
+    for fold, (train_records, test_records) in enumerate(dataset.folds(args.folds, seed=0)):
+        inner = dataset.subset(train_records, f"mitdb-ds1-fold{fold}", test_fraction=0.0)
+        with tempfile.TemporaryDirectory() as scratch:
+            fitted = recipe.fit(inner, Path(scratch), _config(args.epochs, fold, args.threads),
+                                plan={"model": recipe.COMBINED}, progress=False)
+        network, _ = fitted.predictor.members
+        plan = recipe.component_plan(fitted.predictor.plan, "lightgbm")
+        names = feature_names(plan.beat_config["feature_set"])
+        every = dataset.split("all")
+        test = every.subset(np.flatnonzero(np.isin(every.records, test_records)))
+        train, val = inner.split("train"), inner.split("val")
+        both = BeatSplit.concat([train, val])
+
+        # Trees of every round, on train (the selection fit's) and on train + val (the refit).
+        selection_trees, refit = [trees.train_beat_booster(
+            trees.beat_features(split, plan.beat_config), np.asarray(split.labels), None, None,
+            k, plan.imbalance_power, fold, names, plan.lightgbm, args.threads,
+            rounds=trees.MAX_ROUNDS) for split in (train, both)]
+        weights = trees.class_weights(np.bincount(train.labels, minlength=k),
+                                      plan.imbalance_power)
+        rules = {"validation macro-F1": (lambda y, p: recipe.selection_scores(y, p)["macro_f1"],
+                                         1),
+                 "weighted log-loss": (trees.stopping_loss(weights), 1),
+                 "weighted log-loss, N/S/V beats (default)": (
+                     trees.stopping_loss(weights, stop_classes), 1),
+                 "log-loss": (trees.stopping_loss(np.ones(k)), 1),
+                 "weighted log-loss, from round 100": (trees.stopping_loss(weights), 100)}
+        val_x, val_y = trees.beat_features(val, plan.beat_config), np.asarray(val.labels)
+        curves = {name: [] for name in rules}
+        for round_probs in _scores_by_round(selection_trees, val_x, k):
+            for name, (score, _) in rules.items():
+                curves[name].append(score(val_y, round_probs))
+        chosen = {name: _stop_round(curves[name], trees.EARLY_STOP, start)
+                  for name, (_, start) in rules.items()}
+        chosen.update({f"{n} rounds (reference)": n for n in fixed})
+        test = test.with_config(fitted.predictor.beat_config)
+        network_probs = network.predict_split(test)
+        test_x = trees.beat_features(test, plan.beat_config)
+        for name, n_rounds in chosen.items():
+            averaged = (network_probs + refit.predict(test_x, num_iteration=n_rounds)) / 2
+            for record in np.unique(test.records):
+                rows = np.flatnonzero(test.records == record)
+                averaged[rows] = trees.smooth_over_similar_beats(
+                    averaged[rows], test.rr[rows], names, fitted.predictor.plan
+                    .smoothing_neighbours)
+            probs.setdefault(name, []).append(averaged)
+            rounds.setdefault(name, []).append(n_rounds)
+        labels.append(test.labels)
+        console.print(f"tree_stopping fold {fold + 1}/{args.folds}: rounds {chosen}")
+    labels = np.concatenate(labels)
+    rows = {}
+    for name, parts in probs.items():
+        metrics = classification_metrics(labels, np.concatenate(parts), dataset.class_names,
+                                         n_bootstrap=0)
+        rows[name] = {"rounds": rounds[name], "macro_f1": metrics["macro_f1"],
+                      "accuracy": metrics["accuracy"],
+                      **{f"{c}_{m}": metrics["per_class"][c][key] for c in ("S", "V")
+                         for m, key in (("se", "sensitivity"), ("ppv", "ppv"))}}
+    eligible = [name for name in rows if "reference" not in name]
+    return {"evaluation": "the default cnn+lightgbm on the mitdb part's folds, trees refitted "
+                          "at each rule's rounds; pooled over all held-out beats",
+            "results": rows, "best": max(eligible, key=lambda n: rows[n]["macro_f1"])}
+
+
 def run_archs(args) -> dict:
     """The beat default, picked on validation: each architecture on the same patient-wise split.
 
@@ -492,6 +610,16 @@ def print_table(results: dict) -> None:
                           _fmt(row["cv_accuracy"]), _fmt(row.get("cv_log_loss")),
                           f"{row['train_s']:.0f}")
         console.print(table)
+    if "tree_stopping" in results:
+        r = results["tree_stopping"]
+        table = Table(title="trees' early stopping of the default, DS1 CV (pooled)")
+        for column in ("rule", "rounds per fold", "macro-F1", "S Se", "S +P", "V Se", "V +P"):
+            table.add_column(column)
+        for name, row in r["results"].items():
+            table.add_row(name, " ".join(map(str, row["rounds"])), _fmt(row["macro_f1"]),
+                          _fmt(row["S_se"]), _fmt(row["S_ppv"]), _fmt(row["V_se"]),
+                          _fmt(row["V_ppv"]))
+        console.print(table)
     if "archs" in results:
         r = results["archs"]
         table = Table(title="beat architectures on the DS1 validation records (seed-0 split)")
@@ -508,7 +636,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--parts", nargs="+", default=["ecg200", "ecg5000", "mitdb"],
                         choices=["ecg200", "ecg200_selection", "ecg5000", "mitdb", "archs",
-                                 "models"])
+                                 "models", "tree_stopping"])
     parser.add_argument("--models", nargs="+", default=["lightgbm", "cnn", "cnn+lightgbm"],
                         help="beat model kinds compared on validation (part 'models')")
     parser.add_argument("--beat-model", default="cnn+lightgbm",
@@ -546,7 +674,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     runners = {"ecg200": run_ecg200, "ecg200_selection": run_ecg200_selection,
                "ecg5000": run_ecg5000, "mitdb": run_mitdb,
-               "archs": run_archs, "models": run_models}
+               "archs": run_archs, "models": run_models, "tree_stopping": run_tree_stopping}
     for part in args.parts:
         console.print(f"[bold]{part}[/]")
         start = time.perf_counter()

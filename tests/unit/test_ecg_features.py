@@ -28,6 +28,7 @@ from meddx.learn.tasks.ecg_features import (
     class_weights,
     context_columns,
     smooth_over_similar_beats,
+    stopping_loss,
     train_beat_booster,
     tree_saliency,
 )
@@ -157,6 +158,20 @@ def test_class_weights_favour_rare_classes():
     weights = class_weights(np.array([900, 50, 40, 10, 0]), power=0.5)
     assert weights[4] == 0 and weights[3] > weights[1] > weights[0]
     assert (weights * [900, 50, 40, 10, 0]).sum() == pytest.approx(1000)
+
+
+def test_stopping_loss_weighs_only_the_stop_classes():
+    weights = np.array([1.0, 2.0, 3.0, 4.0, 5.0])
+    labels = np.array([0, 1, 2, 3])
+    probs = np.full((4, 5), 0.05)
+    probs[np.arange(4), labels] = [0.5, 0.25, 0.8, 1e-9]  # the F beat is badly missed
+    expected = -(1 * np.log(2) + 2 * np.log(4) - 3 * np.log(0.8)) / 6
+    assert stopping_loss(weights, [0, 1, 2])(labels, probs) == pytest.approx(expected)
+    # The F beat counts when every class does, and when no beat of the stop classes is there.
+    everything = stopping_loss(weights)(labels, probs)
+    assert everything < expected
+    only_f = stopping_loss(weights, [0, 1, 2])(labels[3:], probs[3:])
+    assert only_f == pytest.approx(np.log(1e-7))
 
 
 def test_booster_learns_premature_beats_and_explains_by_region():
