@@ -22,6 +22,8 @@
 - **models**: the beat model kind picked on validation: LightGBM on beat features, the 1D CNN
   and the two averaged, trained on the same patient-wise DS1 split, compared on its validation
   records. Kinds not named in ``--models`` keep their earlier rows in the JSON.
+- **rpeaks**: R-peak detectors (neurokit2's, with the wfdb correction) against the DS1
+  reference beats; part mitdb also classifies its held-out records from detected R peaks.
 - **tree_stopping**: the trees' early-stopping rule of the default beat model, each rule's
   rounds used by the default's refit on the mitdb part's folds (pooled figures of the whole
   model).
@@ -32,7 +34,7 @@ Training time is wall-clock on this machine's CPU (``--threads`` torch/LightGBM 
 inference time is per whole 30-minute record (reading, filtering, beat cutting, model).
 
     python benchmarks/ecg.py [--parts ecg200 ecg200_selection ecg5000 mitdb models archs
-        tree_stopping]
+        tree_stopping rpeaks]
         [--folds 5] [--epochs 6] [--threads 2]
 
 Model choices (architecture, epochs, imbalance handling) use validation data only.
@@ -265,6 +267,110 @@ def run_ecg5000(args) -> dict:
             "anchors": ANCHORS["ecg5000"]}
 
 
+MATCH_WINDOW_S = 0.15
+"""A detected beat matches a reference beat within 150 ms (the ANSI/AAMI EC57 match window)."""
+R_PEAK_METHODS = ("neurokit", "pantompkins1985", "hamilton2002", "kalidas2017", "rodrigues2021")
+
+
+def run_rpeaks(args) -> dict:
+    """R-peak detection on the 22 DS1 records against their reference beats (all beat types).
+
+    Each neurokit2 detector with the same wfdb peak correction (``detect_r_peaks``), on the
+    lead the beat models use; matched with wfdb's comparitor at the EC57 150 ms window and at
+    75 ms (how far off the beat window would be cut). Chosen: the best F1 at 150 ms.
+    """
+    from wfdb import processing
+
+    from meddx.data.ecg import choose_lead, detect_r_peaks, load_wfdb_dataset
+    from meddx.errors import InputFileError
+
+    dataset = load_wfdb_dataset("mitdb-ds1", args.data_dir, progress=False)
+    rows = {}
+    for method in R_PEAK_METHODS:
+        counts = {window: np.zeros(3, np.int64) for window in (0.15, 0.075)}
+        per_record, seconds = {}, 0.0
+        for record in dataset.records:
+            start = time.perf_counter()
+            try:
+                peaks = detect_r_peaks(record.signal[:, choose_lead(record, "MLII")],
+                                       record.fs, record.name, method=method)
+            except InputFileError:
+                peaks = np.zeros(0, np.int64)
+            seconds += time.perf_counter() - start
+            for window in counts:
+                comparison = processing.compare_annotations(
+                    record.beat_samples, peaks, int(round(window * record.fs)))
+                tp, fn, fp = comparison.tp, comparison.fn, comparison.fp
+                counts[window] += (tp, fn, fp)
+                if window == MATCH_WINDOW_S and fn + fp:
+                    per_record[record.name] = {"missed": int(fn), "extra": int(fp)}
+        rows[method] = {"seconds_per_record": round(seconds / len(dataset.records), 3),
+                        "per_record_150ms": per_record}
+        for window, (tp, fn, fp) in counts.items():
+            rows[method][f"{window * 1000:.0f}ms"] = {
+                "sensitivity": tp / (tp + fn), "ppv": tp / (tp + fp),
+                "f1": 2 * tp / (2 * tp + fn + fp)}
+        console.print(f"{method}: {rows[method]['150ms']}")
+    return {"reference_beats": int(sum(len(r.beat_samples) for r in dataset.records)),
+            "results": rows, "chosen": max(rows, key=lambda m: rows[m]["150ms"]["f1"]),
+            "anchor": "Pan & Tompkins 1985: 99.3% of QRS complexes, all 48 MIT-BIH records"}
+
+
+def _on_detected_beats(predictor, record) -> dict:
+    """The record as a user without annotations gets it: R peaks detected, beats classified.
+
+    Detections are matched to the reference beats (:data:`MATCH_WINDOW_S`, wfdb's comparitor);
+    a reference beat without a detection counts as missed for its class, a detection without a
+    reference beat as a false call of its predicted class.
+    """
+    from dataclasses import replace
+
+    from wfdb import processing
+
+    start = time.perf_counter()
+    result = predictor.predict_record(replace(record, beat_samples=None, beat_symbols=None))
+    seconds = time.perf_counter() - start
+    table = result["beat_table"]
+    detected = np.round(np.asarray(table["time_s"]) * record.fs).astype(np.int64)
+    predicted = np.array([predictor.class_names.index(c) for c in table["class"]])
+    comparison = processing.compare_annotations(
+        record.beat_samples, detected, int(round(MATCH_WINDOW_S * record.fs)))
+    match = comparison.matching_sample_nums
+    return {"record": record.name, "reference": record.aami_labels(),
+            "predicted": np.where(match >= 0, predicted[np.maximum(match, 0)], -1),
+            "extra": predicted[comparison.unmatched_test_inds], "seconds": seconds}
+
+
+def _detected_beat_figures(parts: list[dict], class_names: list[str]) -> dict:
+    """Pooled beat detection Se/+P and the S/V Se/+P of the classes on detected beats."""
+    reference = np.concatenate([p["reference"] for p in parts])
+    predicted = np.concatenate([p["predicted"] for p in parts])
+    extra = np.concatenate([p["extra"] for p in parts])
+    found = int((predicted >= 0).sum())
+    figures = {"match_window_s": MATCH_WINDOW_S, "reference_beats": len(reference),
+               "detection_sensitivity": found / len(reference),
+               "detection_ppv": found / (found + len(extra)),
+               "missed_beats": len(reference) - found, "extra_detections": len(extra),
+               "seconds_per_record": round(float(np.mean([p["seconds"] for p in parts])), 2)}
+    for name in ("S", "V"):
+        k = class_names.index(name)
+        hits = int(((reference == k) & (predicted == k)).sum())
+        calls = int((predicted == k).sum() + (extra == k).sum())
+        figures[f"{name}_se"] = hits / max(int((reference == k).sum()), 1)
+        figures[f"{name}_ppv"] = hits / calls if calls else None
+    # Where the calls differ from those on the reference beat positions: per record, the
+    # reference beats of each class, those found as that class, and the calls made.
+    figures["per_record"] = {
+        p["record"]: {"missed_beats": int((p["predicted"] < 0).sum()),
+                      "extra_detections": len(p["extra"]),
+                      **{name: [int((p["reference"] == k).sum()),
+                                int(((p["reference"] == k) & (p["predicted"] == k)).sum()),
+                                int((p["predicted"] == k).sum() + (p["extra"] == k).sum())]
+                         for k, name in enumerate(class_names) if name in ("S", "V")}}
+        for p in parts}
+    return figures
+
+
 def run_mitdb(args) -> dict:
     from meddx.data.ecg import BeatConfig, load_wfdb_dataset
     from meddx.learn.evaluation.metrics import classification_metrics
@@ -275,7 +381,7 @@ def run_mitdb(args) -> dict:
                            **args.beat_plan.get("beat", {})})
     dataset = load_wfdb_dataset("mitdb-ds1", args.data_dir, config=config, progress=False)
     labels_all, probs_all, records_all = [], [], []
-    folds_out, train_times, infer_times = [], [], []
+    folds_out, train_times, infer_times, detected = [], [], [], []
     for fold, (train_records, test_records) in enumerate(dataset.folds(args.folds, seed=0)):
         inner = dataset.subset(train_records, f"mitdb-ds1-fold{fold}", test_fraction=0.0)
         with tempfile.TemporaryDirectory() as scratch:
@@ -294,6 +400,8 @@ def run_mitdb(args) -> dict:
             start = time.perf_counter()
             predictor.predict_record(record)
             infer_times.append(time.perf_counter() - start)
+        detected += [_on_detected_beats(predictor, record) for record in dataset.records
+                     if record.name in test_records]
         fold_metrics = classification_metrics(test.labels, probs, dataset.class_names,
                                               n_bootstrap=0)
         training = fitted.metadata["training"]
@@ -337,6 +445,8 @@ def run_mitdb(args) -> dict:
             "train_s_per_fold": round(float(np.mean(train_times)), 1),
             "train_beats_per_fold": int(len(labels) * (args.folds - 1) / args.folds),
             "inference_s_per_record": round(float(np.mean(infer_times)), 3),
+            # The same held-out records without their annotations (R peaks detected).
+            "detected_beats": _detected_beat_figures(detected, dataset.class_names),
             "targets": {k: TARGETS[k] for k in ("S_se", "S_ppv", "V_se", "V_ppv")},
             "meets_targets": {k: (gross[k] or 0) >= TARGETS[k] for k in gross},
             "anchors_ds1_to_ds2_percent": ANCHORS["mitdb"]}
@@ -588,6 +698,14 @@ def print_table(results: dict) -> None:
                       f"{_fmt(r['accuracy'])} / {_fmt(r['macro_f1'])}", "")
         table.add_row("", "", "train s/fold, infer s/record",
                       f"{r['train_s_per_fold']:.0f} / {r['inference_s_per_record']:.2f}", "")
+        if "detected_beats" in r:
+            d = r["detected_beats"]
+            table.add_row("", "without annotations (R peaks detected)", "beats found / +P",
+                          f"{d['detection_sensitivity']:.4f} / {d['detection_ppv']:.4f}",
+                          "Pan-Tompkins 1985: 99.3% of QRS complexes (48 records)")
+            table.add_row("", "", "S Se / +P, V Se / +P",
+                          f"{_fmt(d['S_se'])} / {_fmt(d['S_ppv'])}, "
+                          f"{_fmt(d['V_se'])} / {_fmt(d['V_ppv'])}", "")
     console.print(table)
     if "models" in results:
         r = results["models"]
@@ -620,6 +738,16 @@ def print_table(results: dict) -> None:
                           _fmt(row["S_se"]), _fmt(row["S_ppv"]), _fmt(row["V_se"]),
                           _fmt(row["V_ppv"]))
         console.print(table)
+    if "rpeaks" in results:
+        r = results["rpeaks"]
+        table = Table(title=f"R-peak detection, DS1 ({r['reference_beats']} reference beats)")
+        for column in ("detector", "Se / +P (150 ms)", "Se / +P (75 ms)", "s/record"):
+            table.add_column(column)
+        for method, row in r["results"].items():
+            table.add_row(method + (" (default)" if method == r["chosen"] else ""),
+                          *(f"{row[w]['sensitivity']:.4f} / {row[w]['ppv']:.4f}"
+                            for w in ("150ms", "75ms")), f"{row['seconds_per_record']:.2f}")
+        console.print(table)
     if "archs" in results:
         r = results["archs"]
         table = Table(title="beat architectures on the DS1 validation records (seed-0 split)")
@@ -636,7 +764,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--parts", nargs="+", default=["ecg200", "ecg5000", "mitdb"],
                         choices=["ecg200", "ecg200_selection", "ecg5000", "mitdb", "archs",
-                                 "models", "tree_stopping"])
+                                 "models", "tree_stopping", "rpeaks"])
     parser.add_argument("--models", nargs="+", default=["lightgbm", "cnn", "cnn+lightgbm"],
                         help="beat model kinds compared on validation (part 'models')")
     parser.add_argument("--beat-model", default="cnn+lightgbm",
@@ -674,7 +802,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     runners = {"ecg200": run_ecg200, "ecg200_selection": run_ecg200_selection,
                "ecg5000": run_ecg5000, "mitdb": run_mitdb,
-               "archs": run_archs, "models": run_models, "tree_stopping": run_tree_stopping}
+               "archs": run_archs, "models": run_models, "tree_stopping": run_tree_stopping,
+               "rpeaks": run_rpeaks}
     for part in args.parts:
         console.print(f"[bold]{part}[/]")
         start = time.perf_counter()
