@@ -707,58 +707,47 @@ def print_table(results: dict) -> None:
                           f"{_fmt(d['S_se'])} / {_fmt(d['S_ppv'])}, "
                           f"{_fmt(d['V_se'])} / {_fmt(d['V_ppv'])}", "")
     console.print(table)
-    if "models" in results:
-        r = results["models"]
-        table = Table(title="beat model kinds on the DS1 validation records (seed-0 split)")
-        for column in ("model", "val macro-F1", "S Se", "S +P", "V Se", "V +P", "train s"):
-            table.add_column(column)
-        for model, row in r["results"].items():
-            table.add_row(model + (" (default)" if model == r["chosen"] else ""),
-                          _fmt(row["val_macro_f1_selection"]), _fmt(row["val_S_se"]),
-                          _fmt(row["val_S_ppv"]), _fmt(row["val_V_se"]), _fmt(row["val_V_ppv"]),
-                          f"{row['train_s']:.0f}")
-        console.print(table)
-    if "ecg200_selection" in results:
-        r = results["ecg200_selection"]
-        table = Table(title="ECG200 set-ups, 5-fold CV on the TRAIN series")
-        for column in ("set-up", "CV accuracy", "CV log-loss", "train s"):
-            table.add_column(column)
-        for name, row in r["results"].items():
-            table.add_row(name + (" (chosen)" if name == r["chosen"] else ""),
-                          _fmt(row["cv_accuracy"]), _fmt(row.get("cv_log_loss")),
-                          f"{row['train_s']:.0f}")
-        console.print(table)
-    if "tree_stopping" in results:
-        r = results["tree_stopping"]
-        table = Table(title="trees' early stopping of the default, DS1 CV (pooled)")
-        for column in ("rule", "rounds per fold", "macro-F1", "S Se", "S +P", "V Se", "V +P"):
-            table.add_column(column)
-        for name, row in r["results"].items():
-            table.add_row(name, " ".join(map(str, row["rounds"])), _fmt(row["macro_f1"]),
-                          _fmt(row["S_se"]), _fmt(row["S_ppv"]), _fmt(row["V_se"]),
-                          _fmt(row["V_ppv"]))
-        console.print(table)
-    if "rpeaks" in results:
-        r = results["rpeaks"]
-        table = Table(title=f"R-peak detection, DS1 ({r['reference_beats']} reference beats)")
-        for column in ("detector", "Se / +P (150 ms)", "Se / +P (75 ms)", "s/record"):
-            table.add_column(column)
-        for method, row in r["results"].items():
-            table.add_row(method + (" (default)" if method == r["chosen"] else ""),
-                          *(f"{row[w]['sensitivity']:.4f} / {row[w]['ppv']:.4f}"
-                            for w in ("150ms", "75ms")), f"{row['seconds_per_record']:.2f}")
-        console.print(table)
-    if "archs" in results:
-        r = results["archs"]
-        table = Table(title="beat architectures on the DS1 validation records (seed-0 split)")
-        for column in ("arch", "val macro-F1", "S Se", "S +P", "V Se", "V +P"):
-            table.add_column(column)
-        for arch, row in r["results"].items():
-            table.add_row(arch + (" (default)" if arch == r["chosen"] else ""),
-                          _fmt(row["val_macro_f1_selection"]), _fmt(row["val_S_se"]),
-                          _fmt(row["val_S_ppv"]), _fmt(row["val_V_se"]), _fmt(row["val_V_ppv"]))
-        console.print(table)
+    val_columns = ("val macro-F1", "S Se", "S +P", "V Se", "V +P")
 
+    def val_cells(row: dict) -> list[str]:
+        return [_fmt(row[key]) for key in ("val_macro_f1_selection", "val_S_se", "val_S_ppv",
+                                           "val_V_se", "val_V_ppv")]
+
+    def window_cells(row: dict) -> list[str]:
+        return [f"{row[w]['sensitivity']:.4f} / {row[w]['ppv']:.4f}" for w in ("150ms", "75ms")]
+
+    # Parts that compare candidates: title, columns, the cells of one row, the chosen row's tag.
+    comparisons = {
+        "models": ("beat model kinds on the DS1 validation records (seed-0 split)",
+                   ("model", *val_columns, "train s"),
+                   lambda row: [*val_cells(row), f"{row['train_s']:.0f}"], " (default)"),
+        "ecg200_selection": ("ECG200 set-ups, 5-fold CV on the TRAIN series",
+                             ("set-up", "CV accuracy", "CV log-loss", "train s"),
+                             lambda row: [_fmt(row["cv_accuracy"]), _fmt(row.get("cv_log_loss")),
+                                          f"{row['train_s']:.0f}"], " (chosen)"),
+        "tree_stopping": ("trees' early stopping of the default, DS1 CV (pooled)",
+                          ("rule", "rounds per fold", "macro-F1", "S Se", "S +P", "V Se",
+                           "V +P"),
+                          lambda row: [" ".join(map(str, row["rounds"])),
+                                       *(_fmt(row[key]) for key in ("macro_f1", "S_se", "S_ppv",
+                                                                    "V_se", "V_ppv"))], ""),
+        "rpeaks": ("R-peak detection on the DS1 reference beats",
+                   ("detector", "Se / +P (150 ms)", "Se / +P (75 ms)", "s/record"),
+                   lambda row: [*window_cells(row), f"{row['seconds_per_record']:.2f}"],
+                   " (default)"),
+        "archs": ("beat architectures on the DS1 validation records (seed-0 split)",
+                  ("arch", *val_columns), val_cells, " (default)"),
+    }
+    for part, (title, columns, cells, chosen_tag) in comparisons.items():
+        if part not in results:
+            continue
+        table = Table(title=title)
+        for column in columns:
+            table.add_column(column)
+        for name, row in results[part]["results"].items():
+            chosen = chosen_tag if name == results[part].get("chosen") else ""
+            table.add_row(name + chosen, *cells(row))
+        console.print(table)
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
