@@ -358,8 +358,7 @@ def _detected_beat_figures(parts: list[dict], class_names: list[str]) -> dict:
         calls = int((predicted == k).sum() + (extra == k).sum())
         figures[f"{name}_se"] = hits / max(int((reference == k).sum()), 1)
         figures[f"{name}_ppv"] = hits / calls if calls else None
-    # Where the calls differ from those on the reference beat positions: per record, the
-    # reference beats of each class, those found as that class, and the calls made.
+    # Per record and class (S, V): reference beats, those found as the class, calls made.
     figures["per_record"] = {
         p["record"]: {"missed_beats": int((p["predicted"] < 0).sum()),
                       "extra_detections": len(p["extra"]),
@@ -453,8 +452,8 @@ def run_mitdb(args) -> dict:
 
 
 def _scores_by_round(booster, features: np.ndarray, num_classes: int):
-    """Class probabilities after each boosting round, ``(rounds, N, K)``, from one pass:
-    each row's leaf in every tree, and the trees' leaf values summed round by round."""
+    """Yield the ``(N, K)`` class probabilities after each boosting round, from one pass: each
+    row's leaf in every tree, and the trees' leaf values summed round by round."""
     leaves = np.asarray(booster.predict(features, pred_leaf=True), np.int64)
     rounds = leaves.shape[1] // num_classes
     raw = np.zeros((len(features), num_classes))
