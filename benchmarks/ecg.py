@@ -23,7 +23,8 @@
   and the two averaged, trained on the same patient-wise DS1 split, compared on its validation
   records. Kinds not named in ``--models`` keep their earlier rows in the JSON.
 - **rpeaks**: R-peak detectors (neurokit2's, with the wfdb correction) against the DS1
-  reference beats; part mitdb also classifies its held-out records from detected R peaks.
+  reference beats; part mitdb also classifies its held-out records from detected R peaks,
+  with each peak correction of ``detect_r_peaks``.
 - **tree_stopping**: the trees' early-stopping rule of the default beat model, each rule's
   rounds used by the default's refit on the mitdb part's folds (pooled figures of the whole
   model).
@@ -316,8 +317,9 @@ def run_rpeaks(args) -> dict:
             "anchor": "Pan & Tompkins 1985: 99.3% of QRS complexes, all 48 MIT-BIH records"}
 
 
-def _on_detected_beats(predictor, record) -> dict:
-    """The record as a user without annotations gets it: R peaks detected, beats classified.
+def _on_detected_beats(predictor, record, correction: str | None = "compare") -> dict:
+    """The record as a user without annotations gets it: R peaks detected (with this peak
+    correction, see ``detect_r_peaks``), beats classified.
 
     Detections are matched to the reference beats (:data:`MATCH_WINDOW_S`, wfdb's comparitor);
     a reference beat without a detection counts as missed for its class, a detection without a
@@ -327,12 +329,16 @@ def _on_detected_beats(predictor, record) -> dict:
 
     from wfdb import processing
 
+    from meddx.data.ecg import choose_lead, detect_r_peaks
+
     start = time.perf_counter()
-    result = predictor.predict_record(replace(record, beat_samples=None, beat_symbols=None))
+    detected = detect_r_peaks(record.signal[:, choose_lead(record, predictor.beat_config.lead)],
+                              record.fs, record.name, correction=correction)
+    result = predictor.predict_record(replace(record, beat_samples=None, beat_symbols=None),
+                                      samples=detected)
     seconds = time.perf_counter() - start
-    table = result["beat_table"]
-    detected = np.round(np.asarray(table["time_s"]) * record.fs).astype(np.int64)
-    predicted = np.array([predictor.class_names.index(c) for c in table["class"]])
+    predicted = np.array([predictor.class_names.index(c)
+                          for c in result["beat_table"]["class"]])
     comparison = processing.compare_annotations(
         record.beat_samples, detected, int(round(MATCH_WINDOW_S * record.fs)))
     match = comparison.matching_sample_nums
@@ -370,8 +376,16 @@ def _detected_beat_figures(parts: list[dict], class_names: list[str]) -> dict:
     return figures
 
 
+def _correction_row(figures: dict) -> dict:
+    """A peak correction's pooled figures and its score: the mean of the S and V F1."""
+    row = {k: v for k, v in figures.items() if k != "per_record"}
+    f1 = [2 * row[f"{c}_se"] * row[f"{c}_ppv"] / (row[f"{c}_se"] + row[f"{c}_ppv"])
+          if row[f"{c}_ppv"] else 0.0 for c in ("S", "V")]
+    return {**row, "mean_S_V_f1": float(np.mean(f1))}
+
+
 def run_mitdb(args) -> dict:
-    from meddx.data.ecg import BeatConfig, load_wfdb_dataset
+    from meddx.data.ecg import R_PEAK_CORRECTIONS, BeatConfig, load_wfdb_dataset
     from meddx.learn.evaluation.metrics import classification_metrics
     from meddx.learn.tasks import ecg as recipe
 
@@ -380,7 +394,7 @@ def run_mitdb(args) -> dict:
                            **args.beat_plan.get("beat", {})})
     dataset = load_wfdb_dataset("mitdb-ds1", args.data_dir, config=config, progress=False)
     labels_all, probs_all, records_all = [], [], []
-    folds_out, train_times, infer_times, detected = [], [], [], []
+    folds_out, train_times, infer_times, detected = [], [], [], {}
     for fold, (train_records, test_records) in enumerate(dataset.folds(args.folds, seed=0)):
         inner = dataset.subset(train_records, f"mitdb-ds1-fold{fold}", test_fraction=0.0)
         with tempfile.TemporaryDirectory() as scratch:
@@ -399,8 +413,10 @@ def run_mitdb(args) -> dict:
             start = time.perf_counter()
             predictor.predict_record(record)
             infer_times.append(time.perf_counter() - start)
-        detected += [_on_detected_beats(predictor, record) for record in dataset.records
-                     if record.name in test_records]
+        for correction in R_PEAK_CORRECTIONS:
+            detected.setdefault(correction, []).extend(
+                _on_detected_beats(predictor, record, correction) for record in dataset.records
+                if record.name in test_records)
         fold_metrics = classification_metrics(test.labels, probs, dataset.class_names,
                                               n_bootstrap=0)
         training = fitted.metadata["training"]
@@ -444,25 +460,24 @@ def run_mitdb(args) -> dict:
             "train_s_per_fold": round(float(np.mean(train_times)), 1),
             "train_beats_per_fold": int(len(labels) * (args.folds - 1) / args.folds),
             "inference_s_per_record": round(float(np.mean(infer_times)), 3),
-            # The same held-out records without their annotations (R peaks detected).
-            "detected_beats": _detected_beat_figures(detected, dataset.class_names),
+            # The same held-out records without their annotations (R peaks detected), with
+            # the default peak correction, and the corrections compared.
+            "detected_beats": _detected_beat_figures(detected["compare"], dataset.class_names),
+            "detected_beats_by_correction": {
+                str(correction): _correction_row(_detected_beat_figures(parts, dataset.class_names))
+                for correction, parts in detected.items()},
             "targets": {k: TARGETS[k] for k in ("S_se", "S_ppv", "V_se", "V_ppv")},
             "meets_targets": {k: (gross[k] or 0) >= TARGETS[k] for k in gross},
             "anchors_ds1_to_ds2_percent": ANCHORS["mitdb"]}
 
 
 def _scores_by_round(booster, features: np.ndarray, num_classes: int):
-    """Yield the ``(N, K)`` class probabilities after each boosting round, from one pass: each
-    row's leaf in every tree, and the trees' leaf values summed round by round."""
-    leaves = np.asarray(booster.predict(features, pred_leaf=True), np.int64)
-    rounds = leaves.shape[1] // num_classes
+    """Yield the ``(N, K)`` class probabilities after each boosting round (the raw scores each
+    round adds, as LightGBM predicts them, summed)."""
     raw = np.zeros((len(features), num_classes))
-    for round_index in range(rounds):
-        for k in range(num_classes):
-            tree = round_index * num_classes + k
-            values = np.array([booster.get_leaf_output(tree, leaf)
-                               for leaf in range(leaves[:, tree].max() + 1)])
-            raw[:, k] += values[leaves[:, tree]]
+    for round_index in range(booster.current_iteration()):
+        raw += np.asarray(booster.predict(features, raw_score=True, start_iteration=round_index,
+                                          num_iteration=1)).reshape(raw.shape)
         shifted = np.exp(raw - raw.max(axis=1, keepdims=True))
         yield shifted / shifted.sum(axis=1, keepdims=True)
 
@@ -541,12 +556,8 @@ def run_tree_stopping(args) -> dict:
         test_x = trees.beat_features(test, plan.beat_config)
         for name, n_rounds in chosen.items():
             averaged = (network_probs + refit.predict(test_x, num_iteration=n_rounds)) / 2
-            for record in np.unique(test.records):
-                rows = np.flatnonzero(test.records == record)
-                averaged[rows] = trees.smooth_over_similar_beats(
-                    averaged[rows], test.rr[rows], names, fitted.predictor.plan
-                    .smoothing_neighbours)
-            probs.setdefault(name, []).append(averaged)
+            probs.setdefault(name, []).append(
+                fitted.predictor.smooth_within_records(averaged, test))
             rounds.setdefault(name, []).append(n_rounds)
         labels.append(test.labels)
         console.print(f"tree_stopping fold {fold + 1}/{args.folds}: rounds {chosen}")
@@ -705,6 +716,10 @@ def print_table(results: dict) -> None:
             table.add_row("", "", "S Se / +P, V Se / +P",
                           f"{_fmt(d['S_se'])} / {_fmt(d['S_ppv'])}, "
                           f"{_fmt(d['V_se'])} / {_fmt(d['V_ppv'])}", "")
+        if "detected_beats_by_correction" in r:
+            table.add_row("", "", "mean S/V F1 by peak correction", ", ".join(
+                f"{name} {row['mean_S_V_f1']:.3f}"
+                for name, row in r["detected_beats_by_correction"].items()), "")
     console.print(table)
     val_columns = ("val macro-F1", "S Se", "S +P", "V Se", "V +P")
 

@@ -128,3 +128,24 @@ def test_test_fraction_is_checked(dataset, tmp_path):
     ucr = write_ucr_folder(tmp_path / "ucr", length=32)[0]
     with pytest.raises(ConfigError, match="a test fraction applies to WFDB record folders"):
         meddx.train(str(ucr), tmp_path / "bundle", test_fraction=0, epochs=1, progress=False)
+
+
+def test_refitted_model_classifies_given_r_peaks(dataset, tmp_path):
+    from dataclasses import replace
+
+    predictor = recipe.fit(dataset, tmp_path, QUICK, plan={"model": "lightgbm"},
+                           progress=False).predictor
+    record = dataset.records[0]
+    unannotated = replace(record, beat_samples=None, beat_symbols=None)
+    peaks = record.beat_samples[::2]  # every other beat: positions the caller chose
+    given = predictor.predict_record(unannotated, samples=peaks)
+    assert given["beat_positions"] == "given R peaks"
+    np.testing.assert_allclose(given["beat_table"]["time_s"], np.round(peaks / record.fs, 3))
+    assert predictor.predict_record(unannotated)["beat_positions"].startswith("R-peak detection")
+    # The split's smoothing is the per-record smoothing of the same probabilities.
+    split = dataset.split("val").with_config(predictor.beat_config)
+    unsmoothed = predictor.booster.predict(split.rr)
+    smoothed = predictor.smooth_within_records(unsmoothed, split)
+    np.testing.assert_allclose(smoothed, predictor.predict_split(split))
+    assert not np.allclose(smoothed, unsmoothed)  # the smoothing did something (on a copy)
+    np.testing.assert_array_equal(unsmoothed, predictor.booster.predict(split.rr))

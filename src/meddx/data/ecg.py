@@ -370,17 +370,23 @@ detections right; Pan-Tompkins 98.4% / 96.8%, Kalidas 2017 95.7% / 98.7%, Rodrig
 97.1%, Hamilton 2002 95.9% / 96.0% (``benchmarks/ecg.py --parts rpeaks``)."""
 
 
+R_PEAK_CORRECTIONS = ("compare", "up", None)
+"""How detected marks are moved (``wfdb.processing.correct_peaks``'s ``peak_dir``; None: kept)."""
+
+
 def detect_r_peaks(values: np.ndarray, fs: float, source: str = "signal",
-                   method: str = R_PEAK_METHOD) -> np.ndarray:
+                   method: str = R_PEAK_METHOD, correction: str | None = "compare") -> np.ndarray:
     """R-peak sample indices of a single lead: a neurokit2 detector, refined with wfdb.
 
     neurokit2's QRS detector (``method``, one of ``neurokit2.ecg_peaks``'s) finds the beats;
-    ``wfdb.processing.correct_peaks`` then moves each mark to the extreme within 50 ms, maxima
-    or minima, whichever deflect more over the record. On DS1 that puts the marks a median
+    ``wfdb.processing.correct_peaks`` then moves each mark to the extreme within 50 ms: with
+    ``correction="compare"`` maxima or minima, whichever deflect more over the record, with
+    ``"up"`` maxima; None keeps neurokit2's marks. On DS1 "compare" puts the marks a median
     22 ms from the reference annotations (neurokit2's own: 3 ms), yet the beat models classify
     better from them: on the DS1 cross-validation from detected beats, mean of the S and V F1
     0.748, against 0.718 with neurokit2's marks and 0.727 with maxima only
-    (``benchmarks/ecg.py --parts mitdb``; the choice rule fixed before the run).
+    (``benchmarks/ecg.py --parts mitdb``, ``detected_beats_by_correction``; the choice rule
+    fixed before the run).
 
     Raises:
         InputFileError: Fewer than 3 beats found (no ECG, or the wrong lead or rate).
@@ -394,12 +400,12 @@ def detect_r_peaks(values: np.ndarray, fs: float, source: str = "signal",
         peaks = np.asarray(info["ECG_R_Peaks"], np.int64)
     except (ValueError, IndexError, ZeroDivisionError) as error:
         raise InputFileError(source, f"R-peak detection failed ({error})") from error
-    if len(peaks) >= 3:
+    if len(peaks) >= 3 and correction is not None:
         filtered = filter_ecg(lead, fs, mains_hz=None)
         peaks = np.unique(np.asarray(processing.correct_peaks(
             filtered, peaks, search_radius=max(1, int(0.05 * fs)),
-            smooth_window_size=max(3, int(0.03 * fs)), peak_dir="compare"), np.int64))
-        peaks = peaks[(peaks >= 0) & (peaks < len(lead))]
+            smooth_window_size=max(3, int(0.03 * fs)), peak_dir=correction), np.int64))
+    peaks = peaks[(peaks >= 0) & (peaks < len(lead))]
     if len(peaks) < 3:
         raise InputFileError(source, f"only {len(peaks)} heartbeat(s) detected in "
                              f"{len(lead) / fs:.1f} s; is this an ECG at {fs:g} Hz?")

@@ -200,10 +200,12 @@ class EcgBeatClassifier(_EcgPredictor):
         result["latency_ms"] = round((time.perf_counter() - start) * 1000, 2)
         return result
 
-    def predict_record(self, record: EcgRecord, explain_to: Path | None = None) -> dict[str, Any]:
-        """Per-beat classes and the record summary; see :meth:`predict_file`."""
+    def predict_record(self, record: EcgRecord, explain_to: Path | None = None,
+                       samples: np.ndarray | None = None) -> dict[str, Any]:
+        """Per-beat classes and the record summary; see :meth:`predict_file`. ``samples``:
+        the R peaks to classify (default: the annotations, else R-peak detection)."""
         config = self.beat_config
-        beats = extract_beats(record, config)
+        beats = extract_beats(record, config, samples)
         probs = self.record_probabilities(record, beats)
         classes = probs.argmax(axis=1)
         names = np.array(self.class_names)[classes]
@@ -224,7 +226,8 @@ class EcgBeatClassifier(_EcgPredictor):
             "record": record.name,
             "lead": beats.lead,
             "sampling_rate_hz": record.fs,
-            "beat_positions": ("reference annotations" if record.annotated
+            "beat_positions": ("given R peaks" if samples is not None
+                               else "reference annotations" if record.annotated
                                else "R-peak detection (neurokit2 + wfdb)"),
             "summary": summary,
             "decision": ("ectopic beats: " + ", ".join(ectopic)) if ectopic
@@ -267,7 +270,12 @@ class EcgBeatClassifier(_EcgPredictor):
             return super().predict_split(split)
         # Cut once with the plan's beat options: the trees and the smoothing read these features.
         split = split.with_config(self.beat_config)
-        probs = super().predict_split(split)
+        return self.smooth_within_records(super().predict_split(split), split)
+
+    def smooth_within_records(self, probs: np.ndarray, split: BeatSplit) -> np.ndarray:
+        """Each record's beat probabilities averaged over its similar beats (the plan's
+        smoothing); ``split`` cut with this model's beat options."""
+        probs = np.array(probs)  # a copy: the caller keeps its unsmoothed values
         for record in np.unique(split.records):
             rows = np.flatnonzero(split.records == record)
             probs[rows] = self._smoothed(probs[rows], split.rr[rows])
