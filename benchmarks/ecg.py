@@ -28,6 +28,9 @@
 - **tree_stopping**: the trees' early-stopping rule of the default beat model, each rule's
   rounds used by the default's refit on the mitdb part's folds (pooled figures of the whole
   model).
+- **partitions**: the beat model's DS1 CV over several partitions of the 22 patients into
+  folds (the stratified folds of part mitdb, then random ones): how much the CV figures owe to
+  one partition.
 - **archs**: the network default picked on validation: ResNet, InceptionTime, GRU and
   Transformer trained on the same patient-wise DS1 split, compared on its validation records.
 
@@ -35,8 +38,8 @@ Training time is wall-clock on this machine's CPU (``--threads`` torch/LightGBM 
 inference time is per whole 30-minute record (reading, filtering, beat cutting, model).
 
     python benchmarks/ecg.py [--parts ecg200 ecg200_selection ecg5000 mitdb models archs
-        tree_stopping rpeaks]
-        [--folds 5] [--epochs 6] [--threads 2]
+        tree_stopping rpeaks partitions]
+        [--folds 5] [--partitions 6] [--epochs 6] [--threads 2]
 
 Model choices (architecture, epochs, imbalance handling) use validation data only.
 """
@@ -384,27 +387,43 @@ def _correction_row(figures: dict) -> dict:
     return {**row, "mean_S_V_f1": float(np.mean(f1))}
 
 
-def run_mitdb(args) -> dict:
-    from meddx.data.ecg import R_PEAK_CORRECTIONS, BeatConfig, load_wfdb_dataset
-    from meddx.learn.evaluation.metrics import classification_metrics
+def _beat_dataset(args):
+    """MIT-BIH DS1, its beats cut once with the features the command line's model needs (not
+    again in every fold)."""
+    from meddx.data.ecg import BeatConfig, load_wfdb_dataset
     from meddx.learn.tasks import ecg as recipe
 
-    # Cut the beats once with the features the model needs (not again in every fold).
     config = BeatConfig(**{"feature_set": recipe.MODEL_FEATURE_SET[args.beat_model],
                            **args.beat_plan.get("beat", {})})
-    dataset = load_wfdb_dataset("mitdb-ds1", args.data_dir, config=config, progress=False)
+    return load_wfdb_dataset("mitdb-ds1", args.data_dir, config=config, progress=False)
+
+
+def _fit_fold(dataset, fold: int, train_records: list[str], test_records: list[str], args):
+    """The command line's beat model fitted as the recipe does on one fold's training records:
+    the fitted model, the held-out records' beats and the training seconds."""
+    from meddx.learn.tasks import ecg as recipe
+
+    inner = dataset.subset(train_records, f"mitdb-ds1-fold{fold}", test_fraction=0.0)
+    with tempfile.TemporaryDirectory() as scratch:
+        start = time.perf_counter()
+        fitted = recipe.fit(inner, Path(scratch), _config(args.epochs, fold, args.threads),
+                            plan=_beat_plan(args), progress=False)
+        train_s = time.perf_counter() - start
+    every = dataset.split("all")
+    return fitted, every.subset(np.flatnonzero(np.isin(every.records, test_records))), train_s
+
+
+def run_mitdb(args) -> dict:
+    from meddx.data.ecg import R_PEAK_CORRECTIONS
+    from meddx.learn.evaluation.metrics import classification_metrics
+
+    dataset = _beat_dataset(args)
     labels_all, probs_all, records_all = [], [], []
     folds_out, train_times, infer_times, detected = [], [], [], {}
     for fold, (train_records, test_records) in enumerate(dataset.folds(args.folds, seed=0)):
-        inner = dataset.subset(train_records, f"mitdb-ds1-fold{fold}", test_fraction=0.0)
-        with tempfile.TemporaryDirectory() as scratch:
-            start = time.perf_counter()
-            fitted = recipe.fit(inner, Path(scratch), _config(args.epochs, fold, args.threads),
-                                plan=_beat_plan(args), progress=False)
-            train_times.append(time.perf_counter() - start)
+        fitted, test, train_s = _fit_fold(dataset, fold, train_records, test_records, args)
+        train_times.append(train_s)
         predictor = fitted.predictor
-        test = dataset.split("all").subset(np.flatnonzero(
-            np.isin(dataset.split("all").records, test_records)))
         probs = predictor.predict_split(test)
         labels_all.append(test.labels)
         probs_all.append(probs)
@@ -469,6 +488,53 @@ def run_mitdb(args) -> dict:
             "targets": {k: TARGETS[k] for k in ("S_se", "S_ppv", "V_se", "V_ppv")},
             "meets_targets": {k: (gross[k] or 0) >= TARGETS[k] for k in gross},
             "anchors_ds1_to_ds2_percent": ANCHORS["mitdb"]}
+
+
+def run_partitions(args) -> dict:
+    """The beat model's DS1 cross-validation over several partitions of the 22 patients.
+
+    Partition 0 is the mitdb part's stratified folds; partitions 1 to ``--partitions`` - 1 put
+    the records in a random order (seeds 1, 2, ...) and cut it into ``--folds`` near-equal folds
+    (``BeatDataset.folds(stratified=False)``). Each partition's figures are pooled over its
+    held-out beats (annotated beats only); then their mean and range. With 22 patients a CV
+    figure owes much to which patients share a fold: this is that spread.
+    """
+    from meddx.learn.evaluation.metrics import classification_metrics
+
+    dataset = _beat_dataset(args)
+    rows = {}
+    for partition in range(args.partitions):
+        folds = dataset.folds(args.folds, seed=partition, stratified=partition == 0)
+        labels, probs = [], []
+        for fold, (train_records, test_records) in enumerate(folds):
+            fitted, test, _ = _fit_fold(dataset, fold, train_records, test_records, args)
+            labels.append(test.labels)
+            probs.append(fitted.predictor.predict_split(test))
+        metrics = classification_metrics(np.concatenate(labels), np.concatenate(probs),
+                                         dataset.class_names, n_bootstrap=0)
+        name = ("0: stratified folds (part mitdb)" if partition == 0
+                else f"{partition}: random folds (seed {partition})")
+        rows[name] = {"test_records": [test for _, test in folds], **_pooled_row(metrics)}
+        console.print(f"partitions {partition + 1}/{args.partitions}: " + ", ".join(
+            f"{k} {v:.3f}" for k, v in rows[name].items() if k != "test_records"))
+    keys = [key for key in next(iter(rows.values())) if key != "test_records"]
+    values = {key: np.array([row[key] for row in rows.values()], np.float64) for key in keys}
+    summary = {"mean": {k: float(v.mean()) for k, v in values.items()},
+               "min": {k: float(v.min()) for k, v in values.items()},
+               "max": {k: float(v.max()) for k, v in values.items()}}
+    return {"evaluation": f"{args.folds}-fold leave-records-out CV of the {_beat_plan(args)} "
+                          "beat model on the 22 DS1 records, over several partitions; pooled "
+                          "over each partition's held-out beats",
+            "plan": _beat_plan(args), "epochs": args.epochs,
+            "results": {**rows, **{f"{stat} over {len(rows)} partitions": row
+                                   for stat, row in summary.items()}}}
+
+
+def _pooled_row(metrics: dict) -> dict:
+    """Macro-F1, accuracy and the S and V Se / +P of pooled classification figures."""
+    return {"macro_f1": metrics["macro_f1"], "accuracy": metrics["accuracy"],
+            **{f"{c}_{m}": metrics["per_class"][c][key] for c in ("S", "V")
+               for m, key in (("se", "sensitivity"), ("ppv", "ppv"))}}
 
 
 def _scores_by_round(booster, features: np.ndarray, num_classes: int):
@@ -566,10 +632,7 @@ def run_tree_stopping(args) -> dict:
     for name, parts in probs.items():
         metrics = classification_metrics(labels, np.concatenate(parts), dataset.class_names,
                                          n_bootstrap=0)
-        rows[name] = {"rounds": rounds[name], "macro_f1": metrics["macro_f1"],
-                      "accuracy": metrics["accuracy"],
-                      **{f"{c}_{m}": metrics["per_class"][c][key] for c in ("S", "V")
-                         for m, key in (("se", "sensitivity"), ("ppv", "ppv"))}}
+        rows[name] = {"rounds": rounds[name], **_pooled_row(metrics)}
     eligible = [name for name in rows if "reference" not in name]
     return {"evaluation": "the default cnn+lightgbm on the mitdb part's folds, trees refitted "
                           "at each rule's rounds; pooled over all held-out beats",
@@ -745,6 +808,10 @@ def print_table(results: dict) -> None:
                           lambda row: [" ".join(map(str, row["rounds"])),
                                        *(_fmt(row[key]) for key in ("macro_f1", "S_se", "S_ppv",
                                                                     "V_se", "V_ppv"))], ""),
+        "partitions": ("the beat model's DS1 CV over partitions of the patients (pooled)",
+                       ("partition", "macro-F1", "S Se", "S +P", "V Se", "V +P"),
+                       lambda row: [_fmt(row[key]) for key in ("macro_f1", "S_se", "S_ppv",
+                                                               "V_se", "V_ppv")], ""),
         "rpeaks": ("R-peak detection on the DS1 reference beats",
                    ("detector", "Se / +P (150 ms)", "Se / +P (75 ms)", "s/record"),
                    lambda row: [*window_cells(row), f"{row['seconds_per_record']:.2f}"],
@@ -767,7 +834,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--parts", nargs="+", default=["ecg200", "ecg5000", "mitdb"],
                         choices=["ecg200", "ecg200_selection", "ecg5000", "mitdb", "archs",
-                                 "models", "tree_stopping", "rpeaks"])
+                                 "models", "tree_stopping", "rpeaks", "partitions"])
     parser.add_argument("--models", nargs="+", default=["lightgbm", "cnn", "cnn+lightgbm"],
                         help="beat model kinds compared on validation (part 'models')")
     parser.add_argument("--beat-model", default="cnn+lightgbm",
@@ -780,6 +847,8 @@ def main() -> None:
     parser.add_argument("--archs", nargs="+", default=["resnet", "inception", "gru",
                                                       "transformer"])
     parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--partitions", type=int, default=6,
+                        help="part partitions: the stratified folds and this many - 1 random")
     parser.add_argument("--epochs", type=int, default=6, help="beat model epochs")
     parser.add_argument("--series-epochs", type=int, default=150,
                         help="ECG200 epochs (part ecg200_selection compares 150 and 300)")
@@ -806,7 +875,7 @@ def main() -> None:
     runners = {"ecg200": run_ecg200, "ecg200_selection": run_ecg200_selection,
                "ecg5000": run_ecg5000, "mitdb": run_mitdb,
                "archs": run_archs, "models": run_models, "tree_stopping": run_tree_stopping,
-               "rpeaks": run_rpeaks}
+               "rpeaks": run_rpeaks, "partitions": run_partitions}
     for part in args.parts:
         console.print(f"[bold]{part}[/]")
         start = time.perf_counter()
