@@ -820,15 +820,14 @@ def print_table(results: dict) -> None:
                   ("arch", *val_columns), val_cells, " (default)"),
     }
     for part, (title, columns, cells, chosen_tag) in comparisons.items():
-        if part not in results:
-            continue
-        table = Table(title=title)
-        for column in columns:
-            table.add_column(column)
-        for name, row in results[part]["results"].items():
-            chosen = chosen_tag if name == results[part].get("chosen") else ""
-            table.add_row(name + chosen, *cells(row))
-        console.print(table)
+        for key in (k for k in results if k == part or k.startswith(f"{part}_")):
+            table = Table(title=f"{title} [{key}]")
+            for column in columns:
+                table.add_column(column)
+            for name, row in results[key]["results"].items():
+                chosen = chosen_tag if name == results[key].get("chosen") else ""
+                table.add_row(name + chosen, *cells(row))
+            console.print(table)
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -842,7 +841,8 @@ def main() -> None:
                         help="beat model of part mitdb, stored as mitdb_<model><tag>")
     parser.add_argument("--oof-probs", type=Path,
                         help="part mitdb: also save the out-of-fold probabilities (.npz)")
-    parser.add_argument("--tag", default="", help="suffix of the stored mitdb key (variants)")
+    parser.add_argument("--tag", default="",
+                        help="suffix of the stored mitdb and partitions keys (variants)")
     parser.add_argument("--threads", type=int, default=1, help="torch / LightGBM threads")
     parser.add_argument("--archs", nargs="+", default=["resnet", "inception", "gru",
                                                       "transformer"])
@@ -879,7 +879,8 @@ def main() -> None:
     for part in args.parts:
         console.print(f"[bold]{part}[/]")
         start = time.perf_counter()
-        key = f"mitdb_{args.beat_model}{args.tag}" if part == "mitdb" else part
+        key = (f"mitdb_{args.beat_model}{args.tag}" if part == "mitdb"
+               else f"{part}{args.tag}" if part == "partitions" else part)
         if part in ("ecg200", "ecg5000") and args.series_model != "cnn":
             key = f"{part}_{args.series_model}"
         _store(args.out, key, {**runners[part](args),
