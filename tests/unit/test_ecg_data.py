@@ -108,16 +108,16 @@ def test_patient_wise_split_never_shares_a_record(records):
         sizes = dataset.split_sizes(seed)
         assert sum(sizes.values()) == len(dataset.split("all"))
     names = {r.name for r in dataset.records}
-    random_partitions = []
+    partitions = []
     for folds in (dataset.folds(3), *(dataset.folds(3, seed, stratified=False)
                                       for seed in range(4))):
         tested = [set(test) for _, test in folds]
         assert set().union(*tested) == names and sum(map(len, tested)) == len(names)
         for train, test in folds:
             assert not set(train) & set(test) and set(train) | set(test) == names
-        random_partitions.append(sorted(map(sorted, tested)))
+        partitions.append(sorted(map(sorted, tested)))
     # Random partitions differ with the seed (the stratified ones need not).
-    assert len({str(p) for p in random_partitions[1:]}) > 1
+    assert len({str(p) for p in partitions[1:]}) > 1
     with pytest.raises(DataError, match="cannot make 99 folds"):
         dataset.folds(99, stratified=False)
 

@@ -983,11 +983,12 @@ class BeatDataset:
         """
         beats = self._all
         if not stratified:
-            names = np.random.default_rng(seed).permutation(sorted(set(beats.records.tolist())))
+            names = sorted(set(beats.records.tolist()))
             if len(names) < n_folds:
                 raise DataError(f"{self.name}: {len(names)} records cannot make {n_folds} folds")
-            return [(sorted(set(names) - set(chunk)), sorted(chunk.tolist()))
-                    for chunk in np.array_split(names, n_folds)]
+            order = np.random.default_rng(seed).permutation(len(names))
+            chunks = [{names[i] for i in part} for part in np.array_split(order, n_folds)]
+            return [(sorted(set(names) - chunk), sorted(chunk)) for chunk in chunks]
         from sklearn.model_selection import StratifiedGroupKFold
 
         splitter = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
