@@ -89,7 +89,8 @@ def test_training_writes_a_beat_bundle(beat_bundle):
         assert meta["training"]["best_iteration"] > 0
         assert f"({meta['training']['best_iteration']} boosting rounds" in bundle.model_card
     if model != "cnn":
-        assert "20 most similar beats of the same record" in bundle.model_card
+        assert (f"{recipe.SMOOTHING_NEIGHBOURS} most similar beats of the same record"
+                in bundle.model_card)
     test = meta["metrics"]["test"]
     assert test["per_class"]["V"]["support"] > 0
     assert test["per_class"]["S"]["sensitivity"] is None  # no S beat: undefined, not a crash
