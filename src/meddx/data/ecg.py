@@ -382,11 +382,12 @@ def detect_r_peaks(values: np.ndarray, fs: float, source: str = "signal",
     ``wfdb.processing.correct_peaks`` then moves each mark to the extreme within 50 ms: with
     ``correction="compare"`` maxima or minima, whichever deflect more over the record, with
     ``"up"`` maxima; None keeps neurokit2's marks. On DS1 "compare" puts the marks a median
-    22 ms from the reference annotations (neurokit2's own: 3 ms), yet the beat models classify
+    22 ms from the reference annotations (neurokit2's own: 2.8 ms), yet the beat models classify
     better from them: on the DS1 cross-validation from detected beats, mean of the S and V F1
-    0.748, against 0.718 with neurokit2's marks and 0.727 with maxima only
-    (``benchmarks/ecg.py --parts mitdb``, ``detected_beats_by_correction``; the choice rule
-    fixed before the run).
+    0.748, against 0.718 with neurokit2's marks and 0.727 with maxima only (the choice rule
+    fixed before the run; 0.755 / 0.731 / 0.735 with the default's 40 smoothing neighbours).
+    The offsets: ``benchmarks/ecg.py --parts rpeaks``; the F1: ``--parts mitdb``,
+    ``detected_beats_by_correction``.
 
     Raises:
         InputFileError: Fewer than 3 beats found (no ECG, or the wrong lead or rate).

@@ -15,9 +15,10 @@ early-stopped on the patient-wise validation records' class-weighted log-loss ov
 V beats (:data:`STOP_CLASSES`). F and Q beats are left out of the stopping rule: F beats come
 almost all from one DS1 patient (208) and are never learned from the others, so with them the
 weighted log-loss rose from the first round and stopped the trees after one round, an all-N
-model, on validation records 114 118 208 215. On the pooled DS1 cross-validation this rule gave
-macro-F1 0.510 (S Se/+P 0.751/0.532), against 0.501 (0.649/0.536) stopping on the validation
-macro-F1 and 0.499 on the unweighted log-loss (see ``benchmarks/ecg.py``).
+model, on validation records 114 118 208 215. On the pooled DS1 cross-validation (with 20
+smoothing neighbours) this rule gave macro-F1 0.510 (S Se/+P 0.751/0.532), against 0.501
+(0.649/0.536) stopping on the validation macro-F1 and 0.499 on the unweighted log-loss (see
+``benchmarks/ecg.py``).
 """
 
 from __future__ import annotations
