@@ -525,11 +525,15 @@ def run_partitions(args) -> dict:
     rows = {}
     for partition in range(args.partitions):
         folds = dataset.folds(args.folds, seed=partition, stratified=partition == 0)
-        labels, probs = [], []
+        labels, probs, unsmoothed = [], [], []
         for fold, (train_records, test_records) in enumerate(folds):
             fitted, test, _ = _fit_fold(dataset, fold, train_records, test_records, args)
             labels.append(test.labels)
             probs.append(fitted.predictor.predict_split(test))
+            if args.oof_probs:
+                unsmoothed.append(_member_probabilities(fitted.predictor, test))
+        if args.oof_probs:
+            _save_partition_probabilities(args.oof_probs, partition, labels, unsmoothed)
         metrics = classification_metrics(np.concatenate(labels), np.concatenate(probs),
                                          dataset.class_names, n_bootstrap=0)
         name = ("0: stratified folds (part mitdb)" if partition == 0
@@ -548,6 +552,25 @@ def run_partitions(args) -> dict:
             "plan": _beat_plan(args), "epochs": args.epochs,
             "results": {**rows, **{f"{stat} over {len(rows)} partitions": row
                                    for stat, row in summary.items()}}}
+
+
+def _member_probabilities(predictor, test) -> dict:
+    """A beat model's unsmoothed probabilities of a split (each member's for a combined model)
+    with the beats' features and records: enough to re-run smoothing and averaging offline."""
+    split = test.with_config(predictor.beat_config)
+    members = predictor.members or [predictor]
+    names = [member.plan.model for member in members]
+    return {"records": np.asarray(split.records).astype(str), "features": split.rr,
+            **{f"probs_{name}": member.predict_split(split)
+               for name, member in zip(names, members, strict=True)}}
+
+
+def _save_partition_probabilities(path: Path, partition: int, labels: list, folds: list) -> None:
+    """One partition's out-of-fold labels, unsmoothed probabilities and features, as
+    ``<path stem>_p<partition>.npz`` (error analysis; not in the results JSON)."""
+    arrays = {key: np.concatenate([fold[key] for fold in folds]) for key in folds[0]}
+    target = path.with_name(f"{path.stem}_p{partition}.npz")
+    np.savez_compressed(target, labels=np.concatenate(labels), **arrays)
 
 
 def _pooled_row(metrics: dict) -> dict:
@@ -874,7 +897,9 @@ def main() -> None:
                         choices=["lightgbm", "cnn", "cnn+lightgbm"],
                         help="beat model of part mitdb, stored as mitdb_<model><tag>")
     parser.add_argument("--oof-probs", type=Path,
-                        help="part mitdb: also save the out-of-fold probabilities (.npz)")
+                        help="parts mitdb and partitions: also save the out-of-fold "
+                             "probabilities (.npz; partitions: unsmoothed, per member, one "
+                             "file per partition)")
     parser.add_argument("--tag", default="",
                         help="suffix of the parts' stored keys (variants)")
     parser.add_argument("--threads", type=int, default=1, help="torch / LightGBM threads")
