@@ -385,7 +385,8 @@ def detect_r_peaks(values: np.ndarray, fs: float, source: str = "signal",
     22 ms from the reference annotations (neurokit2's own: 2.8 ms), yet the beat models classify
     better from them: on the DS1 cross-validation from detected beats, mean of the S and V F1
     0.748, against 0.718 with neurokit2's marks and 0.727 with maxima only (the choice rule
-    fixed before the run; 0.755 / 0.731 / 0.735 with the default's 40 smoothing neighbours).
+    fixed before the run; 0.755 / 0.731 / 0.735 with 40 smoothing neighbours, 0.781 / 0.781 /
+    0.785 with the default's 360: a tie, not re-decided).
     The offsets: ``benchmarks/ecg.py --parts rpeaks``; the F1: ``--parts mitdb``,
     ``detected_beats_by_correction``.
 

@@ -198,12 +198,13 @@ def smoothing_metadata(plan) -> dict[str, str]:
         return {}
     return {"post_processing": (
         f"each beat's probabilities averaged with those of its {plan.smoothing_neighbours} most "
-        "similar beats of the same record (rhythm and morphology relative to the record; "
-        "Gaussian weights, the beat itself weight 1; no labels used)")}
+        "similar beats of the same record, or one per 10 beats in a shorter record (rhythm and "
+        "morphology relative to the record; Gaussian weights, the beat itself weight 1; no "
+        "labels used)")}
 
 
 def smooth_over_similar_beats(probs: np.ndarray, features: np.ndarray, names: list[str],
-                              neighbours: int) -> np.ndarray:
+                              neighbours: int, block: int = 4096) -> np.ndarray:
     """One record's beat probabilities, each averaged with those of its most similar beats.
 
     Within one patient, beats of one kind look alike and come with the same rhythm, while the
@@ -220,6 +221,8 @@ def smooth_over_similar_beats(probs: np.ndarray, features: np.ndarray, names: li
         features: ``(N, F)`` the beats' tree features (columns named by ``names``).
         names: Feature names of a tree feature set (:func:`~meddx.data.ecg.feature_names`).
         neighbours: Similar beats each beat is averaged with.
+        block: Beats whose neighbours are looked up at once: a day-long Holter record's
+            neighbour table is built in pieces (twice: the width needs all of them first).
     """
     from sklearn.neighbors import NearestNeighbors
 
@@ -231,12 +234,23 @@ def smooth_over_similar_beats(probs: np.ndarray, features: np.ndarray, names: li
     context = np.asarray(features, np.float64)[:, context_columns(names)]
     # Second-lead columns are missing (NaN) for single-lead records.
     context = standardise_within_record(context[:, np.isfinite(context).all(axis=0)])
-    distance, index = NearestNeighbors(n_neighbors=k + 1).fit(context).kneighbors(context)
-    distance, index = distance[:, 1:], index[:, 1:]  # the first is the beat itself
-    width = max(float(np.median(distance[:, -1])), 1e-6)
-    weights = np.exp(-(distance / width) ** 2)
-    smoothed = probs + (weights[:, :, None] * probs[index]).sum(axis=1)
-    return smoothed / (1.0 + weights.sum(axis=1))[:, None]
+    search = NearestNeighbors(n_neighbors=k + 1).fit(context)
+
+    def neighbour_blocks():
+        for start in range(0, len(context), block):
+            distance, index = search.kneighbors(context[start:start + block])
+            yield start, distance[:, 1:], index[:, 1:]  # the first is the beat itself
+
+    blocks = list(neighbour_blocks()) if len(context) <= block else None
+    width = max(float(np.median(np.concatenate(
+        [distance[:, -1] for _, distance, _ in blocks or neighbour_blocks()]))), 1e-6)
+    probs = np.asarray(probs, np.float64)
+    smoothed, total = probs.copy(), np.ones(len(probs))
+    for start, distance, index in blocks or neighbour_blocks():
+        weights = np.exp(-(distance / width) ** 2)
+        smoothed[start:start + len(weights)] += np.einsum("nk,nkc->nc", weights, probs[index])
+        total[start:start + len(weights)] += weights.sum(axis=1)
+    return smoothed / total[:, None]
 
 
 def read_booster_text(bundle_path: Path) -> str:
