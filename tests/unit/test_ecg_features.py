@@ -225,6 +225,12 @@ def test_plan_choices_for_the_tree_model(tmp_path):
     assert network.beat_config["feature_set"] == "rr" and network.imbalance == "sampler"
     trees = recipe.component_plan(both, "lightgbm")
     assert trees.beat_config["feature_set"] == "two_lead" and trees.imbalance == "weighted_loss"
+    assert (network.imbalance_power, trees.imbalance_power) == (0.8, recipe.LGBM_IMBALANCE[1])
+    heavier = recipe.make_plan(dataset, {"model": "cnn+lightgbm", "tree_imbalance_power": 0.75})
+    assert recipe.component_plan(heavier, "lightgbm").imbalance_power == 0.75
+    assert recipe.component_plan(heavier, "cnn").imbalance_power == 0.8
+    with pytest.raises(ConfigError, match="tree_imbalance_power must be a number from 0"):
+        recipe.make_plan(dataset, {"tree_imbalance_power": 2})
     # The tree kinds smooth within records; a combined model smooths its average, once.
     assert tree.smoothing_neighbours == both.smoothing_neighbours == recipe.SMOOTHING_NEIGHBOURS
     assert trees.smoothing_neighbours == network.smoothing_neighbours == 0

@@ -183,6 +183,8 @@ class EcgPlan:
         eval_batch_size: Inference batch size.
         imbalance: ``sampler`` (class-tempered epoch sampling), ``weighted_loss`` or ``none``.
         imbalance_power: 1 = fully balanced, 0.5 = square-root tempered, 0 = natural.
+        tree_imbalance_power: The class-weight power of a ``cnn+lightgbm`` model's trees
+            (its ``imbalance_power`` is the network's; a ``lightgbm`` model's is its own).
         epoch_size: Inputs drawn per epoch (None: the training set size).
         label_smoothing: Cross-entropy label smoothing.
         augment: ``scale`` (amplitude sd), ``noise`` (sd), ``shift`` (max samples), ``baseline``.
@@ -218,6 +220,7 @@ class EcgPlan:
     eval_batch_size: int = 1024
     imbalance: str = "sampler"
     imbalance_power: float = 0.5
+    tree_imbalance_power: float = LGBM_IMBALANCE[1]
     epoch_size: int | None = None
     label_smoothing: float = 0.0
     augment: dict[str, float] = field(default_factory=lambda: {
@@ -319,6 +322,11 @@ def make_plan(dataset: BeatDataset | SeriesDataset,
         plan.fit_on = TRAIN_AND_VAL
     if plan.imbalance not in IMBALANCE_MODES:
         raise ConfigError(f"imbalance must be one of {IMBALANCE_MODES}, got {plan.imbalance!r}")
+    for name in ("imbalance_power", "tree_imbalance_power"):
+        power = getattr(plan, name)
+        if isinstance(power, bool) or not isinstance(power, int | float) or not 0 <= power <= 1:
+            raise ConfigError(f"{name} must be a number from 0 (natural) to 1 (balanced), "
+                              f"got {power!r}")
     if plan.selection not in SELECTION_METRICS:
         raise ConfigError(f"selection must be one of {SELECTION_METRICS}, got "
                           f"{plan.selection!r}")
@@ -351,14 +359,15 @@ def component_plan(plan: EcgPlan, kind: str) -> EcgPlan:
     """The plan of one member (``cnn`` or ``lightgbm``) of a ``cnn+lightgbm`` beat plan.
 
     The network gets the 5 RR features and the plan's imbalance handling (tempered sampling);
-    the trees get the plan's tree feature set and their class weights (:data:`LGBM_IMBALANCE`).
+    the trees get the plan's tree feature set and their class weights (``weighted_loss``,
+    ``tree_imbalance_power``).
     """
     feature_set = MODEL_FEATURE_SET["cnn"] if kind == "cnn" else plan.beat_config["feature_set"]
     # The combined model smooths the averaged probabilities, not each member's.
     data = {**plan.to_dict(), "model": kind, "smoothing_neighbours": 0,
             "beat_config": {**plan.beat_config, "feature_set": feature_set}}
     if kind == "lightgbm":
-        data["imbalance"], data["imbalance_power"] = LGBM_IMBALANCE
+        data["imbalance"], data["imbalance_power"] = LGBM_IMBALANCE[0], plan.tree_imbalance_power
     return EcgPlan.from_dict(data)
 
 
