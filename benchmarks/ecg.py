@@ -402,8 +402,9 @@ def _detected_beat_figures(parts: list[dict], class_names: list[str]) -> dict:
     return figures
 
 
-def _correction_row(figures: dict) -> dict:
-    """A peak correction's pooled figures and its score: the mean of the S and V F1."""
+def _with_s_v_score(figures: dict) -> dict:
+    """Pooled figures (per-record detail left out) with their score: the mean of the S and V
+    F1, the score every post-processing and peak-correction choice was made by."""
     row = {k: v for k, v in figures.items() if k != "per_record"}
     f1 = [2 * row[f"{c}_se"] * row[f"{c}_ppv"] / (row[f"{c}_se"] + row[f"{c}_ppv"])
           if row[f"{c}_ppv"] else 0.0 for c in ("S", "V")]
@@ -503,7 +504,7 @@ def run_mitdb(args) -> dict:
             # the default peak correction, and the corrections compared.
             "detected_beats": _detected_beat_figures(detected["compare"], dataset.class_names),
             "detected_beats_by_correction": {
-                str(correction): _correction_row(_detected_beat_figures(parts, dataset.class_names))
+                str(correction): _with_s_v_score(_detected_beat_figures(parts, dataset.class_names))
                 for correction, parts in detected.items()},
             "targets": {k: TARGETS[k] for k in gross},
             "meets_targets": {k: (gross[k] or 0) >= TARGETS[k] for k in gross},
@@ -571,6 +572,79 @@ def _save_partition_probabilities(path: Path, partition: int, labels: list, fold
     arrays = {key: np.concatenate([fold[key] for fold in folds]) for key in folds[0]}
     target = path.with_name(f"{path.stem}_p{partition}.npz")
     np.savez_compressed(target, labels=np.concatenate(labels), **arrays)
+
+
+def run_smoothing(args) -> dict:
+    """Post-processing variants scored on part partitions' saved out-of-fold probabilities
+    (``--oof-probs``, the same file name), and what smoothing costs by record length.
+
+    Each variant averages the members (``--tree-weights``: the trees' share), smooths within
+    records (``--neighbours``) and may scale the S probability (``--s-scales``), then is
+    scored per partition by the mean of S-F1 and V-F1, as the choices of
+    ``SMOOTHING_NEIGHBOURS`` were; "higher on" counts partitions where it beats the default.
+    Isolated ectopic beats: those of records with at most 20 beats of the class, found.
+    """
+    from meddx.data.ecg import AAMI_CLASSES, feature_names
+    from meddx.learn.evaluation.metrics import classification_metrics
+    from meddx.learn.tasks import ecg as recipe
+    from meddx.learn.tasks.ecg_features import smooth_over_similar_beats, smooth_within_records
+
+    if args.oof_probs is None:
+        raise SystemExit("part smoothing reads the files of part partitions: give --oof-probs")
+    files = sorted(args.oof_probs.parent.glob(f"{args.oof_probs.stem}_p*.npz"))
+    if not files:
+        raise SystemExit(f"no {args.oof_probs.stem}_p*.npz next to {args.oof_probs}: run "
+                         "--parts partitions --oof-probs with that name first")
+    names = feature_names(recipe.MODEL_FEATURE_SET[recipe.COMBINED])
+    default = (recipe.SMOOTHING_NEIGHBOURS, 0.5, 1.0)
+    variants = {f"{n} neighbours": (n, 0.5, 1.0) for n in args.neighbours}
+    variants.update({f"trees {w:.2f}": (default[0], w, 1.0) for w in args.tree_weights})
+    variants.update({f"S x{m}": (default[0], 0.5, m) for m in args.s_scales})
+    variants = {"default": default, **{k: v for k, v in variants.items() if v != default}}
+    per_partition = {name: [] for name in variants}
+    for path in files:
+        saved = dict(np.load(path))
+        labels, records = saved["labels"], saved["records"]
+        for name, (neighbours, tree_weight, s_scale) in variants.items():
+            probs = smooth_within_records(
+                (1 - tree_weight) * saved["probs_cnn"] + tree_weight * saved["probs_lightgbm"],
+                saved["features"], records, names, neighbours)
+            probs[:, 1] *= s_scale
+            metrics = classification_metrics(labels, probs / probs.sum(axis=1, keepdims=True),
+                                             list(AAMI_CLASSES), n_bootstrap=0)
+            predicted = probs.argmax(axis=1)
+            isolated = {}
+            for cls in ("S", "V"):
+                k = AAMI_CLASSES.index(cls)
+                rows = np.flatnonzero(labels == k)
+                _, record_of, per_record = np.unique(records[rows], return_inverse=True,
+                                                     return_counts=True)
+                rows = rows[per_record[record_of] <= 20]
+                isolated[f"isolated_{cls}_found"] = [int((predicted[rows] == k).sum()), len(rows)]
+            per_partition[name].append({**_with_s_v_score(_pooled_row(metrics)), **isolated})
+        console.print(f"smoothing: {path.name} scored")
+    base = [row["mean_S_V_f1"] for row in per_partition["default"]]
+    rows = {}
+    for name, parts in per_partition.items():
+        mean = {key: float(np.mean([row[key] for row in parts])) for key in parts[0]
+                if not key.startswith("isolated_")}
+        rows[name] = {**mean, "higher_on": sum(row["mean_S_V_f1"] > b
+                                               for row, b in zip(parts, base, strict=True)),
+                      "partitions": parts}
+    # The beats of all DS1 records taken as one long record, twice over for a day-long Holter.
+    beats = np.load(files[0])["features"]
+    features = np.concatenate([beats, beats])
+    uniform = np.full((len(features), len(AAMI_CLASSES)), 1 / len(AAMI_CLASSES))
+    cost = {}
+    for n in (2_500, 20_000, len(beats), len(features)):
+        start = time.perf_counter()
+        smooth_over_similar_beats(uniform[:n], features[:n], names, recipe.SMOOTHING_NEIGHBOURS)
+        cost[str(n)] = round(time.perf_counter() - start, 2)
+        console.print(f"smoothing {n} beats: {cost[str(n)]} s")
+    return {"evaluation": f"offline on {len(files)} partitions' out-of-fold probabilities "
+                          f"({args.oof_probs.stem}_p*.npz); the default is "
+                          f"{default[0]} neighbours, equal member weights",
+            "results": rows, "seconds_by_beats": cost}
 
 
 def _pooled_row(metrics: dict) -> dict:
@@ -859,10 +933,17 @@ def print_table(results: dict) -> None:
                        ("partition", "macro-F1", "S Se", "S +P", "V Se", "V +P"),
                        lambda row: [_fmt(row[key]) for key in ("macro_f1", "S_se", "S_ppv",
                                                                "V_se", "V_ppv")], ""),
+        "smoothing": ("post-processing variants on the partitions' out-of-fold probabilities "
+                      "(means over partitions; score: mean of S-F1 and V-F1)",
+                      ("variant", "score", "higher on", "macro-F1", "S Se", "S +P", "V Se",
+                       "V +P"),
+                      lambda row: [_fmt(row["mean_S_V_f1"]), str(row["higher_on"]),
+                                   *(_fmt(row[key]) for key in ("macro_f1", "S_se", "S_ppv",
+                                                                "V_se", "V_ppv"))], ""),
         "rpeaks": ("R-peak detection on the DS1 reference beats",
                    ("detector", "Se / +P (150 ms)", "Se / +P (75 ms)", "median offset ms",
                     "s/record"),
-                   lambda row: [*window_cells(row), f"{row.get('median_offset_ms', 0):.1f}",
+                   lambda row: [*window_cells(row), f"{row['median_offset_ms']:.1f}",
                                 f"{row['seconds_per_record']:.2f}"], " (default)"),
         "archs": ("beat architectures on the DS1 validation records (seed-0 split)",
                   ("arch", *val_columns), val_cells, " (default)"),
@@ -890,7 +971,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--parts", nargs="+", default=["ecg200", "ecg5000", "mitdb"],
                         choices=["ecg200", "ecg200_selection", "ecg5000", "mitdb", "archs",
-                                 "models", "tree_stopping", "rpeaks", "partitions"])
+                                 "models", "tree_stopping", "rpeaks", "partitions",
+                                 "smoothing"])
     parser.add_argument("--models", nargs="+", default=["lightgbm", "cnn", "cnn+lightgbm"],
                         help="beat model kinds compared on validation (part 'models')")
     parser.add_argument("--beat-model", default="cnn+lightgbm",
@@ -899,7 +981,14 @@ def main() -> None:
     parser.add_argument("--oof-probs", type=Path,
                         help="parts mitdb and partitions: also save the out-of-fold "
                              "probabilities (.npz; partitions: unsmoothed, per member, one "
-                             "file per partition)")
+                             "file per partition, which part smoothing reads)")
+    parser.add_argument("--neighbours", nargs="+", type=int,
+                        default=[40, 60, 80, 120, 160, 240, 360],
+                        help="part smoothing: smoothing neighbours compared")
+    parser.add_argument("--tree-weights", nargs="+", type=float, default=[1 / 3, 2 / 3],
+                        help="part smoothing: the trees' share of the member average")
+    parser.add_argument("--s-scales", nargs="+", type=float, default=[1.5, 2, 3],
+                        help="part smoothing: S probability multipliers after smoothing")
     parser.add_argument("--tag", default="",
                         help="suffix of the parts' stored keys (variants)")
     parser.add_argument("--threads", type=int, default=1, help="torch / LightGBM threads")
@@ -934,7 +1023,7 @@ def main() -> None:
     runners = {"ecg200": run_ecg200, "ecg200_selection": run_ecg200_selection,
                "ecg5000": run_ecg5000, "mitdb": run_mitdb,
                "archs": run_archs, "models": run_models, "tree_stopping": run_tree_stopping,
-               "rpeaks": run_rpeaks, "partitions": run_partitions}
+               "rpeaks": run_rpeaks, "partitions": run_partitions, "smoothing": run_smoothing}
     for part in args.parts:
         console.print(f"[bold]{part}[/]")
         start = time.perf_counter()

@@ -146,8 +146,6 @@ def test_smoothing_mends_scattered_calls_and_keeps_an_isolated_beat():
     assert (classes[v_beats] == 2).all()
     assert classes[isolated] == 1 and smoothed[isolated, 1] > 0.65  # its neighbours are far
     np.testing.assert_allclose(smoothed.sum(axis=1), 1.0)
-    # A day-long record's neighbour table is built in pieces, to the same result.
-    np.testing.assert_allclose(smooth_over_similar_beats(probs, x, names, 20, block=64), smoothed)
     # A 10 s strip: 12 beats get 1 neighbour each; fewer than 10 are left as they are.
     strip = np.r_[np.arange(1, 9), v_beats[:4]]
     assert (smooth_over_similar_beats(probs[strip], x[strip], names, 20).argmax(axis=1)

@@ -275,11 +275,11 @@ class EcgBeatClassifier(_EcgPredictor):
     def smooth_within_records(self, probs: np.ndarray, split: BeatSplit) -> np.ndarray:
         """Each record's beat probabilities averaged over its similar beats (the plan's
         smoothing); ``split`` cut with this model's beat options."""
-        probs = np.array(probs)  # a copy: the caller keeps its unsmoothed values
-        for record in np.unique(split.records):
-            rows = np.flatnonzero(split.records == record)
-            probs[rows] = self._smoothed(probs[rows], split.rr[rows])
-        return probs
+        if not self.plan.smoothing_neighbours:
+            return probs
+        return ecg_features.smooth_within_records(
+            probs, split.rr, split.records, feature_names(self.beat_config.feature_set),
+            self.plan.smoothing_neighbours)
 
     def _smoothed(self, probs: np.ndarray, features: np.ndarray) -> np.ndarray:
         """One record's probabilities averaged over similar beats, when the plan says so."""

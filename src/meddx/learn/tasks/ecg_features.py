@@ -204,7 +204,7 @@ def smoothing_metadata(plan) -> dict[str, str]:
 
 
 def smooth_over_similar_beats(probs: np.ndarray, features: np.ndarray, names: list[str],
-                              neighbours: int, block: int = 4096) -> np.ndarray:
+                              neighbours: int) -> np.ndarray:
     """One record's beat probabilities, each averaged with those of its most similar beats.
 
     Within one patient, beats of one kind look alike and come with the same rhythm, while the
@@ -221,8 +221,6 @@ def smooth_over_similar_beats(probs: np.ndarray, features: np.ndarray, names: li
         features: ``(N, F)`` the beats' tree features (columns named by ``names``).
         names: Feature names of a tree feature set (:func:`~meddx.data.ecg.feature_names`).
         neighbours: Similar beats each beat is averaged with.
-        block: Beats whose neighbours are looked up at once: a day-long Holter record's
-            neighbour table is built in pieces (twice: the width needs all of them first).
     """
     from sklearn.neighbors import NearestNeighbors
 
@@ -234,23 +232,25 @@ def smooth_over_similar_beats(probs: np.ndarray, features: np.ndarray, names: li
     context = np.asarray(features, np.float64)[:, context_columns(names)]
     # Second-lead columns are missing (NaN) for single-lead records.
     context = standardise_within_record(context[:, np.isfinite(context).all(axis=0)])
-    search = NearestNeighbors(n_neighbors=k + 1).fit(context)
-
-    def neighbour_blocks():
-        for start in range(0, len(context), block):
-            distance, index = search.kneighbors(context[start:start + block])
-            yield start, distance[:, 1:], index[:, 1:]  # the first is the beat itself
-
-    blocks = list(neighbour_blocks()) if len(context) <= block else None
-    width = max(float(np.median(np.concatenate(
-        [distance[:, -1] for _, distance, _ in blocks or neighbour_blocks()]))), 1e-6)
+    # A sparse (N, N) matrix of the distances to each beat's k neighbours (the beat itself left
+    # out): the weighted sum is one product, without an (N, k, classes) array for a long record.
+    graph = NearestNeighbors(n_neighbors=k).fit(context).kneighbors_graph(mode="distance")
+    width = max(float(np.median(graph.max(axis=1).toarray())), 1e-6)
+    graph.data = np.exp(-(graph.data / width) ** 2)
     probs = np.asarray(probs, np.float64)
-    smoothed, total = probs.copy(), np.ones(len(probs))
-    for start, distance, index in blocks or neighbour_blocks():
-        weights = np.exp(-(distance / width) ** 2)
-        smoothed[start:start + len(weights)] += np.einsum("nk,nkc->nc", weights, probs[index])
-        total[start:start + len(weights)] += weights.sum(axis=1)
-    return smoothed / total[:, None]
+    return (probs + graph @ probs) / (1.0 + np.asarray(graph.sum(axis=1)))
+
+
+def smooth_within_records(probs: np.ndarray, features: np.ndarray, records: np.ndarray,
+                          names: list[str], neighbours: int) -> np.ndarray:
+    """Beats of several records, each record smoothed on its own beats
+    (:func:`smooth_over_similar_beats`); ``records`` names each row's record."""
+    smoothed = np.array(probs, np.float64)  # a copy: the caller keeps its unsmoothed values
+    for record in np.unique(records):
+        rows = np.flatnonzero(records == record)
+        smoothed[rows] = smooth_over_similar_beats(smoothed[rows], features[rows], names,
+                                                   neighbours)
+    return smoothed
 
 
 def read_booster_text(bundle_path: Path) -> str:
