@@ -559,11 +559,9 @@ def _member_probabilities(predictor, test) -> dict:
     """A beat model's unsmoothed probabilities of a split (each member's for a combined model)
     with the beats' features and records: enough to re-run smoothing and averaging offline."""
     split = test.with_config(predictor.beat_config)
-    members = predictor.members or [predictor]
-    names = [member.plan.model for member in members]
     return {"records": np.asarray(split.records).astype(str), "features": split.rr,
-            **{f"probs_{name}": member.predict_split(split)
-               for name, member in zip(names, members, strict=True)}}
+            **{f"probs_{member.plan.model}": member.predict_split(split)
+               for member in predictor.members or [predictor]}}
 
 
 def _save_partition_probabilities(path: Path, partition: int, labels: list, folds: list) -> None:
