@@ -556,12 +556,15 @@ def run_partitions(args) -> dict:
 
 
 def _member_probabilities(predictor, test) -> dict:
-    """A beat model's unsmoothed probabilities of a split (each member's for a combined model)
-    with the beats' features and records: enough to re-run smoothing and averaging offline."""
+    """A combined beat model's members' unsmoothed probabilities of a split, with the beats'
+    features and records: enough to re-run smoothing and averaging offline."""
+    if not predictor.members:
+        raise SystemExit("--oof-probs with part partitions saves the members of a "
+                         "cnn+lightgbm model; this one has none")
     split = test.with_config(predictor.beat_config)
     return {"records": np.asarray(split.records).astype(str), "features": split.rr,
             **{f"probs_{member.plan.model}": member.predict_split(split)
-               for member in predictor.members or [predictor]}}
+               for member in predictor.members}}
 
 
 def _save_partition_probabilities(path: Path, partition: int, labels: list, folds: list) -> None:
