@@ -521,7 +521,11 @@ def run_partitions(args) -> dict:
     figure owes much to which patients share a fold: this is that spread.
     """
     from meddx.learn.evaluation.metrics import classification_metrics
+    from meddx.learn.tasks.ecg import COMBINED
 
+    if args.oof_probs and args.beat_model != COMBINED:
+        raise SystemExit(f"--oof-probs with part partitions saves the members of a {COMBINED} "
+                         f"model, not {args.beat_model}")
     dataset = _beat_dataset(args)
     rows = {}
     for partition in range(args.partitions):
@@ -558,9 +562,6 @@ def run_partitions(args) -> dict:
 def _member_probabilities(predictor, test) -> dict:
     """A combined beat model's members' unsmoothed probabilities of a split, with the beats'
     features and records: enough to re-run smoothing and averaging offline."""
-    if not predictor.members:
-        raise SystemExit("--oof-probs with part partitions saves the members of a "
-                         "cnn+lightgbm model; this one has none")
     split = test.with_config(predictor.beat_config)
     return {"records": np.asarray(split.records).astype(str), "features": split.rr,
             **{f"probs_{member.plan.model}": member.predict_split(split)
