@@ -9,6 +9,8 @@ import pytest
 from meddx.data.ecg import (
     AAMI_CLASSES,
     BeatConfig,
+    align_beat_marks,
+    beats_of,
     detect_r_peaks,
     extract_beats,
     filter_ecg,
@@ -51,6 +53,49 @@ def test_r_peak_detection_finds_the_annotated_beats(records):
     sensitivity = (distance.min(axis=0) <= 0.075 * FS).mean()
     ppv = (distance.min(axis=1) <= 0.075 * FS).mean()
     assert sensitivity >= 0.97 and ppv >= 0.97
+
+
+def test_aligned_marks_sit_where_detection_puts_them(records):
+    record = read_wfdb_record(records / "901")
+    lead = record.signal[:, 0]
+    detected = detect_r_peaks(lead, record.fs)
+    reference = record.beat_samples
+    nearest = detected[np.abs(detected[:, None] - reference[None, :]).argmin(axis=0)]
+    # Marks 20 ms late land back on the detected peaks; one mark per beat, in order.
+    late = reference + int(0.02 * FS)
+    aligned = align_beat_marks(lead, record.fs, late, "compare")
+    assert len(aligned) == len(late) and (np.diff(aligned) > 0).all()
+    assert (np.abs(aligned - nearest) <= 1).mean() >= 0.95
+    assert (aligned != late).mean() >= 0.95
+    # Two marks either side of one peak would both move onto it: each keeps its own mark.
+    peak = int(aligned[1])
+    twins = np.concatenate([[peak - 3, peak + 3], aligned[2:6]])
+    kept = align_beat_marks(lead, record.fs, twins, "compare")
+    assert kept[:2].tolist() == [peak - 3, peak + 3] and (np.diff(kept) > 0).all()
+    assert len(align_beat_marks(lead, record.fs, np.zeros(0, np.int64), "compare")) == 0
+
+
+def test_beat_windows_cut_at_aligned_marks(records):
+    record = read_wfdb_record(records / "901")
+    as_given = extract_beats(record, BeatConfig())
+    aligned = extract_beats(record, BeatConfig(align_peaks="compare"))
+    assert len(aligned.samples) == len(as_given.samples) == len(record.beat_samples)
+    assert (as_given.samples == record.beat_samples).all()
+    assert (aligned.samples == align_beat_marks(record.signal[:, 0], record.fs,
+                                                record.beat_samples, "compare")).all()
+    assert (aligned.marks == record.beat_samples).all()
+    # A split read as given and re-cut for an aligned model (evaluate with such a bundle)
+    # keeps every beat: beats are known by their annotated marks.
+    split = beats_of([record], BeatConfig())
+    recut = split.with_config(BeatConfig(align_peaks="compare"))
+    assert recut.sources == split.sources and (recut.labels == split.labels).all()
+    assert not np.allclose(recut.windows, split.windows)
+    # Bundles written before the option existed cut at the marks as given.
+    legacy = {k: v for k, v in BeatConfig(align_peaks="compare").to_dict().items()
+              if k != "align_peaks"}
+    assert BeatConfig.from_dict(legacy).align_peaks is None
+    with pytest.raises(ConfigError, match="align_peaks"):
+        BeatConfig.from_dict({"align_peaks": "down"})
 
 
 def test_filter_removes_baseline_wander_and_mains():

@@ -149,3 +149,23 @@ def test_refitted_model_classifies_given_r_peaks(dataset, tmp_path):
     np.testing.assert_allclose(smoothed, predictor.predict_split(split))
     assert not np.allclose(smoothed, unsmoothed)  # the smoothing did something (on a copy)
     np.testing.assert_array_equal(unsmoothed, predictor.booster.predict(split.rr))
+
+
+def test_model_with_aligned_marks_classifies_every_annotated_and_given_beat(dataset, tmp_path):
+    from dataclasses import replace
+
+    predictor = recipe.fit(dataset, tmp_path, QUICK, progress=False, plan={
+        "model": "lightgbm", "beat": {"align_peaks": "compare"}}).predictor
+    assert predictor.beat_config.align_peaks == "compare"
+    # The dataset was read with the marks as given; the model re-cuts every beat, aligned.
+    val = dataset.split("val")
+    assert dataset.config.align_peaks is None
+    assert len(predictor.predict_split(val)) == len(val)
+    record = dataset.records[0]
+    result = predictor.predict_record(record)
+    np.testing.assert_allclose(result["beat_table"]["time_s"],
+                               np.round(record.beat_samples / record.fs, 3))
+    peaks = record.beat_samples[::2]
+    given = predictor.predict_record(replace(record, beat_samples=None, beat_symbols=None),
+                                     samples=peaks)
+    np.testing.assert_allclose(given["beat_table"]["time_s"], np.round(peaks / record.fs, 3))

@@ -59,6 +59,8 @@ __all__ = [
     "BeatSplit",
     "EcgRecord",
     "SeriesDataset",
+    "align_beat_marks",
+    "correct_r_peaks",
     "detect_r_peaks",
     "extended_rr_features",
     "extract_beats",
@@ -394,7 +396,6 @@ def detect_r_peaks(values: np.ndarray, fs: float, source: str = "signal",
         InputFileError: Fewer than 3 beats found (no ECG, or the wrong lead or rate).
     """
     import neurokit2 as nk
-    from wfdb import processing
 
     lead = np.asarray(values, dtype=np.float64)
     try:
@@ -403,15 +404,48 @@ def detect_r_peaks(values: np.ndarray, fs: float, source: str = "signal",
     except (ValueError, IndexError, ZeroDivisionError) as error:
         raise InputFileError(source, f"R-peak detection failed ({error})") from error
     if len(peaks) >= 3 and correction is not None:
-        filtered = filter_ecg(lead, fs, mains_hz=None)
-        peaks = np.unique(np.asarray(processing.correct_peaks(
-            filtered, peaks, search_radius=max(1, int(0.05 * fs)),
-            smooth_window_size=max(3, int(0.03 * fs)), peak_dir=correction), np.int64))
+        peaks = np.unique(correct_r_peaks(lead, fs, peaks, correction))
     peaks = peaks[(peaks >= 0) & (peaks < len(lead))]
     if len(peaks) < 3:
         raise InputFileError(source, f"only {len(peaks)} heartbeat(s) detected in "
                              f"{len(lead) / fs:.1f} s; is this an ECG at {fs:g} Hz?")
     return peaks
+
+
+def correct_r_peaks(values: np.ndarray, fs: float, peaks: np.ndarray,
+                    correction: str) -> np.ndarray:
+    """R-peak marks moved to the extreme of the band-passed lead within 50 ms
+    (``wfdb.processing.correct_peaks``; ``correction`` its ``peak_dir``, see
+    :data:`R_PEAK_CORRECTIONS`). One mark out per mark in, in the same order."""
+    from wfdb import processing
+
+    filtered = filter_ecg(np.asarray(values, np.float64), fs, mains_hz=None)
+    return np.asarray(processing.correct_peaks(
+        filtered, np.asarray(peaks, np.int64), search_radius=max(1, int(0.05 * fs)),
+        smooth_window_size=max(3, int(0.03 * fs)), peak_dir=correction), np.int64)
+
+
+def align_beat_marks(values: np.ndarray, fs: float, samples: np.ndarray,
+                     correction: str) -> np.ndarray:
+    """Beat marks (annotated or given) moved as detected R peaks are (:func:`correct_r_peaks`),
+    so a model sees the same window alignment on annotated and detected beats.
+
+    Each beat keeps its own mark: a move is kept only if it stays between the neighbouring
+    marks and leaves the marks strictly increasing; otherwise the beat keeps its mark.
+    """
+    samples = np.asarray(samples, np.int64)
+    if len(samples) == 0:
+        return samples
+    moved = correct_r_peaks(values, fs, samples, correction)
+    before = np.concatenate([[-1], samples[:-1]])
+    after = np.concatenate([samples[1:], [np.iinfo(np.int64).max]])
+    moved = np.where((moved > before) & (moved < after), moved, samples)
+    # Two marks moved onto (or past) each other: both keep their own. Each kept move lies
+    # strictly between its neighbours' own marks, so one pass leaves the marks increasing.
+    clash = np.flatnonzero(np.diff(moved) <= 0)
+    moved[clash] = samples[clash]
+    moved[clash + 1] = samples[clash + 1]
+    return moved
 
 
 def rr_features(beat_times_s: np.ndarray, local_beats: int = 10) -> np.ndarray:
@@ -647,6 +681,9 @@ class BeatConfig:
             standardised within the record) or ``two_lead`` (``full``, the rhythm's
             irregularity around the beat, and the morphology features of the second lead;
             missing (NaN) for single-lead records); see :func:`feature_names`.
+        align_peaks: Move every beat mark, annotated or given, as detected R peaks are moved
+            (:func:`align_beat_marks`; one of :data:`R_PEAK_CORRECTIONS`, None: marks used as
+            they are) before windows and RR intervals are taken.
     """
 
     fs: float = 120.0
@@ -660,6 +697,7 @@ class BeatConfig:
     second_lead: bool = False
     local_beats: int = 10
     feature_set: str = "full"
+    align_peaks: str | None = None
 
     @property
     def pre(self) -> int:
@@ -691,6 +729,11 @@ class BeatConfig:
         if data["feature_set"] not in FEATURE_SETS:
             raise ConfigError(f"beat option feature_set must be one of {FEATURE_SETS}, got "
                               f"{data['feature_set']!r}")
+        # Bundles written before marks were aligned cut their windows at the marks as given.
+        data = {"align_peaks": None, **data}
+        if data["align_peaks"] not in R_PEAK_CORRECTIONS:
+            raise ConfigError(f"beat option align_peaks must be one of {R_PEAK_CORRECTIONS}, "
+                              f"got {data['align_peaks']!r}")
         return cls(**data)
 
 
@@ -700,7 +743,8 @@ class ExtractedBeats:
 
     windows: np.ndarray  # (N, C, L) float32
     rr: np.ndarray  # (N, F) float32
-    samples: np.ndarray  # (N,) R-peak sample at the record's own rate
+    samples: np.ndarray  # (N,) R peak the window is cut at, at the record's own rate
+    marks: np.ndarray  # (N,) the beat marks as given (annotations, detections): beat identity
     lead: str
     trace: np.ndarray  # the filtered, scaled lead at the model rate (for plots)
     scale: float
@@ -730,7 +774,9 @@ def extract_beats(record: EcgRecord, config: BeatConfig,
     if samples is None:
         samples = (record.beat_samples if record.beat_samples is not None
                    else detect_r_peaks(raw, record.fs, record.source))
-    samples = np.asarray(samples, np.int64)
+    marks = samples = np.asarray(samples, np.int64)
+    if config.align_peaks is not None:
+        samples = align_beat_marks(raw, record.fs, marks, config.align_peaks)
     windows, trace, scale = _lead_windows(raw, record.fs, samples, config)
     others = [i for i in range(record.signal.shape[1]) if i != lead]
     second = None
@@ -760,7 +806,7 @@ def extract_beats(record: EcgRecord, config: BeatConfig,
     else:
         rr = rr_features(samples / record.fs, config.local_beats)
     return ExtractedBeats(windows=np.stack(channels, axis=1).astype(np.float32), rr=rr,
-                          samples=samples, lead=record.leads[lead],
+                          samples=samples, marks=marks, lead=record.leads[lead],
                           trace=trace.astype(np.float32), scale=scale)
 
 
@@ -795,7 +841,8 @@ class BeatSplit:
         rr: ``(N, F)`` float32 RR features.
         labels: ``(N,)`` AAMI class indices.
         records: ``(N,)`` record id of each beat (the patient key).
-        samples: ``(N,)`` R-peak sample of each beat at its record's own rate.
+        samples: ``(N,)`` each beat's mark as annotated, at its record's own rate (its
+            identity; the window may be cut at an aligned mark, ``BeatConfig.align_peaks``).
         sources: ``"record:sample"`` of each beat.
         config: The beat options the arrays were made with.
         record_data: The records themselves, to re-cut beats with other options.
@@ -848,9 +895,9 @@ def beats_of(records: Sequence[EcgRecord], config: BeatConfig,
         beats = extract_beats(record, config)
         labels = record.aami_labels()
         ids = np.full(len(labels), record.name, dtype=object)
-        part = [beats.windows, beats.rr, labels, ids, beats.samples]
+        part = [beats.windows, beats.rr, labels, ids, beats.marks]
         if keep is not None:
-            mask = np.array([f"{record.name}:{s}" in keep for s in beats.samples], bool)
+            mask = np.array([f"{record.name}:{s}" in keep for s in beats.marks], bool)
             part = [a[mask] for a in part]
         parts.append(part)
     if not parts:

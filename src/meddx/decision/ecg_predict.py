@@ -211,7 +211,7 @@ class EcgBeatClassifier(_EcgPredictor):
         names = np.array(self.class_names)[classes]
         counts = {name: int((names == name).sum()) for name in self.class_names}
         n = len(classes)
-        rr = np.diff(beats.samples) / record.fs
+        rr = np.diff(beats.marks) / record.fs
         summary = {
             "beats": n,
             "counts": counts,
@@ -235,7 +235,7 @@ class EcgBeatClassifier(_EcgPredictor):
             "probabilities": dict(zip(self.class_names, probs.mean(axis=0).round(5).tolist(),
                                       strict=True)),
             "uncertainty": float(_entropy(probs).mean()),
-            "beat_table": {"time_s": np.round(beats.samples / record.fs, 3).tolist(),
+            "beat_table": {"time_s": np.round(beats.marks / record.fs, 3).tolist(),
                            "class": names.tolist(),
                            "confidence": probs.max(axis=1).round(4).tolist()},
             "model": self.name,
@@ -251,7 +251,7 @@ class EcgBeatClassifier(_EcgPredictor):
         """The record's beats as a member model cuts them (same beats, its own features)."""
         if member.beat_config == self.beat_config:
             return beats
-        return extract_beats(record, member.beat_config, beats.samples)
+        return extract_beats(record, member.beat_config, beats.marks)
 
     def record_probabilities(self, record: EcgRecord, beats) -> np.ndarray:
         """Class probabilities (N, K) of a record's extracted beats."""
