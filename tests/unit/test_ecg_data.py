@@ -77,22 +77,22 @@ def test_aligned_marks_sit_where_detection_puts_them(records):
 
 def test_beat_windows_cut_at_aligned_marks(records):
     record = read_wfdb_record(records / "901")
-    as_given = extract_beats(record, BeatConfig())
-    aligned = extract_beats(record, BeatConfig(align_peaks="compare"))
+    as_given = extract_beats(record, BeatConfig(align_peaks=None))
+    aligned = extract_beats(record, BeatConfig())  # the default: aligned as detection does
     assert len(aligned.samples) == len(as_given.samples) == len(record.beat_samples)
     assert (as_given.samples == record.beat_samples).all()
     assert (aligned.samples == align_beat_marks(record.signal[:, 0], record.fs,
                                                 record.beat_samples, "compare")).all()
     assert (aligned.marks == record.beat_samples).all()
-    # A split read as given and re-cut for an aligned model (evaluate with such a bundle)
-    # keeps every beat: beats are known by their annotated marks.
+    # A split re-cut for a model of the other alignment (evaluate with a bundle written before
+    # marks were aligned) keeps every beat, both ways: beats are known by their annotated marks.
     split = beats_of([record], BeatConfig())
-    recut = split.with_config(BeatConfig(align_peaks="compare"))
+    recut = split.with_config(BeatConfig(align_peaks=None))
     assert recut.sources == split.sources and (recut.labels == split.labels).all()
     assert not np.allclose(recut.windows, split.windows)
+    assert recut.with_config(BeatConfig()).sources == split.sources
     # Bundles written before the option existed cut at the marks as given.
-    legacy = {k: v for k, v in BeatConfig(align_peaks="compare").to_dict().items()
-              if k != "align_peaks"}
+    legacy = {k: v for k, v in BeatConfig().to_dict().items() if k != "align_peaks"}
     assert BeatConfig.from_dict(legacy).align_peaks is None
     with pytest.raises(ConfigError, match="align_peaks"):
         BeatConfig.from_dict({"align_peaks": "down"})

@@ -151,15 +151,16 @@ def test_refitted_model_classifies_given_r_peaks(dataset, tmp_path):
     np.testing.assert_array_equal(unsmoothed, predictor.booster.predict(split.rr))
 
 
-def test_model_with_aligned_marks_classifies_every_annotated_and_given_beat(dataset, tmp_path):
+def test_model_of_either_alignment_classifies_every_annotated_and_given_beat(dataset,
+                                                                               tmp_path):
     from dataclasses import replace
 
+    assert dataset.config.align_peaks == "compare"  # the default: marks aligned as detection's
     predictor = recipe.fit(dataset, tmp_path, QUICK, progress=False, plan={
-        "model": "lightgbm", "beat": {"align_peaks": "compare"}}).predictor
-    assert predictor.beat_config.align_peaks == "compare"
-    # The dataset was read with the marks as given; the model re-cuts every beat, aligned.
+        "model": "lightgbm", "beat": {"align_peaks": None}}).predictor
+    assert predictor.beat_config.align_peaks is None
+    # The model re-cuts every beat of the aligned split at the marks as given.
     val = dataset.split("val")
-    assert dataset.config.align_peaks is None
     assert len(predictor.predict_split(val)) == len(val)
     record = dataset.records[0]
     result = predictor.predict_record(record)
