@@ -9,7 +9,9 @@ Two dataset types, both with the interface every task recipe expects (``split(na
   measures what matters clinically: performance on patients the model has never seen.
 - :class:`SeriesDataset`: fixed-length series (UCR format: label, then values), e.g. ECG200.
 
-Signal path of a beat (:class:`BeatConfig`): choose a lead (MLII when named) -> band-pass
+Signal path of a beat (:class:`BeatConfig`): choose a lead (MLII when named) -> move each beat
+mark, annotated or detected, as the R-peak detector moves its own (``align_peaks``), so windows are
+cut the same way with or without annotations -> band-pass
 (baseline wander below 0.5 Hz, power line and muscle noise above 40 Hz) and a notch at the mains
 frequency -> resample to the model's rate -> scale by the record's median beat amplitude (gain
 differs between patients and recorders) -> a window around each R peak, plus the beat minus the
