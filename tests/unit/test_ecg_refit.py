@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import meddx
-from meddx.data.ecg import BeatConfig, BeatSplit, load_wfdb_dataset
+from meddx.data.ecg import BeatConfig, BeatSplit, extract_beats, load_wfdb_dataset
 from meddx.decision.model_card import render_model_card
 from meddx.errors import ConfigError
 from meddx.learn.boosting import train_booster
@@ -90,6 +90,16 @@ def test_refit_uses_what_the_selection_fit_chose(dataset, model, tmp_path):
     assert f"{selection['boosting_rounds']} boosting rounds" in card
     probs = fitted.predictor.predict_split(dataset.split("test"))
     np.testing.assert_allclose(probs.sum(axis=1), 1, atol=1e-5)
+    if model == "cnn+lightgbm":
+        # The network cuts a record's beats at the positions the combined model already
+        # aligned: the windows of aligning the annotated marks again for its own options.
+        predictor, record = fitted.predictor, dataset.records[0]
+        network = next(m for m in predictor.members if m.plan.model == "cnn")
+        assert network.beat_config != predictor.beat_config
+        beats = predictor._member_beats(network, record,
+                                        extract_beats(record, predictor.beat_config))
+        np.testing.assert_array_equal(beats.windows,
+                                      extract_beats(record, network.beat_config).windows)
 
 
 def test_refit_settings_fix_the_length_of_training():

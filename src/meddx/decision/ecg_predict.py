@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -251,7 +252,10 @@ class EcgBeatClassifier(_EcgPredictor):
         """The record's beats as a member model cuts them (same beats, its own features)."""
         if member.beat_config == self.beat_config:
             return beats
-        return extract_beats(record, member.beat_config, beats.marks)
+        # Cut at the positions already aligned (members share the marks' alignment): aligning
+        # the same marks again would give the same positions at the cost of another search.
+        return extract_beats(record, replace(member.beat_config, align_peaks=None),
+                             beats.samples)
 
     def record_probabilities(self, record: EcgRecord, beats) -> np.ndarray:
         """Class probabilities (N, K) of a record's extracted beats."""
@@ -266,7 +270,7 @@ class EcgBeatClassifier(_EcgPredictor):
 
     def predict_split(self, split: BeatSplit | SplitData) -> np.ndarray:
         """Probabilities for every beat of a split, smoothed within each record (plan)."""
-        if not self.plan.smoothing_neighbours or not isinstance(split, BeatSplit):
+        if not isinstance(split, BeatSplit):
             return super().predict_split(split)
         # Cut once with the plan's beat options: the trees and the smoothing read these features.
         split = split.with_config(self.beat_config)
@@ -275,19 +279,17 @@ class EcgBeatClassifier(_EcgPredictor):
     def smooth_within_records(self, probs: np.ndarray, split: BeatSplit) -> np.ndarray:
         """Each record's beat probabilities averaged over its similar beats (the plan's
         smoothing); ``split`` cut with this model's beat options."""
+        return self._smoothed(probs, split.rr, split.records)
+
+    def _smoothed(self, probs: np.ndarray, features: np.ndarray,
+                  records: np.ndarray | None = None) -> np.ndarray:
+        """Probabilities averaged over similar beats of each record, when the plan says so
+        (``records``: each row's record; None: all rows are one record's)."""
         if not self.plan.smoothing_neighbours:
             return probs
         return ecg_features.smooth_within_records(
-            probs, split.rr, split.records, feature_names(self.beat_config.feature_set),
-            self.plan.smoothing_neighbours)
-
-    def _smoothed(self, probs: np.ndarray, features: np.ndarray) -> np.ndarray:
-        """One record's probabilities averaged over similar beats, when the plan says so."""
-        if not self.plan.smoothing_neighbours:
-            return probs
-        return ecg_features.smooth_over_similar_beats(
-            probs, features, feature_names(self.beat_config.feature_set),
-            self.plan.smoothing_neighbours)
+            probs, features, np.zeros(len(probs)) if records is None else records,
+            feature_names(self.beat_config.feature_set), self.plan.smoothing_neighbours)
 
     def record_saliency(self, record: EcgRecord, beats, index: np.ndarray,
                         targets: np.ndarray) -> np.ndarray:
