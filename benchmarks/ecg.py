@@ -23,8 +23,8 @@
   and the two averaged, trained on the same patient-wise DS1 split, compared on its validation
   records. Kinds not named in ``--models`` keep their earlier rows in the JSON.
 - **rpeaks**: R-peak detectors (neurokit2's, with the wfdb correction) against the DS1
-  reference beats; part mitdb also classifies its held-out records from detected R peaks,
-  with each peak correction of ``detect_r_peaks``.
+  reference beats; part mitdb also classifies its held-out records from R peaks detected as
+  ``predict`` detects them, and with each peak correction of ``detect_r_peaks``.
 - **tree_stopping**: the trees' early-stopping rule of the default beat model, each rule's
   rounds used by the default's refit on the mitdb part's folds (pooled figures of the whole
   model).
@@ -39,7 +39,7 @@ inference time is per whole 30-minute record (reading, filtering, beat cutting, 
 
     python benchmarks/ecg.py [--parts ecg200 ecg200_selection ecg5000 mitdb models archs
         tree_stopping rpeaks partitions]
-        [--folds 5] [--partitions 6] [--epochs 6] [--threads 2]
+        [--folds 5] [--partitions 6] [--first-partition 0] [--epochs 6] [--threads 2]
 
 Model choices (architecture, epochs, imbalance handling) use validation data only.
 """
@@ -365,9 +365,16 @@ def _alignment_row(dataset) -> dict:
             "seconds_per_record": round(seconds / len(dataset.records), 3)}
 
 
-def _on_detected_beats(predictor, record, correction: str | None = "compare") -> dict:
-    """The record as a user without annotations gets it: R peaks detected (with this peak
-    correction, see ``detect_r_peaks``), beats classified.
+PREDICT_DETECTION = "predict"
+"""``_on_detected_beats``: R peaks found by ``predict`` itself, as a user's record gets them."""
+
+
+def _on_detected_beats(predictor, record, correction: str | None = PREDICT_DETECTION) -> dict:
+    """The record as a user without annotations gets it: R peaks detected, beats classified.
+
+    ``PREDICT_DETECTION``: ``predict``'s own detection (its peak correction the model's
+    ``align_peaks``); a peak correction of ``detect_r_peaks``: R peaks detected with it, then
+    given to ``predict`` as beat marks (so aligned as given marks are).
 
     Detections are matched to the reference beats (:data:`MATCH_WINDOW_S`, wfdb's comparitor);
     a reference beat without a detection counts as missed for its class, a detection without a
@@ -380,10 +387,17 @@ def _on_detected_beats(predictor, record, correction: str | None = "compare") ->
     from meddx.data.ecg import choose_lead, detect_r_peaks
 
     start = time.perf_counter()
-    detected = detect_r_peaks(record.signal[:, choose_lead(record, predictor.beat_config.lead)],
-                              record.fs, record.name, correction=correction)
-    result = predictor.predict_record(replace(record, beat_samples=None, beat_symbols=None),
-                                      samples=detected)
+    unannotated = replace(record, beat_samples=None, beat_symbols=None)
+    if correction == PREDICT_DETECTION:
+        result = predictor.predict_record(unannotated)
+        # The beat table's times are rounded to 1 ms: below half a sample up to 500 Hz.
+        detected = np.round(np.asarray(result["beat_table"]["time_s"]) * record.fs
+                            ).astype(np.int64)
+    else:
+        detected = detect_r_peaks(
+            record.signal[:, choose_lead(record, predictor.beat_config.lead)], record.fs,
+            record.name, correction=correction)
+        result = predictor.predict_record(unannotated, samples=detected)
     seconds = time.perf_counter() - start
     predicted = np.array([predictor.class_names.index(c)
                           for c in result["beat_table"]["class"]])
@@ -478,7 +492,7 @@ def run_mitdb(args) -> dict:
             start = time.perf_counter()
             predictor.predict_record(record)
             infer_times.append(time.perf_counter() - start)
-        for correction in R_PEAK_CORRECTIONS:
+        for correction in (PREDICT_DETECTION, *R_PEAK_CORRECTIONS):
             detected.setdefault(correction, []).extend(
                 _on_detected_beats(predictor, record, correction) for record in dataset.records
                 if record.name in test_records)
@@ -522,9 +536,10 @@ def run_mitdb(args) -> dict:
             "train_s_per_fold": round(float(np.mean(train_times)), 1),
             "train_beats_per_fold": int(len(labels) * (args.folds - 1) / args.folds),
             "inference_s_per_record": round(float(np.mean(infer_times)), 3),
-            # The same held-out records without their annotations (R peaks detected), with
-            # the default peak correction, and the corrections compared.
-            "detected_beats": _detected_beat_figures(detected["compare"], dataset.class_names),
+            # The same held-out records without their annotations (R peaks detected) as
+            # predict detects them, and with each peak correction given as beat marks.
+            "detected_beats": _detected_beat_figures(detected.pop(PREDICT_DETECTION),
+                                                     dataset.class_names),
             "detected_beats_by_correction": {
                 str(correction): _with_s_v_score(_detected_beat_figures(parts, dataset.class_names))
                 for correction, parts in detected.items()},
@@ -536,11 +551,13 @@ def run_mitdb(args) -> dict:
 def run_partitions(args) -> dict:
     """The beat model's DS1 cross-validation over several partitions of the 22 patients.
 
-    Partition 0 is the mitdb part's stratified folds; partitions 1 to ``--partitions`` - 1 put
-    the records in a random order (seeds 1, 2, ...) and cut it into ``--folds`` near-equal folds
-    (``BeatDataset.folds(stratified=False)``). Each partition's figures are pooled over its
-    held-out beats (annotated beats only); then their mean and range. With 22 patients a CV
-    figure owes much to which patients share a fold: this is that spread.
+    Partition 0 is the mitdb part's stratified folds; the others put the records in a random
+    order (the partition number its seed) and cut it into ``--folds`` near-equal folds
+    (``BeatDataset.folds(stratified=False)``). ``--partitions`` of them are run from
+    ``--first-partition`` on: a later first one gives partitions no earlier choice has seen.
+    Each partition's figures are pooled over its held-out beats (annotated beats only); then
+    their mean and range. With 22 patients a CV figure owes much to which patients share a
+    fold: this is that spread.
     """
     from meddx.learn.evaluation.metrics import classification_metrics
     from meddx.learn.tasks.ecg import COMBINED
@@ -550,7 +567,8 @@ def run_partitions(args) -> dict:
                          f"model, not {args.beat_model}")
     dataset = _beat_dataset(args)
     rows = {}
-    for partition in range(args.partitions):
+    numbers = range(args.first_partition, args.first_partition + args.partitions)
+    for done, partition in enumerate(numbers, 1):
         folds = dataset.folds(args.folds, seed=partition, stratified=partition == 0)
         labels, probs, unsmoothed = [], [], []
         for fold, (train_records, test_records) in enumerate(folds):
@@ -566,7 +584,7 @@ def run_partitions(args) -> dict:
         name = ("0: stratified folds (part mitdb)" if partition == 0
                 else f"{partition}: random folds (seed {partition})")
         rows[name] = {"test_records": [test for _, test in folds], **_pooled_row(metrics)}
-        console.print(f"partitions {partition + 1}/{args.partitions}: " + ", ".join(
+        console.print(f"partitions {done}/{args.partitions}: " + ", ".join(
             f"{k} {v:.3f}" for k, v in rows[name].items() if k != "test_records"))
     keys = [key for key in next(iter(rows.values())) if key != "test_records"]
     values = {key: np.array([row[key] for row in rows.values()], np.float64) for key in keys}
@@ -1028,7 +1046,10 @@ def main() -> None:
                                                       "transformer"])
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--partitions", type=int, default=6,
-                        help="part partitions: the stratified folds and this many - 1 random")
+                        help="part partitions: how many partitions (0: the stratified folds, "
+                             "1, 2, ...: random folds with that seed)")
+    parser.add_argument("--first-partition", type=int, default=0,
+                        help="part partitions: the number of the first one (default 0)")
     parser.add_argument("--epochs", type=int, default=6, help="beat model epochs")
     parser.add_argument("--series-epochs", type=int, default=150,
                         help="ECG200 epochs (part ecg200_selection compares 150 and 300)")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -75,7 +77,7 @@ def test_aligned_marks_sit_where_detection_puts_them(records):
     assert len(align_beat_marks(lead, record.fs, np.zeros(0, np.int64), "compare")) == 0
 
 
-def test_beat_windows_cut_at_aligned_marks(records):
+def test_beat_windows_cut_at_aligned_marks(records, monkeypatch):
     record = read_wfdb_record(records / "901")
     as_given = extract_beats(record, BeatConfig(align_peaks=None))
     aligned = extract_beats(record, BeatConfig())  # the default: aligned as detection does
@@ -91,6 +93,14 @@ def test_beat_windows_cut_at_aligned_marks(records):
     assert recut.sources == split.sources and (recut.labels == split.labels).all()
     assert not np.allclose(recut.windows, split.windows)
     assert recut.with_config(BeatConfig()).sources == split.sources
+    # Without annotations the detector's marks are already aligned: they are cut as detected,
+    # not moved a second time.
+    unannotated = replace(record, beat_samples=None, beat_symbols=None)
+    monkeypatch.setattr("meddx.data.ecg.align_beat_marks", None)
+    for align in ("compare", "up"):
+        detected = extract_beats(unannotated, BeatConfig(align_peaks=align))
+        expected = detect_r_peaks(record.signal[:, 0], record.fs, correction=align)
+        assert (detected.marks == expected).all() and (detected.samples == expected).all()
     # Bundles written before the option existed cut at the marks as given.
     legacy = {k: v for k, v in BeatConfig().to_dict().items() if k != "align_peaks"}
     assert BeatConfig.from_dict(legacy).align_peaks is None

@@ -685,7 +685,8 @@ class BeatConfig:
             missing (NaN) for single-lead records); see :func:`feature_names`.
         align_peaks: Move every beat mark, annotated or given, as detected R peaks are moved
             (:func:`align_beat_marks`; one of :data:`R_PEAK_CORRECTIONS`, None: marks used as
-            they are) before windows and RR intervals are taken. A model then sees one
+            they are) before windows and RR intervals are taken; detected R peaks are moved
+            this way by the detector itself, once. A model then sees one
             alignment whether its beats come from annotations or from detection. On 6 partitions
             of the DS1 patients (default beat model) "compare" raised the mean of S-F1 and V-F1
             from 0.762 to 0.787, higher on 5 of 6 (``benchmarks/ecg.py --parts partitions``).
@@ -776,12 +777,16 @@ def extract_beats(record: EcgRecord, config: BeatConfig,
     """
     lead = choose_lead(record, config.lead)
     raw = record.signal[:, lead].astype(np.float64)
-    if samples is None:
-        samples = (record.beat_samples if record.beat_samples is not None
-                   else detect_r_peaks(raw, record.fs, record.source))
-    marks = samples = np.asarray(samples, np.int64)
-    if config.align_peaks is not None:
-        samples = align_beat_marks(raw, record.fs, marks, config.align_peaks)
+    if samples is None and record.beat_samples is None:
+        # Detection moves its marks as ``align_peaks`` says (legacy bundles: "compare", as
+        # detection always did); aligning them again would move some a second time.
+        marks = samples = detect_r_peaks(raw, record.fs, record.source,
+                                         correction=config.align_peaks or "compare")
+    else:
+        marks = samples = np.asarray(record.beat_samples if samples is None else samples,
+                                     np.int64)
+        if config.align_peaks is not None:
+            samples = align_beat_marks(raw, record.fs, marks, config.align_peaks)
     windows, trace, scale = _lead_windows(raw, record.fs, samples, config)
     others = [i for i in range(record.signal.shape[1]) if i != lead]
     second = None
