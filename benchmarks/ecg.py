@@ -478,15 +478,17 @@ def run_mitdb(args) -> dict:
     from meddx.learn.evaluation.metrics import classification_metrics
 
     dataset = _beat_dataset(args)
-    labels_all, probs_all, records_all = [], [], []
+    labels_all, probs_all, decisions_all, records_all = [], [], [], []
     folds_out, train_times, infer_times, detected = [], [], [], {}
     for fold, (train_records, test_records) in enumerate(dataset.folds(args.folds, seed=0)):
         fitted, test, train_s = _fit_fold(dataset, fold, train_records, test_records, args)
         train_times.append(train_s)
         predictor = fitted.predictor
         probs = predictor.predict_split(test)
+        decisions = predictor.decide(probs)  # the model's own calls, as evaluate makes them
         labels_all.append(test.labels)
         probs_all.append(probs)
+        decisions_all.append(decisions)
         records_all.append(test.records)
         for record in (r for r in dataset.records if r.name in test_records[:2]):
             start = time.perf_counter()
@@ -497,7 +499,7 @@ def run_mitdb(args) -> dict:
                 _on_detected_beats(predictor, record, correction) for record in dataset.records
                 if record.name in test_records)
         fold_metrics = classification_metrics(test.labels, probs, dataset.class_names,
-                                              n_bootstrap=0)
+                                              n_bootstrap=0, decisions=decisions)
         training = fitted.metadata["training"]
         # A refit on train + val has no validation figures of its own: the selection fit's.
         val_metrics = (fitted.metadata["metrics"].get("val")
@@ -519,7 +521,8 @@ def run_mitdb(args) -> dict:
         # Out-of-fold probabilities for error analysis (not stored in the results JSON).
         np.savez_compressed(args.oof_probs, labels=labels, probs=probs,
                             records=np.concatenate(records_all).astype(str))
-    metrics = classification_metrics(labels, probs, dataset.class_names)
+    metrics = classification_metrics(labels, probs, dataset.class_names,
+                                     decisions=np.concatenate(decisions_all))
     per_class = {c: {"sensitivity": v["sensitivity"], "ppv": v["ppv"], "support": v["support"],
                      "ci": v["ci"]} for c, v in metrics["per_class"].items()}
     gross = _s_v_figures(per_class)
@@ -570,17 +573,19 @@ def run_partitions(args) -> dict:
     numbers = range(args.first_partition, args.first_partition + args.partitions)
     for done, partition in enumerate(numbers, 1):
         folds = dataset.folds(args.folds, seed=partition, stratified=partition == 0)
-        labels, probs, unsmoothed = [], [], []
+        labels, probs, decisions, unsmoothed = [], [], [], []
         for fold, (train_records, test_records) in enumerate(folds):
             fitted, test, _ = _fit_fold(dataset, fold, train_records, test_records, args)
             labels.append(test.labels)
             probs.append(fitted.predictor.predict_split(test))
+            decisions.append(fitted.predictor.decide(probs[-1]))
             if args.oof_probs:
                 unsmoothed.append(_member_probabilities(fitted.predictor, test))
         if args.oof_probs:
             _save_partition_probabilities(args.oof_probs, partition, labels, unsmoothed)
         metrics = classification_metrics(np.concatenate(labels), np.concatenate(probs),
-                                         dataset.class_names, n_bootstrap=0)
+                                         dataset.class_names, n_bootstrap=0,
+                                         decisions=np.concatenate(decisions))
         name = ("0: stratified folds (part mitdb)" if partition == 0
                 else f"{partition}: random folds (seed {partition})")
         rows[name] = {"test_records": [test for _, test in folds], **_pooled_row(metrics)}

@@ -180,3 +180,38 @@ def test_model_of_either_alignment_classifies_every_annotated_and_given_beat(dat
     given = predictor.predict_record(replace(record, beat_samples=None, beat_symbols=None),
                                      samples=peaks)
     np.testing.assert_allclose(given["beat_table"]["time_s"], np.round(peaks / record.fs, 3))
+
+
+def test_s_over_n_odds_turns_only_n_calls_into_s(dataset, tmp_path):
+    from meddx.learn.evaluate import evaluate_split
+
+    assert recipe.make_plan(dataset).s_over_n_odds == recipe.S_OVER_N_ODDS  # the default kind
+    assert recipe.make_plan(dataset, {"model": "lightgbm"}).s_over_n_odds == 1.0
+    assert recipe.component_plan(recipe.make_plan(dataset), "lightgbm").s_over_n_odds == 1.0
+    legacy = {k: v for k, v in recipe.make_plan(dataset).to_dict().items()
+              if k != "s_over_n_odds"}
+    assert recipe.EcgPlan.from_dict(legacy).s_over_n_odds == 1.0  # bundles written before
+    for bad in (0, -1.5, "2", True):
+        with pytest.raises(ConfigError, match="s_over_n_odds"):
+            recipe.make_plan(dataset, {"s_over_n_odds": bad})
+    predictor = recipe.fit(dataset, tmp_path, QUICK, progress=False, plan={
+        "model": "lightgbm", "s_over_n_odds": 2.0}).predictor
+    n, s, v = (predictor.class_names.index(c) for c in "NSV")
+    probs = np.zeros((4, len(predictor.class_names)))
+    probs[0, [n, s]] = 0.6, 0.4   # 2 x 0.4 > 0.6: N call becomes S
+    probs[1, [n, s]] = 0.9, 0.1   # stays N
+    probs[2, [v, s, n]] = 0.5, 0.3, 0.2  # V calls are left alone
+    probs[3, [s, n]] = 0.7, 0.3   # already S
+    assert predictor.decide(probs).tolist() == [s, n, v, s]
+    # evaluate scores the model's own calls, and predict reports them.
+    val = dataset.split("val")
+    metrics = evaluate_split(predictor, val, n_bootstrap=0)[0]
+    calls = predictor.decide(predictor.predict_split(val))
+    k = len(predictor.class_names)
+    expected = np.bincount(val.labels * k + calls, minlength=k * k).reshape(k, k)
+    assert metrics["confusion_matrix"] == expected.tolist()
+    record = dataset.records[0]
+    beats = extract_beats(record, predictor.beat_config)
+    record_calls = predictor.decide(predictor.record_probabilities(record, beats))
+    assert predictor.predict_record(record)["beat_table"]["class"] == [
+        predictor.class_names[c] for c in record_calls]

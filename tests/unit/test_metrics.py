@@ -406,3 +406,18 @@ def test_column_labels_accepted():
     m = classification_metrics(y, [0.1, 0.8, 0.6, 0.3], ["a", "b"], n_bootstrap=0)
     assert m["accuracy"] == 1.0
     assert not math.isnan(m["auc"])
+
+
+def test_multiclass_decisions_replace_the_arg_max():
+    y = np.array([0, 1, 2, 1])
+    p = np.array([[0.6, 0.3, 0.1], [0.5, 0.4, 0.1], [0.1, 0.2, 0.7], [0.2, 0.7, 0.1]])
+    decided = classification_metrics(y, p, ["a", "b", "c"], n_bootstrap=20,
+                                     decisions=np.array([0, 1, 2, 1]))
+    assert decided["accuracy"] == 1.0 and decided["confusion_matrix"][1] == [0, 2, 0]
+    plain = classification_metrics(y, p, ["a", "b", "c"], n_bootstrap=0)
+    assert plain["accuracy"] == 0.75 and plain["auc"] == decided["auc"]
+    with pytest.raises(DataError, match="decisions"):
+        classification_metrics(y, p, ["a", "b", "c"], decisions=np.array([0, 1]))
+    with pytest.raises(ConfigError, match="decisions"):
+        classification_metrics(np.array([0, 1]), np.array([[0.6, 0.4], [0.3, 0.7]]),
+                               ["a", "b"], decisions=np.array([0, 1]))

@@ -208,7 +208,7 @@ class EcgBeatClassifier(_EcgPredictor):
         config = self.beat_config
         beats = extract_beats(record, config, samples)
         probs = self.record_probabilities(record, beats)
-        classes = probs.argmax(axis=1)
+        classes = self.decide(probs)
         names = np.array(self.class_names)[classes]
         counts = {name: int((names == name).sum()) for name in self.class_names}
         n = len(classes)
@@ -247,6 +247,16 @@ class EcgBeatClassifier(_EcgPredictor):
         if explain_to is not None:
             result["explanation"] = str(self.strip_plot(record, beats, probs, Path(explain_to)))
         return result
+
+    def decide(self, probs: np.ndarray) -> np.ndarray:
+        """Each beat's class (indices): the arg-max, except that an N call becomes S when the
+        plan's ``s_over_n_odds`` times p(S) exceeds p(N)."""
+        classes = np.asarray(probs).argmax(axis=1)
+        odds = self.plan.s_over_n_odds
+        if odds != 1:
+            n, s = self.class_names.index("N"), self.class_names.index("S")
+            classes[(classes == n) & (odds * probs[:, s] > probs[:, n])] = s
+        return classes
 
     def _member_beats(self, member: EcgBeatClassifier, record: EcgRecord, beats):
         """The record's beats as a member model cuts them (same beats, its own features)."""
@@ -304,7 +314,7 @@ class EcgBeatClassifier(_EcgPredictor):
     def strip_plot(self, record: EcgRecord, beats, probs: np.ndarray, path: Path) -> Path:
         """10 s strip, beats coloured by class, with an integrated-gradients saliency trace."""
         config = self.beat_config
-        classes = probs.argmax(axis=1)
+        classes = self.decide(probs)
         times = beats.samples / record.fs
         abnormal = np.flatnonzero(classes != self.class_names.index("N"))
         centre = times[abnormal[0]] if len(abnormal) else times[0] + STRIP_SECONDS / 2

@@ -28,9 +28,12 @@ def evaluate_split(predictor, split: SplitData, n_bootstrap: int = 1000,
         return metrics, list(split.labels), masks
     probs = predictor.predict_split(split)
     labels = np.asarray(split.labels)
+    # A model with its own multi-class decision rule (e.g. ECG beats' S over N odds) is scored
+    # on its decisions; the others on the arg-max (or their binary threshold).
+    decisions = predictor.decide(probs) if hasattr(predictor, "decide") else None
     metrics = classification_metrics(labels, probs, predictor.class_names,
                                       threshold=predictor.threshold, n_bootstrap=n_bootstrap,
-                                      seed=seed)
+                                      seed=seed, decisions=decisions)
     return metrics, labels, probs
 
 

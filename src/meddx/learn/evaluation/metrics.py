@@ -575,6 +575,7 @@ def classification_metrics(
     seed: int | None = 0,
     ci_level: float = 0.95,
     top_k: Sequence[int] = (1, 3),
+    decisions: ArrayLike | None = None,
 ) -> dict[str, Any]:
     """Evaluate class probabilities against labels, with bootstrap confidence intervals.
 
@@ -593,6 +594,9 @@ def classification_metrics(
         seed: Seed of the resampling; the same seed gives the same CIs.
         ci_level: Coverage of the percentile intervals, in (0, 1).
         top_k: Which top-k accuracies to report; only k < K are kept.
+        decisions: Multi-class only: the class decided for each case, when the model's
+            decision rule is not the arg-max (``(N,)`` integers in ``0..K-1``). The
+            threshold-free figures (AUC, log-loss, top-k) still come from ``probs``.
 
     Returns:
         A JSON-safe dict with keys ``task`` ("binary" or "multiclass"), ``n``,
@@ -637,7 +641,11 @@ def classification_metrics(
             raise ConfigError(
                 "threshold applies to binary tasks only; multi-class decisions use the arg-max"
             )
-        pred = p.argmax(axis=1)
+        pred = p.argmax(axis=1) if decisions is None else _as_labels(decisions, k)
+        if pred.shape[0] != n:
+            raise DataError(f"decisions: {pred.shape[0]} values for {n} cases")
+    if binary and decisions is not None:
+        raise ConfigError("decisions apply to multi-class tasks; binary ones use the threshold")
 
     evaluator = _WeightedEvaluator(y, p, pred, ks)
     point, point_per_class = evaluator(np.ones((1, n)))
