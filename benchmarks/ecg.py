@@ -626,8 +626,9 @@ def run_smoothing(args) -> dict:
     (``--oof-probs``, the same file name), and what smoothing costs by record length.
 
     Each variant averages the members (``--tree-weights``: the trees' share), smooths within
-    records (``--neighbours``) and may scale the S probability (``--s-scales``), then is
-    scored per partition by the mean of S-F1 and V-F1, as the choices of
+    records (``--neighbours``) and may scale the S probability (``--s-scales``), then decides
+    each beat (``recipe.beat_decisions``; the default's S-over-N odds, or ``--s-over-n``), then
+    is scored per partition by the mean of S-F1 and V-F1, as the choices of
     ``SMOOTHING_NEIGHBOURS`` were; "higher on" counts partitions where it beats the default.
     Isolated ectopic beats: those of records with at most 20 beats of the class, found.
     """
@@ -643,23 +644,26 @@ def run_smoothing(args) -> dict:
         raise SystemExit(f"no {args.oof_probs.stem}_p*.npz next to {args.oof_probs}: run "
                          "--parts partitions --oof-probs with that name first")
     names = feature_names(recipe.MODEL_FEATURE_SET[recipe.COMBINED])
-    default = (recipe.SMOOTHING_NEIGHBOURS, 0.5, 1.0)
-    variants = {f"{n} neighbours": (n, 0.5, 1.0) for n in args.neighbours}
-    variants.update({f"trees {w:.2f}": (default[0], w, 1.0) for w in args.tree_weights})
-    variants.update({f"S x{m}": (default[0], 0.5, m) for m in args.s_scales})
+    odds = recipe.S_OVER_N_ODDS
+    default = (recipe.SMOOTHING_NEIGHBOURS, 0.5, 1.0, odds)
+    variants = {f"{n} neighbours": (n, 0.5, 1.0, odds) for n in args.neighbours}
+    variants.update({f"trees {w:.2f}": (default[0], w, 1.0, odds) for w in args.tree_weights})
+    variants.update({f"S x{m}": (default[0], 0.5, m, odds) for m in args.s_scales})
+    variants.update({f"S over N x{m}": (default[0], 0.5, 1.0, m) for m in args.s_over_n})
     variants = {"default": default, **{k: v for k, v in variants.items() if v != default}}
     per_partition = {name: [] for name in variants}
     for path in files:
         saved = dict(np.load(path))
         labels, records = saved["labels"], saved["records"]
-        for name, (neighbours, tree_weight, s_scale) in variants.items():
+        for name, (neighbours, tree_weight, s_scale, s_over_n) in variants.items():
             probs = smooth_within_records(
                 (1 - tree_weight) * saved["probs_cnn"] + tree_weight * saved["probs_lightgbm"],
                 saved["features"], records, names, neighbours)
             probs[:, 1] *= s_scale
-            metrics = classification_metrics(labels, probs / probs.sum(axis=1, keepdims=True),
-                                             list(AAMI_CLASSES), n_bootstrap=0)
-            predicted = probs.argmax(axis=1)
+            probs /= probs.sum(axis=1, keepdims=True)
+            predicted = recipe.beat_decisions(probs, list(AAMI_CLASSES), s_over_n)
+            metrics = classification_metrics(labels, probs, list(AAMI_CLASSES), n_bootstrap=0,
+                                             decisions=predicted)
             isolated = {}
             for cls in ("S", "V"):
                 k = AAMI_CLASSES.index(cls)
@@ -690,7 +694,8 @@ def run_smoothing(args) -> dict:
         console.print(f"smoothing {n} beats: {cost[str(n)]} s")
     return {"evaluation": f"offline on {len(files)} partitions' out-of-fold probabilities "
                           f"({args.oof_probs.stem}_p*.npz); the default is "
-                          f"{default[0]} neighbours, equal member weights",
+                          f"{default[0]} neighbours, equal member weights, S over N odds "
+                          f"{odds}",
             "results": rows, "seconds_by_beats": cost}
 
 
@@ -1044,6 +1049,9 @@ def main() -> None:
                         help="part smoothing: the trees' share of the member average")
     parser.add_argument("--s-scales", nargs="+", type=float, default=[1.5, 2, 3],
                         help="part smoothing: S probability multipliers after smoothing")
+    parser.add_argument("--s-over-n", nargs="+", type=float, default=[1.0, 2.0],
+                        help="part smoothing: S-over-N odds of the decision compared (1: the "
+                             "arg-max)")
     parser.add_argument("--tag", default="",
                         help="suffix of the parts' stored keys (variants)")
     parser.add_argument("--threads", type=int, default=1, help="torch / LightGBM threads")

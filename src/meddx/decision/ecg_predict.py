@@ -53,6 +53,7 @@ from meddx.learn.tasks.ecg import (  # noqa: E402
     COMPONENTS,
     SERIES_TASK,
     EcgPlan,
+    beat_decisions,
     component_plan,
     plan_inputs,
     predict_proba,
@@ -249,14 +250,8 @@ class EcgBeatClassifier(_EcgPredictor):
         return result
 
     def decide(self, probs: np.ndarray) -> np.ndarray:
-        """Each beat's class (indices): the arg-max, except that an N call becomes S when the
-        plan's ``s_over_n_odds`` times p(S) exceeds p(N)."""
-        classes = np.asarray(probs).argmax(axis=1)
-        odds = self.plan.s_over_n_odds
-        if odds != 1:
-            n, s = self.class_names.index("N"), self.class_names.index("S")
-            classes[(classes == n) & (odds * probs[:, s] > probs[:, n])] = s
-        return classes
+        """Each beat's class (indices) by the plan's decision rule (``beat_decisions``)."""
+        return beat_decisions(probs, self.class_names, self.plan.s_over_n_odds)
 
     def _member_beats(self, member: EcgBeatClassifier, record: EcgRecord, beats):
         """The record's beats as a member model cuts them (same beats, its own features)."""

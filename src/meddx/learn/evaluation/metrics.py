@@ -631,6 +631,8 @@ def classification_metrics(
     n = y.shape[0]
     binary = k == 2
 
+    if binary and decisions is not None:
+        raise ConfigError("decisions apply to multi-class tasks; binary ones use the threshold")
     if binary:
         threshold = 0.5 if threshold is None else float(threshold)
         if not math.isfinite(threshold):
@@ -639,13 +641,12 @@ def classification_metrics(
     else:
         if threshold is not None:
             raise ConfigError(
-                "threshold applies to binary tasks only; multi-class decisions use the arg-max"
+                "threshold applies to binary tasks only; multi-class decisions are the arg-max "
+                "or the given decisions"
             )
         pred = p.argmax(axis=1) if decisions is None else _as_labels(decisions, k)
         if pred.shape[0] != n:
             raise DataError(f"decisions: {pred.shape[0]} values for {n} cases")
-    if binary and decisions is not None:
-        raise ConfigError("decisions apply to multi-class tasks; binary ones use the threshold")
 
     evaluator = _WeightedEvaluator(y, p, pred, ks)
     point, point_per_class = evaluator(np.ones((1, n)))

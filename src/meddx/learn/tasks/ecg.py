@@ -374,6 +374,18 @@ def make_plan(dataset: BeatDataset | SeriesDataset,
     return plan
 
 
+def beat_decisions(probs: np.ndarray, class_names: list[str],
+                   s_over_n_odds: float = 1.0) -> np.ndarray:
+    """Each beat's class (indices) from its probabilities: the arg-max, except that an N call
+    becomes S when ``s_over_n_odds`` times p(S) exceeds p(N) (see ``EcgPlan.s_over_n_odds``)."""
+    probs = np.asarray(probs)
+    classes = probs.argmax(axis=1)
+    if s_over_n_odds != 1:
+        n, s = class_names.index("N"), class_names.index("S")
+        classes[(classes == n) & (s_over_n_odds * probs[:, s] > probs[:, n])] = s
+    return classes
+
+
 def component_plan(plan: EcgPlan, kind: str) -> EcgPlan:
     """The plan of one member (``cnn`` or ``lightgbm``) of a ``cnn+lightgbm`` beat plan.
 
