@@ -485,7 +485,7 @@ def run_mitdb(args) -> dict:
         train_times.append(train_s)
         predictor = fitted.predictor
         probs = predictor.predict_split(test)
-        decisions = predictor.decide(probs)  # the model's own calls, as evaluate makes them
+        decisions = predictor.decide(probs, test)  # the model's own calls, as evaluate's
         labels_all.append(test.labels)
         probs_all.append(probs)
         decisions_all.append(decisions)
@@ -578,7 +578,7 @@ def run_partitions(args) -> dict:
             fitted, test, _ = _fit_fold(dataset, fold, train_records, test_records, args)
             labels.append(test.labels)
             probs.append(fitted.predictor.predict_split(test))
-            decisions.append(fitted.predictor.decide(probs[-1]))
+            decisions.append(fitted.predictor.decide(probs[-1], test))
             if args.oof_probs:
                 unsmoothed.append(_member_probabilities(fitted.predictor, test))
         if args.oof_probs:
@@ -627,7 +627,8 @@ def run_smoothing(args) -> dict:
 
     Each variant averages the members (``--tree-weights``: the trees' share), smooths within
     records (``--neighbours``) and may scale the S probability (``--s-scales``), then decides
-    each beat (``recipe.beat_decisions``; the default's S-over-N odds, or ``--s-over-n``), then
+    each beat (``recipe.beat_decisions``; the default's S-over-N odds, or ``--s-over-n``, on
+    the beats of regular rhythm: the default's limit, ``--max-irregularity``, or none), then
     is scored per partition by the mean of S-F1 and V-F1, as the choices of
     ``SMOOTHING_NEIGHBOURS`` were; "higher on" counts partitions where it beats the default.
     Isolated ectopic beats: those of records with at most 20 beats of the class, found.
@@ -644,24 +645,31 @@ def run_smoothing(args) -> dict:
         raise SystemExit(f"no {args.oof_probs.stem}_p*.npz next to {args.oof_probs}: run "
                          "--parts partitions --oof-probs with that name first")
     names = feature_names(recipe.MODEL_FEATURE_SET[recipe.COMBINED])
-    odds = recipe.S_OVER_N_ODDS
-    default = (recipe.SMOOTHING_NEIGHBOURS, 0.5, 1.0, odds)
-    variants = {f"{n} neighbours": (n, 0.5, 1.0, odds) for n in args.neighbours}
-    variants.update({f"trees {w:.2f}": (default[0], w, 1.0, odds) for w in args.tree_weights})
-    variants.update({f"S x{m}": (default[0], 0.5, m, odds) for m in args.s_scales})
-    variants.update({f"S over N x{m}": (default[0], 0.5, 1.0, m) for m in args.s_over_n})
+    odds, limit = recipe.S_OVER_N_ODDS, recipe.S_OVER_N_MAX_IRREGULARITY
+    default = (recipe.SMOOTHING_NEIGHBOURS, 0.5, 1.0, odds, limit)
+    variants = {f"{n} neighbours": (n, 0.5, 1.0, odds, limit) for n in args.neighbours}
+    variants.update({f"trees {w:.2f}": (default[0], w, 1.0, odds, limit)
+                     for w in args.tree_weights})
+    variants.update({f"S x{m}": (default[0], 0.5, m, odds, limit) for m in args.s_scales})
+    variants.update({f"S over N x{m}": (default[0], 0.5, 1.0, m, limit) for m in args.s_over_n})
+    variants.update({f"S over N where irregularity < {q}": (default[0], 0.5, 1.0, odds, q)
+                     for q in args.max_irregularity})
+    variants["S over N at any rhythm"] = (default[0], 0.5, 1.0, odds, None)
     variants = {"default": default, **{k: v for k, v in variants.items() if v != default}}
     per_partition = {name: [] for name in variants}
     for path in files:
         saved = dict(np.load(path))
         labels, records = saved["labels"], saved["records"]
-        for name, (neighbours, tree_weight, s_scale, s_over_n) in variants.items():
+        for name, (neighbours, tree_weight, s_scale, s_over_n, max_irregularity) in (
+                variants.items()):
             probs = smooth_within_records(
                 (1 - tree_weight) * saved["probs_cnn"] + tree_weight * saved["probs_lightgbm"],
                 saved["features"], records, names, neighbours)
             probs[:, 1] *= s_scale
             probs /= probs.sum(axis=1, keepdims=True)
-            predicted = recipe.beat_decisions(probs, list(AAMI_CLASSES), s_over_n)
+            regular = recipe.regular_rhythm(saved["features"], recipe.MODEL_FEATURE_SET[
+                recipe.COMBINED], max_irregularity)
+            predicted = recipe.beat_decisions(probs, list(AAMI_CLASSES), s_over_n, regular)
             metrics = classification_metrics(labels, probs, list(AAMI_CLASSES), n_bootstrap=0,
                                              decisions=predicted)
             isolated = {}
@@ -695,7 +703,7 @@ def run_smoothing(args) -> dict:
     return {"evaluation": f"offline on {len(files)} partitions' out-of-fold probabilities "
                           f"({args.oof_probs.stem}_p*.npz); the default is "
                           f"{default[0]} neighbours, equal member weights, S over N odds "
-                          f"{odds}",
+                          f"{odds} where the rhythm irregularity is below {limit}",
             "results": rows, "seconds_by_beats": cost}
 
 
@@ -1052,6 +1060,9 @@ def main() -> None:
     parser.add_argument("--s-over-n", nargs="+", type=float, default=[1.0, 2.0],
                         help="part smoothing: S-over-N odds of the decision compared (1: the "
                              "arg-max)")
+    parser.add_argument("--max-irregularity", nargs="+", type=float, default=[0.15, 0.3],
+                        help="part smoothing: rhythm irregularity limits of the S-over-N odds "
+                             "compared (the default's, and no limit, always)")
     parser.add_argument("--tag", default="",
                         help="suffix of the parts' stored keys (variants)")
     parser.add_argument("--threads", type=int, default=1, help="torch / LightGBM threads")

@@ -183,35 +183,57 @@ def test_model_of_either_alignment_classifies_every_annotated_and_given_beat(dat
 
 
 def test_s_over_n_odds_turns_only_n_calls_into_s(dataset, tmp_path):
+    from types import SimpleNamespace
+
+    from meddx.data.ecg import feature_names
     from meddx.learn.evaluate import evaluate_split
 
-    assert recipe.make_plan(dataset).s_over_n_odds == recipe.S_OVER_N_ODDS  # the default kind
+    default = recipe.make_plan(dataset)  # the default kind
+    assert default.s_over_n_odds == recipe.S_OVER_N_ODDS
+    assert default.s_over_n_max_irregularity == recipe.S_OVER_N_MAX_IRREGULARITY
     assert recipe.make_plan(dataset, {"model": "lightgbm"}).s_over_n_odds == 1.0
-    assert recipe.component_plan(recipe.make_plan(dataset), "lightgbm").s_over_n_odds == 1.0
-    legacy = {k: v for k, v in recipe.make_plan(dataset).to_dict().items()
-              if k != "s_over_n_odds"}
-    assert recipe.EcgPlan.from_dict(legacy).s_over_n_odds == 1.0  # bundles written before
+    member = recipe.component_plan(default, "lightgbm")
+    assert (member.s_over_n_odds, member.s_over_n_max_irregularity) == (1.0, None)
+    legacy = {k: v for k, v in default.to_dict().items()
+              if k not in ("s_over_n_odds", "s_over_n_max_irregularity")}
+    legacy = recipe.EcgPlan.from_dict(legacy)  # bundles written before
+    assert (legacy.s_over_n_odds, legacy.s_over_n_max_irregularity) == (1.0, None)
     for bad in (0, -1.5, "2", True):
         with pytest.raises(ConfigError, match="s_over_n_odds"):
             recipe.make_plan(dataset, {"s_over_n_odds": bad})
+        with pytest.raises(ConfigError, match="s_over_n_max_irregularity must be"):
+            recipe.make_plan(dataset, {"s_over_n_max_irregularity": bad})
+    # Without the irregularity feature the default has no limit; asking for one is an error.
+    full = {"beat": {"feature_set": "full"}}
+    assert recipe.make_plan(dataset, full).s_over_n_max_irregularity is None
+    with pytest.raises(ConfigError, match="feature_set two_lead"):
+        recipe.make_plan(dataset, {**full, "s_over_n_max_irregularity": 0.2})
     predictor = recipe.fit(dataset, tmp_path, QUICK, progress=False, plan={
-        "model": "lightgbm", "s_over_n_odds": 2.0}).predictor
+        "model": "lightgbm", "s_over_n_odds": 2.0, "s_over_n_max_irregularity": 0.2}).predictor
     n, s, v = (predictor.class_names.index(c) for c in "NSV")
-    probs = np.zeros((4, len(predictor.class_names)))
+    probs = np.zeros((5, len(predictor.class_names)))
     probs[0, [n, s]] = 0.6, 0.4   # 2 x 0.4 > 0.6: N call becomes S
     probs[1, [n, s]] = 0.9, 0.1   # stays N
     probs[2, [v, s, n]] = 0.5, 0.3, 0.2  # V calls are left alone
     probs[3, [s, n]] = 0.7, 0.3   # already S
-    assert predictor.decide(probs).tolist() == [s, n, v, s]
+    probs[4, [n, s]] = 0.6, 0.4   # as beat 0, but in an irregular rhythm: stays N
+    features = np.zeros((5, len(feature_names("two_lead"))), np.float32)
+    features[:, feature_names("two_lead").index(recipe.IRREGULARITY_FEATURE)] = [
+        0.05, 0.05, 0.05, 0.05, 0.35]
+    beats = SimpleNamespace(rr=features)
+    assert predictor.decide(probs, beats).tolist() == [s, n, v, s, n]
+    predictor.plan.s_over_n_max_irregularity = None  # the odds at any rhythm
+    assert predictor.decide(probs, beats).tolist() == [s, n, v, s, s]
+    predictor.plan.s_over_n_max_irregularity = 0.2
     # evaluate scores the model's own calls, and predict reports them.
     val = dataset.split("val")
     metrics = evaluate_split(predictor, val, n_bootstrap=0)[0]
-    calls = predictor.decide(predictor.predict_split(val))
+    calls = predictor.decide(predictor.predict_split(val), val)
     k = len(predictor.class_names)
     expected = np.bincount(val.labels * k + calls, minlength=k * k).reshape(k, k)
     assert metrics["confusion_matrix"] == expected.tolist()
     record = dataset.records[0]
     beats = extract_beats(record, predictor.beat_config)
-    record_calls = predictor.decide(predictor.record_probabilities(record, beats))
+    record_calls = predictor.decide(predictor.record_probabilities(record, beats), beats)
     assert predictor.predict_record(record)["beat_table"]["class"] == [
         predictor.class_names[c] for c in record_calls]

@@ -36,6 +36,7 @@ from meddx.data.ecg import (  # noqa: E402
     BeatConfig,
     BeatSplit,
     EcgRecord,
+    ExtractedBeats,
     SeriesFile,
     extract_beats,
     feature_names,
@@ -57,6 +58,7 @@ from meddx.learn.tasks.ecg import (  # noqa: E402
     component_plan,
     plan_inputs,
     predict_proba,
+    regular_rhythm,
     series_inputs,
 )
 from meddx.learn.tasks.ecg_rocket import (  # noqa: E402
@@ -209,7 +211,7 @@ class EcgBeatClassifier(_EcgPredictor):
         config = self.beat_config
         beats = extract_beats(record, config, samples)
         probs = self.record_probabilities(record, beats)
-        classes = self.decide(probs)
+        classes = self.decide(probs, beats)
         names = np.array(self.class_names)[classes]
         counts = {name: int((names == name).sum()) for name in self.class_names}
         n = len(classes)
@@ -249,9 +251,15 @@ class EcgBeatClassifier(_EcgPredictor):
             result["explanation"] = str(self.strip_plot(record, beats, probs, Path(explain_to)))
         return result
 
-    def decide(self, probs: np.ndarray) -> np.ndarray:
-        """Each beat's class (indices) by the plan's decision rule (``beat_decisions``)."""
-        return beat_decisions(probs, self.class_names, self.plan.s_over_n_odds)
+    def decide(self, probs: np.ndarray, beats: BeatSplit | ExtractedBeats) -> np.ndarray:
+        """Each beat's class (indices) by the plan's decision rule (``beat_decisions``);
+        ``beats``: the beats of ``probs`` (a split, or one record's extracted beats cut with
+        this model's options), whose rhythm features the rule may read."""
+        if isinstance(beats, BeatSplit):
+            beats = beats.with_config(self.beat_config)
+        regular = regular_rhythm(beats.rr, self.beat_config.feature_set,
+                                 self.plan.s_over_n_max_irregularity)
+        return beat_decisions(probs, self.class_names, self.plan.s_over_n_odds, regular)
 
     def _member_beats(self, member: EcgBeatClassifier, record: EcgRecord, beats):
         """The record's beats as a member model cuts them (same beats, its own features)."""
@@ -309,7 +317,7 @@ class EcgBeatClassifier(_EcgPredictor):
     def strip_plot(self, record: EcgRecord, beats, probs: np.ndarray, path: Path) -> Path:
         """10 s strip, beats coloured by class, with an integrated-gradients saliency trace."""
         config = self.beat_config
-        classes = self.decide(probs)
+        classes = self.decide(probs, beats)
         times = beats.samples / record.fs
         abnormal = np.flatnonzero(classes != self.class_names.index("N"))
         centre = times[abnormal[0]] if len(abnormal) else times[0] + STRIP_SECONDS / 2

@@ -30,7 +30,7 @@ def evaluate_split(predictor, split: SplitData, n_bootstrap: int = 1000,
     labels = np.asarray(split.labels)
     # A model with its own multi-class decision rule (e.g. ECG beats' S over N odds) is scored
     # on its decisions; the others on the arg-max (or their binary threshold).
-    decisions = predictor.decide(probs) if hasattr(predictor, "decide") else None
+    decisions = predictor.decide(probs, split) if hasattr(predictor, "decide") else None
     metrics = classification_metrics(labels, probs, predictor.class_names,
                                       threshold=predictor.threshold, n_bootstrap=n_bootstrap,
                                       seed=seed, decisions=decisions)
