@@ -255,10 +255,12 @@ class EcgBeatClassifier(_EcgPredictor):
         """Each beat's class (indices) by the plan's decision rule (``beat_decisions``);
         ``beats``: the beats of ``probs`` (a split, or one record's extracted beats cut with
         this model's options), whose rhythm features the rule may read."""
-        if isinstance(beats, BeatSplit):
-            beats = beats.with_config(self.beat_config)
-        regular = regular_rhythm(beats.rr, self.beat_config.feature_set,
-                                 self.plan.s_over_n_max_irregularity)
+        limit = self.plan.s_over_n_max_irregularity
+        regular = None
+        if limit is not None:  # only then are the features read (a split may need a re-cut)
+            if isinstance(beats, BeatSplit):
+                beats = beats.with_config(self.beat_config)
+            regular = regular_rhythm(beats.rr, self.beat_config.feature_set, limit)
         return beat_decisions(probs, self.class_names, self.plan.s_over_n_odds, regular)
 
     def _member_beats(self, member: EcgBeatClassifier, record: EcgRecord, beats):

@@ -374,20 +374,19 @@ def make_plan(dataset: BeatDataset | SeriesDataset,
     if not isinstance(plan.smoothing_neighbours, int) or plan.smoothing_neighbours < 0:
         raise ConfigError(f"smoothing_neighbours must be a whole number >= 0, got "
                           f"{plan.smoothing_neighbours!r}")
-    odds = plan.s_over_n_odds
-    if isinstance(odds, bool) or not isinstance(odds, int | float) or not odds > 0:
-        raise ConfigError(f"s_over_n_odds must be a number > 0, got {odds!r}")
-    if odds != 1 and not (plan.is_beats and {"N", "S"} <= set(plan.class_names)):
-        raise ConfigError("s_over_n_odds needs a beat model with classes N and S")
     limit = plan.s_over_n_max_irregularity
-    if limit is not None:
-        if isinstance(limit, bool) or not isinstance(limit, int | float) or not limit > 0:
-            raise ConfigError(f"s_over_n_max_irregularity must be a number > 0 or null, got "
-                              f"{limit!r}")
-        if not plan.is_beats or IRREGULARITY_FEATURE not in feature_names(
-                plan.beat_config.get("feature_set", "rr")):
-            raise ConfigError(f"s_over_n_max_irregularity needs beat option feature_set "
-                              f"two_lead (its {IRREGULARITY_FEATURE} feature)")
+    for name, value in (("s_over_n_odds", plan.s_over_n_odds),
+                        ("s_over_n_max_irregularity", 1 if limit is None else limit)):
+        if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+            raise ConfigError(f"{name} must be a number > 0"
+                              + (" or null" if name.endswith("irregularity") else "")
+                              + f", got {getattr(plan, name)!r}")
+    if plan.s_over_n_odds != 1 and not (plan.is_beats and {"N", "S"} <= set(plan.class_names)):
+        raise ConfigError("s_over_n_odds needs a beat model with classes N and S")
+    if limit is not None and (not plan.is_beats or IRREGULARITY_FEATURE not in feature_names(
+            plan.beat_config.get("feature_set", "rr"))):
+        raise ConfigError(f"s_over_n_max_irregularity needs beat option feature_set two_lead "
+                          f"(its {IRREGULARITY_FEATURE} feature)")
     if plan.fit_on not in FIT_ON:
         raise ConfigError(f"fit_on must be one of {FIT_ON}, got {plan.fit_on!r}")
     for name in plan.arch_candidates:
