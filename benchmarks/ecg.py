@@ -628,7 +628,8 @@ def run_smoothing(args) -> dict:
     Each variant averages the members (``--tree-weights``: the trees' share), smooths within
     records (``--neighbours``) and may scale the S probability (``--s-scales``), then decides
     each beat (``recipe.beat_decisions``; the default's S-over-N odds, or ``--s-over-n``, on
-    the beats of regular rhythm: the default's limit, ``--max-irregularity``, or none), then
+    the beats of regular rhythm: the default's limit or ``--max-irregularity``; or E21's odds at
+    any rhythm), then
     is scored per partition by the mean of S-F1 and V-F1, as the choices of
     ``SMOOTHING_NEIGHBOURS`` were; "higher on" counts partitions where it beats the default.
     Isolated ectopic beats: those of records with at most 20 beats of the class, found.
@@ -645,7 +646,7 @@ def run_smoothing(args) -> dict:
         raise SystemExit(f"no {args.oof_probs.stem}_p*.npz next to {args.oof_probs}: run "
                          "--parts partitions --oof-probs with that name first")
     names = feature_names(recipe.MODEL_FEATURE_SET[recipe.COMBINED])
-    odds, limit = recipe.S_OVER_N_ODDS, recipe.S_OVER_N_MAX_IRREGULARITY
+    odds, limit = recipe.S_OVER_N_ODDS_REGULAR, recipe.S_OVER_N_MAX_IRREGULARITY
     default = (recipe.SMOOTHING_NEIGHBOURS, 0.5, 1.0, odds, limit)
     variants = {f"{n} neighbours": (n, 0.5, 1.0, odds, limit) for n in args.neighbours}
     variants.update({f"trees {w:.2f}": (default[0], w, 1.0, odds, limit)
@@ -654,7 +655,8 @@ def run_smoothing(args) -> dict:
     variants.update({f"S over N x{m}": (default[0], 0.5, 1.0, m, limit) for m in args.s_over_n})
     variants.update({f"S over N where irregularity < {q}": (default[0], 0.5, 1.0, odds, q)
                      for q in args.max_irregularity})
-    variants["S over N at any rhythm"] = (default[0], 0.5, 1.0, odds, None)
+    # E21's decision, the default before E23 (its odds at any rhythm).
+    variants["S over N at any rhythm"] = (default[0], 0.5, 1.0, recipe.S_OVER_N_ODDS, None)
     variants = {"default": default, **{k: v for k, v in variants.items() if v != default}}
     per_partition = {name: [] for name in variants}
     for path in files:

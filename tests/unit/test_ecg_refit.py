@@ -189,7 +189,7 @@ def test_s_over_n_odds_turns_only_n_calls_into_s(dataset, tmp_path):
     from meddx.learn.evaluate import evaluate_split
 
     default = recipe.make_plan(dataset)  # the default kind
-    assert default.s_over_n_odds == recipe.S_OVER_N_ODDS
+    assert default.s_over_n_odds == recipe.S_OVER_N_ODDS_REGULAR
     assert default.s_over_n_max_irregularity == recipe.S_OVER_N_MAX_IRREGULARITY
     assert recipe.make_plan(dataset, {"model": "lightgbm"}).s_over_n_odds == 1.0
     member = recipe.component_plan(default, "lightgbm")
@@ -205,7 +205,9 @@ def test_s_over_n_odds_turns_only_n_calls_into_s(dataset, tmp_path):
             recipe.make_plan(dataset, {"s_over_n_max_irregularity": bad})
     # Without the irregularity feature the default has no limit; asking for one is an error.
     full = {"beat": {"feature_set": "full"}}
-    assert recipe.make_plan(dataset, full).s_over_n_max_irregularity is None
+    without_limit = recipe.make_plan(dataset, full)  # the odds at any rhythm: E21's
+    assert (without_limit.s_over_n_odds, without_limit.s_over_n_max_irregularity) == (
+        recipe.S_OVER_N_ODDS, None)
     with pytest.raises(ConfigError, match="feature_set two_lead"):
         recipe.make_plan(dataset, {**full, "s_over_n_max_irregularity": 0.2})
     predictor = recipe.fit(dataset, tmp_path, QUICK, progress=False, plan={
