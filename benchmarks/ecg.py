@@ -629,8 +629,7 @@ def run_smoothing(args) -> dict:
     records (``--neighbours``) and may scale the S probability (``--s-scales``), then decides
     each beat (``recipe.beat_decisions``; the default's S-over-N odds, or ``--s-over-n``, on
     the beats of regular rhythm: the default's limit or ``--max-irregularity``; or E21's odds at
-    any rhythm), then
-    is scored per partition by the mean of S-F1 and V-F1, as the choices of
+    any rhythm), then is scored per partition by the mean of S-F1 and V-F1, as the choices of
     ``SMOOTHING_NEIGHBOURS`` were; "higher on" counts partitions where it beats the default.
     Isolated ectopic beats: those of records with at most 20 beats of the class, found.
     """
@@ -646,7 +645,7 @@ def run_smoothing(args) -> dict:
         raise SystemExit(f"no {args.oof_probs.stem}_p*.npz next to {args.oof_probs}: run "
                          "--parts partitions --oof-probs with that name first")
     names = feature_names(recipe.MODEL_FEATURE_SET[recipe.COMBINED])
-    odds, limit = recipe.S_OVER_N_ODDS_REGULAR, recipe.S_OVER_N_MAX_IRREGULARITY
+    odds, limit = recipe.default_s_over_n(recipe.MODEL_FEATURE_SET[recipe.COMBINED])
     default = (recipe.SMOOTHING_NEIGHBOURS, 0.5, 1.0, odds, limit)
     variants = {f"{n} neighbours": (n, 0.5, 1.0, odds, limit) for n in args.neighbours}
     variants.update({f"trees {w:.2f}": (default[0], w, 1.0, odds, limit)

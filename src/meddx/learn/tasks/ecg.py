@@ -337,10 +337,8 @@ def make_plan(dataset: BeatDataset | SeriesDataset,
         if model != "cnn":
             plan.smoothing_neighbours = SMOOTHING_NEIGHBOURS
         if model == COMBINED:
-            plan.s_over_n_odds = S_OVER_N_ODDS
-            if IRREGULARITY_FEATURE in feature_names(config.feature_set):
-                plan.s_over_n_odds = S_OVER_N_ODDS_REGULAR
-                plan.s_over_n_max_irregularity = S_OVER_N_MAX_IRREGULARITY
+            plan.s_over_n_odds, plan.s_over_n_max_irregularity = default_s_over_n(
+                config.feature_set)
     else:
         spec = dict(in_channels=1, length=dataset.length, n_extra=0)
         plan = EcgPlan(task=SERIES_TASK, class_names=list(dataset.class_names), network={},
@@ -367,7 +365,7 @@ def make_plan(dataset: BeatDataset | SeriesDataset,
         raise ConfigError(f"imbalance must be one of {IMBALANCE_MODES}, got {plan.imbalance!r}")
     for name in ("imbalance_power", "tree_imbalance_power"):
         power = getattr(plan, name)
-        if isinstance(power, bool) or not isinstance(power, int | float) or not 0 <= power <= 1:
+        if not (_is_number(power) and 0 <= power <= 1):
             raise ConfigError(f"{name} must be a number from 0 (natural) to 1 (balanced), "
                               f"got {power!r}")
     if plan.selection not in SELECTION_METRICS:
@@ -386,13 +384,12 @@ def make_plan(dataset: BeatDataset | SeriesDataset,
     if not isinstance(plan.smoothing_neighbours, int) or plan.smoothing_neighbours < 0:
         raise ConfigError(f"smoothing_neighbours must be a whole number >= 0, got "
                           f"{plan.smoothing_neighbours!r}")
+    if not (_is_number(plan.s_over_n_odds) and plan.s_over_n_odds > 0):
+        raise ConfigError(f"s_over_n_odds must be a number > 0, got {plan.s_over_n_odds!r}")
     limit = plan.s_over_n_max_irregularity
-    for name, value in (("s_over_n_odds", plan.s_over_n_odds),
-                        ("s_over_n_max_irregularity", 1 if limit is None else limit)):
-        if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-            raise ConfigError(f"{name} must be a number > 0"
-                              + (" or null" if name.endswith("irregularity") else "")
-                              + f", got {getattr(plan, name)!r}")
+    if limit is not None and not (_is_number(limit) and limit > 0):
+        raise ConfigError(f"s_over_n_max_irregularity must be a number > 0 or null, got "
+                          f"{limit!r}")
     if plan.s_over_n_odds != 1 and not (plan.is_beats and {"N", "S"} <= set(plan.class_names)):
         raise ConfigError("s_over_n_odds needs a beat model with classes N and S")
     if limit is not None and (not plan.is_beats or IRREGULARITY_FEATURE not in feature_names(
@@ -409,6 +406,20 @@ def make_plan(dataset: BeatDataset | SeriesDataset,
 
         rocket_options(plan)  # unknown or bad MiniRocket options fail before any fit
     return plan
+
+
+def _is_number(value: Any) -> bool:
+    """A plan value that is an int or a float (a bool is not, though Python counts it an int)."""
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def default_s_over_n(feature_set: str) -> tuple[float, float | None]:
+    """The ``cnn+lightgbm`` default's S-over-N odds and rhythm limit for a beat feature set:
+    :data:`S_OVER_N_ODDS_REGULAR` below :data:`S_OVER_N_MAX_IRREGULARITY` where the features
+    hold :data:`IRREGULARITY_FEATURE`, :data:`S_OVER_N_ODDS` at any rhythm where they do not."""
+    if IRREGULARITY_FEATURE in feature_names(feature_set):
+        return S_OVER_N_ODDS_REGULAR, S_OVER_N_MAX_IRREGULARITY
+    return S_OVER_N_ODDS, None
 
 
 def beat_decisions(probs: np.ndarray, class_names: list[str], s_over_n_odds: float = 1.0,
