@@ -629,7 +629,8 @@ def run_smoothing(args) -> dict:
     records (``--neighbours``) and may scale the S probability (``--s-scales``), then decides
     each beat (``recipe.beat_decisions``; the default's S-over-N odds, or ``--s-over-n``, on
     the beats of regular rhythm: the default's limit or ``--max-irregularity``; or E21's odds at
-    any rhythm), then is scored per partition by the mean of S-F1 and V-F1, as the choices of
+    any rhythm; ``--v-margins``: a V call first needs that margin, see :func:`_without_weak_v`),
+    then is scored per partition by the mean of S-F1 and V-F1, as the choices of
     ``SMOOTHING_NEIGHBOURS`` were; "higher on" counts partitions where it beats the default.
     Isolated ectopic beats: those of records with at most 20 beats of the class, found.
     """
@@ -646,22 +647,25 @@ def run_smoothing(args) -> dict:
                          "--parts partitions --oof-probs with that name first")
     names = feature_names(recipe.MODEL_FEATURE_SET[recipe.COMBINED])
     odds, limit = recipe.default_s_over_n(recipe.MODEL_FEATURE_SET[recipe.COMBINED])
-    default = (recipe.SMOOTHING_NEIGHBOURS, 0.5, 1.0, odds, limit)
-    variants = {f"{n} neighbours": (n, 0.5, 1.0, odds, limit) for n in args.neighbours}
-    variants.update({f"trees {w:.2f}": (default[0], w, 1.0, odds, limit)
+    default = (recipe.SMOOTHING_NEIGHBOURS, 0.5, 1.0, odds, limit, 1.0)
+    variants = {f"{n} neighbours": (n, 0.5, 1.0, odds, limit, 1.0) for n in args.neighbours}
+    variants.update({f"trees {w:.2f}": (default[0], w, 1.0, odds, limit, 1.0)
                      for w in args.tree_weights})
-    variants.update({f"S x{m}": (default[0], 0.5, m, odds, limit) for m in args.s_scales})
-    variants.update({f"S over N x{m}": (default[0], 0.5, 1.0, m, limit) for m in args.s_over_n})
-    variants.update({f"S over N where irregularity < {q}": (default[0], 0.5, 1.0, odds, q)
+    variants.update({f"S x{m}": (default[0], 0.5, m, odds, limit, 1.0) for m in args.s_scales})
+    variants.update({f"S over N x{m}": (default[0], 0.5, 1.0, m, limit, 1.0)
+                     for m in args.s_over_n})
+    variants.update({f"S over N where irregularity < {q}": (default[0], 0.5, 1.0, odds, q, 1.0)
                      for q in args.max_irregularity})
+    variants.update({f"V margin x{t}": (default[0], 0.5, 1.0, odds, limit, t)
+                     for t in args.v_margins})
     # E21's decision, the default before E23 (its odds at any rhythm).
-    variants["S over N at any rhythm"] = (default[0], 0.5, 1.0, recipe.S_OVER_N_ODDS, None)
+    variants["S over N at any rhythm"] = (default[0], 0.5, 1.0, recipe.S_OVER_N_ODDS, None, 1.0)
     variants = {"default": default, **{k: v for k, v in variants.items() if v != default}}
     per_partition = {name: [] for name in variants}
     for path in files:
         saved = dict(np.load(path))
         labels, records = saved["labels"], saved["records"]
-        for name, (neighbours, tree_weight, s_scale, s_over_n, max_irregularity) in (
+        for name, (neighbours, tree_weight, s_scale, s_over_n, max_irregularity, v_margin) in (
                 variants.items()):
             probs = smooth_within_records(
                 (1 - tree_weight) * saved["probs_cnn"] + tree_weight * saved["probs_lightgbm"],
@@ -670,7 +674,8 @@ def run_smoothing(args) -> dict:
             probs /= probs.sum(axis=1, keepdims=True)
             regular = recipe.regular_rhythm(saved["features"], recipe.MODEL_FEATURE_SET[
                 recipe.COMBINED], max_irregularity)
-            predicted = recipe.beat_decisions(probs, list(AAMI_CLASSES), s_over_n, regular)
+            predicted = recipe.beat_decisions(_without_weak_v(probs, v_margin),
+                                              list(AAMI_CLASSES), s_over_n, regular)
             metrics = classification_metrics(labels, probs, list(AAMI_CLASSES), n_bootstrap=0,
                                              decisions=predicted)
             isolated = {}
@@ -706,6 +711,21 @@ def run_smoothing(args) -> dict:
                           f"{default[0]} neighbours, equal member weights, S over N odds "
                           f"{odds} where the rhythm irregularity is below {limit}",
             "results": rows, "seconds_by_beats": cost}
+
+
+def _without_weak_v(probs: np.ndarray, margin: float) -> np.ndarray:
+    """The probabilities a V margin decides on (E25, not adopted): an arg-max V call whose p(V)
+    is below ``margin`` times the beat's second-highest probability loses its V, so it takes that
+    second class (and an N call may then become S by the S-over-N odds)."""
+    if margin == 1:
+        return probs
+    from meddx.data.ecg import AAMI_CLASSES
+
+    v = AAMI_CLASSES.index("V")
+    weak = (probs.argmax(axis=1) == v) & (probs[:, v] < margin * np.sort(probs, axis=1)[:, -2])
+    decided = probs.copy()
+    decided[weak, v] = 0.0
+    return decided
 
 
 def _pooled_row(metrics: dict) -> dict:
@@ -1064,6 +1084,9 @@ def main() -> None:
     parser.add_argument("--max-irregularity", nargs="+", type=float, default=[0.15, 0.3],
                         help="part smoothing: rhythm irregularity limits of the S-over-N odds "
                              "compared (the default's, and no limit, always)")
+    parser.add_argument("--v-margins", nargs="+", type=float, default=[],
+                        help="part smoothing: margins a V call needs over the beat's second "
+                             "class (E25, not adopted; 1: the arg-max)")
     parser.add_argument("--tag", default="",
                         help="suffix of the parts' stored keys (variants)")
     parser.add_argument("--threads", type=int, default=1, help="torch / LightGBM threads")
