@@ -53,6 +53,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 from rich.console import Console
@@ -621,6 +622,17 @@ def _save_partition_probabilities(path: Path, partition: int, labels: list, fold
     np.savez_compressed(target, labels=np.concatenate(labels), **arrays)
 
 
+class _PostProcessing(NamedTuple):
+    """One post-processing variant of part smoothing (the default's values, or one changed)."""
+
+    neighbours: int
+    tree_weight: float
+    s_scale: float
+    s_over_n: float
+    max_irregularity: float | None
+    v_margin: float = 1.0
+
+
 def run_smoothing(args) -> dict:
     """Post-processing variants scored on part partitions' saved out-of-fold probabilities
     (``--oof-probs``, the same file name), and what smoothing costs by record length.
@@ -647,35 +659,34 @@ def run_smoothing(args) -> dict:
                          "--parts partitions --oof-probs with that name first")
     names = feature_names(recipe.MODEL_FEATURE_SET[recipe.COMBINED])
     odds, limit = recipe.default_s_over_n(recipe.MODEL_FEATURE_SET[recipe.COMBINED])
-    default = (recipe.SMOOTHING_NEIGHBOURS, 0.5, 1.0, odds, limit, 1.0)
-    variants = {f"{n} neighbours": (n, 0.5, 1.0, odds, limit, 1.0) for n in args.neighbours}
-    variants.update({f"trees {w:.2f}": (default[0], w, 1.0, odds, limit, 1.0)
+    default = _PostProcessing(recipe.SMOOTHING_NEIGHBOURS, 0.5, 1.0, odds, limit)
+    variants = {f"{n} neighbours": default._replace(neighbours=n) for n in args.neighbours}
+    variants.update({f"trees {w:.2f}": default._replace(tree_weight=w)
                      for w in args.tree_weights})
-    variants.update({f"S x{m}": (default[0], 0.5, m, odds, limit, 1.0) for m in args.s_scales})
-    variants.update({f"S over N x{m}": (default[0], 0.5, 1.0, m, limit, 1.0)
-                     for m in args.s_over_n})
-    variants.update({f"S over N where irregularity < {q}": (default[0], 0.5, 1.0, odds, q, 1.0)
+    variants.update({f"S x{m}": default._replace(s_scale=m) for m in args.s_scales})
+    variants.update({f"S over N x{m}": default._replace(s_over_n=m) for m in args.s_over_n})
+    variants.update({f"S over N where irregularity < {q}": default._replace(max_irregularity=q)
                      for q in args.max_irregularity})
-    variants.update({f"V margin x{t}": (default[0], 0.5, 1.0, odds, limit, t)
-                     for t in args.v_margins})
+    variants.update({f"V margin x{t}": default._replace(v_margin=t) for t in args.v_margins})
     # E21's decision, the default before E23 (its odds at any rhythm).
-    variants["S over N at any rhythm"] = (default[0], 0.5, 1.0, recipe.S_OVER_N_ODDS, None, 1.0)
+    variants["S over N at any rhythm"] = default._replace(s_over_n=recipe.S_OVER_N_ODDS,
+                                                          max_irregularity=None)
     variants = {"default": default, **{k: v for k, v in variants.items() if v != default}}
     per_partition = {name: [] for name in variants}
     for path in files:
         saved = dict(np.load(path))
         labels, records = saved["labels"], saved["records"]
-        for name, (neighbours, tree_weight, s_scale, s_over_n, max_irregularity, v_margin) in (
-                variants.items()):
+        for name, variant in variants.items():
             probs = smooth_within_records(
-                (1 - tree_weight) * saved["probs_cnn"] + tree_weight * saved["probs_lightgbm"],
-                saved["features"], records, names, neighbours)
-            probs[:, 1] *= s_scale
+                (1 - variant.tree_weight) * saved["probs_cnn"]
+                + variant.tree_weight * saved["probs_lightgbm"],
+                saved["features"], records, names, variant.neighbours)
+            probs[:, 1] *= variant.s_scale
             probs /= probs.sum(axis=1, keepdims=True)
             regular = recipe.regular_rhythm(saved["features"], recipe.MODEL_FEATURE_SET[
-                recipe.COMBINED], max_irregularity)
-            predicted = recipe.beat_decisions(_without_weak_v(probs, v_margin),
-                                              list(AAMI_CLASSES), s_over_n, regular)
+                recipe.COMBINED], variant.max_irregularity)
+            predicted = recipe.beat_decisions(_without_weak_v(probs, variant.v_margin),
+                                              list(AAMI_CLASSES), variant.s_over_n, regular)
             metrics = classification_metrics(labels, probs, list(AAMI_CLASSES), n_bootstrap=0,
                                              decisions=predicted)
             isolated = {}
@@ -708,7 +719,7 @@ def run_smoothing(args) -> dict:
         console.print(f"smoothing {n} beats: {cost[str(n)]} s")
     return {"evaluation": f"offline on {len(files)} partitions' out-of-fold probabilities "
                           f"({args.oof_probs.stem}_p*.npz); the default is "
-                          f"{default[0]} neighbours, equal member weights, S over N odds "
+                          f"{default.neighbours} neighbours, equal member weights, S over N odds "
                           f"{odds} where the rhythm irregularity is below {limit}",
             "results": rows, "seconds_by_beats": cost}
 
