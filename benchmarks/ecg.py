@@ -52,6 +52,7 @@ import os
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 from typing import NamedTuple
 
@@ -676,17 +677,22 @@ def run_smoothing(args) -> dict:
     for path in files:
         saved = dict(np.load(path))
         labels, records = saved["labels"], saved["records"]
+        smoothed = {}  # most variants share the default's averaging and smoothing, the slow step
         for name, variant in variants.items():
-            probs = smooth_within_records(
-                (1 - variant.tree_weight) * saved["probs_cnn"]
-                + variant.tree_weight * saved["probs_lightgbm"],
-                saved["features"], records, names, variant.neighbours)
+            key = (variant.tree_weight, variant.neighbours)
+            if key not in smoothed:
+                smoothed[key] = smooth_within_records(
+                    (1 - variant.tree_weight) * saved["probs_cnn"]
+                    + variant.tree_weight * saved["probs_lightgbm"],
+                    saved["features"], records, names, variant.neighbours)
+            probs = smoothed[key].copy()
             probs[:, 1] *= variant.s_scale
             probs /= probs.sum(axis=1, keepdims=True)
             regular = recipe.regular_rhythm(saved["features"], recipe.MODEL_FEATURE_SET[
                 recipe.COMBINED], variant.max_irregularity)
-            predicted = recipe.beat_decisions(_without_weak_v(probs, variant.v_margin),
-                                              list(AAMI_CLASSES), variant.s_over_n, regular)
+            decided, weak_v = _without_weak_v(probs, variant.v_margin)
+            predicted = recipe.beat_decisions(decided, list(AAMI_CLASSES), variant.s_over_n,
+                                              regular)
             metrics = classification_metrics(labels, probs, list(AAMI_CLASSES), n_bootstrap=0,
                                              decisions=predicted)
             isolated = {}
@@ -697,13 +703,17 @@ def run_smoothing(args) -> dict:
                                                      return_counts=True)
                 rows = rows[per_record[record_of] <= 20]
                 isolated[f"isolated_{cls}_found"] = [int((predicted[rows] == k).sum()), len(rows)]
+            if variant.v_margin != 1:
+                isolated["moved_V_calls"] = {
+                    "by_class": _counts(np.asarray(AAMI_CLASSES)[labels[weak_v]]),
+                    "by_record": _counts(records[weak_v])}
             per_partition[name].append({**_with_s_v_score(_pooled_row(metrics)), **isolated})
         console.print(f"smoothing: {path.name} scored")
     base = [row["mean_S_V_f1"] for row in per_partition["default"]]
     rows = {}
     for name, parts in per_partition.items():
         mean = {key: float(np.mean([row[key] for row in parts])) for key in parts[0]
-                if not key.startswith("isolated_")}
+                if not isinstance(parts[0][key], list | dict)}
         rows[name] = {**mean, "higher_on": sum(row["mean_S_V_f1"] > b
                                                for row, b in zip(parts, base, strict=True)),
                       "partitions": parts}
@@ -724,19 +734,25 @@ def run_smoothing(args) -> dict:
             "results": rows, "seconds_by_beats": cost}
 
 
-def _without_weak_v(probs: np.ndarray, margin: float) -> np.ndarray:
-    """The probabilities a V margin decides on (E25, not adopted): an arg-max V call whose p(V)
-    is below ``margin`` times the beat's second-highest probability loses its V, so it takes that
-    second class (and an N call may then become S by the S-over-N odds)."""
-    if margin == 1:
-        return probs
+def _without_weak_v(probs: np.ndarray, margin: float) -> tuple[np.ndarray, np.ndarray]:
+    """The probabilities a V margin decides on (E25, not adopted), and which beats it moved: an
+    arg-max V call whose p(V) is below ``margin`` times the beat's second-highest probability
+    loses its V, so it takes that second class (and an N call may then become S by the S-over-N
+    odds)."""
     from meddx.data.ecg import AAMI_CLASSES
 
     v = AAMI_CLASSES.index("V")
     weak = (probs.argmax(axis=1) == v) & (probs[:, v] < margin * np.sort(probs, axis=1)[:, -2])
+    if not weak.any():
+        return probs, weak
     decided = probs.copy()
     decided[weak, v] = 0.0
-    return decided
+    return decided, weak
+
+
+def _counts(values: np.ndarray) -> dict[str, int]:
+    """How often each value occurs, most frequent first."""
+    return dict(Counter(map(str, values)).most_common())
 
 
 def _pooled_row(metrics: dict) -> dict:
