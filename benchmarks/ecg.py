@@ -31,6 +31,8 @@
 - **partitions**: the beat model's DS1 CV over several partitions of the 22 patients into
   folds (the stratified folds of part mitdb, then random ones): how much the CV figures owe to
   one partition.
+- **s_majority**: S beats found when they are the majority of a record: S-rich DS1 records
+  cut down to their S beats, each classified by the fold model that holds it out (E26).
 - **archs**: the network default picked on validation: ResNet, InceptionTime, GRU and
   Transformer trained on the same patient-wise DS1 split, compared on its validation records.
 
@@ -38,7 +40,7 @@ Training time is wall-clock on this machine's CPU (``--threads`` torch/LightGBM 
 inference time is per whole 30-minute record (reading, filtering, beat cutting, model).
 
     python benchmarks/ecg.py [--parts ecg200 ecg200_selection ecg5000 mitdb models archs
-        tree_stopping rpeaks partitions]
+        tree_stopping rpeaks partitions smoothing s_majority]
         [--folds 5] [--partitions 6] [--first-partition 0] [--epochs 6] [--threads 2]
 
 Model choices (architecture, epochs, imbalance handling) use validation data only.
@@ -606,6 +608,89 @@ def run_partitions(args) -> dict:
                                    for stat, row in summary.items()}}}
 
 
+S_RICH_RECORDS = ("118", "207", "209", "220", "223")
+"""DS1 records with at least 70 S beats, 201 aside (most of its S beats are aberrated, in atrial
+fibrillation)."""
+
+
+def s_majority_record(record, widen: int):
+    """A record cut down to its S beats: for each run of consecutive S beats, the beat before
+    the run and the run, with ``widen`` more beats on each side (the control: the same joins,
+    S beats still few), joined at the midpoints of the RR intervals around each piece, each
+    piece shifted to start where the last one ended."""
+    from meddx.data.ecg import AAMI_CLASSES, EcgRecord
+
+    is_s = record.aami_labels() == AAMI_CLASSES.index("S")
+    starts = np.flatnonzero(is_s & ~np.r_[False, is_s[:-1]])
+    ends = np.flatnonzero(is_s & ~np.r_[is_s[1:], False])
+    keep = np.zeros(len(is_s), bool)
+    for start, end in zip(starts, ends, strict=True):
+        keep[max(start - 1 - widen, 0):end + 1 + widen] = True
+    keep[[0, -1]] = False  # a piece is cut between a kept beat and its neighbour
+    kept = np.flatnonzero(keep)
+    marks = record.beat_samples
+    pieces, samples, offset = [], [], 0
+    for run in np.split(kept, np.flatnonzero(np.diff(kept) > 1) + 1):
+        start = (marks[run[0] - 1] + marks[run[0]]) // 2
+        end = (marks[run[-1]] + marks[run[-1] + 1]) // 2
+        piece = record.signal[start:end].astype(np.float64)
+        if pieces:
+            piece += pieces[-1][-1] - piece[0]
+        pieces.append(piece)
+        samples.append(offset + marks[run] - start)
+        offset += end - start
+    return EcgRecord(record.name, record.source, np.concatenate(pieces).astype(np.float32),
+                     record.fs, record.leads, np.concatenate(samples),
+                     [record.beat_symbols[i] for i in kept])
+
+
+def run_s_majority(args) -> dict:
+    """S beats found when they are the majority of a record (E26).
+
+    About three quarters of DS2's S beats are in one record, 232, where APCs outnumber the
+    other beats; DS1 has no such record. Each of :data:`S_RICH_RECORDS` is classified by the
+    model of the mitdb part's fold that holds it out, as it is, as a control (its S beats with
+    10 beats around each run: the joins without the majority) and cut down to its S beats
+    (:func:`s_majority_record`).
+    """
+    from meddx.data.ecg import beats_of
+
+    dataset = _beat_dataset(args)
+    s = dataset.class_names.index("S")
+    n = dataset.class_names.index("N")
+    cuts = {"original": None, "control": 10, "S majority": 0}
+    rows: dict[str, dict] = {}
+    for fold, (train_records, test_records) in enumerate(dataset.folds(args.folds, seed=0)):
+        names = [name for name in S_RICH_RECORDS if name in test_records]
+        if not names:
+            continue
+        fitted, _, _ = _fit_fold(dataset, fold, train_records, test_records, args)
+        predictor = fitted.predictor
+        for record in (r for r in dataset.records if r.name in names):
+            for cut, widen in cuts.items():
+                derived = record if widen is None else s_majority_record(record, widen)
+                split = beats_of([derived], predictor.beat_config)
+                calls = predictor.decide(predictor.predict_split(split), split)
+                labels = split.labels
+                found = int(((labels == s) & (calls == s)).sum())
+                rows.setdefault(record.name, {})[cut] = {
+                    "beats": len(labels), "S_beats": int((labels == s).sum()),
+                    "S_share": round(float((labels == s).mean()), 3), "S_found": found,
+                    "S_se": found / max(int((labels == s).sum()), 1),
+                    "S_ppv": found / max(int((calls == s).sum()), 1),
+                    "N_called_S": int(((labels == n) & (calls == s)).sum())}
+            console.print(f"s_majority {record.name}: " + ", ".join(
+                f"{cut} S {row['S_se']:.3f} / {row['S_ppv']:.3f} (share {row['S_share']})"
+                for cut, row in rows[record.name].items()))
+    mean = {cut: {key: float(np.mean([rows[r][cut][key] for r in rows]))
+                  for key in ("S_share", "S_se", "S_ppv")} for cut in cuts}
+    return {"evaluation": "S-rich DS1 records, each classified by the mitdb part's fold model "
+                          "that holds it out: as it is, as a control and cut down to its S "
+                          "beats (S the majority)",
+            "plan": _beat_plan(args), "epochs": args.epochs,
+            "results": {**rows, "mean over records": mean}}
+
+
 def _member_probabilities(predictor, test) -> dict:
     """A combined beat model's members' unsmoothed probabilities of a split, with the beats'
     features and records: enough to re-run smoothing and averaging offline."""
@@ -1088,7 +1173,7 @@ def main() -> None:
     parser.add_argument("--parts", nargs="+", default=["ecg200", "ecg5000", "mitdb"],
                         choices=["ecg200", "ecg200_selection", "ecg5000", "mitdb", "archs",
                                  "models", "tree_stopping", "rpeaks", "partitions",
-                                 "smoothing"])
+                                 "smoothing", "s_majority"])
     parser.add_argument("--models", nargs="+", default=["lightgbm", "cnn", "cnn+lightgbm"],
                         help="beat model kinds compared on validation (part 'models')")
     parser.add_argument("--beat-model", default="cnn+lightgbm",
@@ -1151,7 +1236,8 @@ def main() -> None:
     runners = {"ecg200": run_ecg200, "ecg200_selection": run_ecg200_selection,
                "ecg5000": run_ecg5000, "mitdb": run_mitdb,
                "archs": run_archs, "models": run_models, "tree_stopping": run_tree_stopping,
-               "rpeaks": run_rpeaks, "partitions": run_partitions, "smoothing": run_smoothing}
+               "rpeaks": run_rpeaks, "partitions": run_partitions, "smoothing": run_smoothing,
+               "s_majority": run_s_majority}
     for part in args.parts:
         console.print(f"[bold]{part}[/]")
         start = time.perf_counter()

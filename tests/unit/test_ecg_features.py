@@ -13,6 +13,7 @@ from meddx.data.ecg import (
     SECOND_LEAD_PREFIX,
     BeatConfig,
     EcgRecord,
+    anchor_beats,
     extended_rr_features,
     extract_beats,
     feature_names,
@@ -66,6 +67,51 @@ def test_morphology_features_compare_each_beat_with_the_median_beat():
     assert features[7, column["corr_qrs"]] < 0
     assert features[7, column["rms_qrs"]] > 5 * features[others, column["rms_qrs"]].max()
     assert features[7, column["qrs_width"]] > features[others, column["qrs_width"]].max()
+
+
+def _atrial_bigeminy(pairs: int) -> np.ndarray:
+    """Beat times of normal beats (even) each followed by a premature beat (odd): half the
+    beats premature, so the median RR is neither rhythm's own."""
+    return np.cumsum(np.tile([1.2, 0.6], pairs))
+
+
+def test_anchor_beats_leave_out_premature_beats_whether_few_or_many():
+    times = np.arange(400) * 0.8 + np.random.default_rng(0).normal(0, 0.01, 400)
+    times[[100, 250]] -= 0.3
+    anchors = anchor_beats(times)
+    assert not anchors[[100, 250]].any()
+    assert anchors.mean() > 0.3  # sinus rhythm: many beats, not only the longest RR
+    bigeminy = anchor_beats(_atrial_bigeminy(200))
+    # (the first beat has no RR interval before it: it takes the first one, short here)
+    np.testing.assert_array_equal(bigeminy[1:], np.arange(1, 400) % 2 == 0)
+    # Too few beats after the longest intervals: every beat.
+    assert anchor_beats(np.arange(5) * 0.8).all()
+
+
+def test_anchor_beats_keep_features_relative_to_the_normal_beats():
+    times = _atrial_bigeminy(100)
+    premature = np.arange(200) % 2 == 1
+    rng = np.random.default_rng(1)
+    t = np.arange(84) / 120.0
+    qrs = np.exp(-0.5 * ((t - 0.25) / 0.012) ** 2)
+    p_normal = 0.15 * np.exp(-0.5 * ((t - 0.1) / 0.02) ** 2)
+    windows = np.where(premature[:, None], qrs - p_normal, qrs + p_normal)
+    windows = windows + 0.01 * rng.normal(size=windows.shape)
+    column = {name: i for i, name in enumerate(MORPHOLOGY_FEATURES)}
+    anchors = anchor_beats(times)
+    shaped = morphology_features(windows, pre=30, fs=120.0, anchors=anchors)
+    # Against the normal beats' median: the premature beats' P waves stand out, the normal don't.
+    assert shaped[~premature, column["corr_p"]].min() > 0.9
+    assert shaped[premature, column["corr_p"]].max() < 0
+    rr = extended_rr_features(times, anchors=anchors)
+    assert rr[premature, EXTENDED_RR_FEATURES.index("pre_rr")] == pytest.approx(0.5, abs=1e-4)
+    assert rr[~premature, EXTENDED_RR_FEATURES.index("pre_rr")][1:] == pytest.approx(1.0)
+
+
+def test_anchor_beats_option_is_checked_and_absent_from_older_bundles():
+    assert BeatConfig.from_dict({"feature_set": "full"}).anchor_beats == "all"
+    with pytest.raises(ConfigError, match="anchor_beats"):
+        BeatConfig.from_dict({"anchor_beats": "sinus"})
 
 
 def test_full_feature_set_of_a_record(tmp_path):

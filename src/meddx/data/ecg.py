@@ -56,12 +56,14 @@ log = logging.getLogger(__name__)
 __all__ = [
     "AAMI_CLASSES",
     "AAMI_MAP",
+    "ANCHOR_BEATS",
     "BeatConfig",
     "BeatDataset",
     "BeatSplit",
     "EcgRecord",
     "SeriesDataset",
     "align_beat_marks",
+    "anchor_beats",
     "correct_r_peaks",
     "detect_r_peaks",
     "extended_rr_features",
@@ -450,12 +452,15 @@ def align_beat_marks(values: np.ndarray, fs: float, samples: np.ndarray,
     return moved
 
 
-def rr_features(beat_times_s: np.ndarray, local_beats: int = 10) -> np.ndarray:
+def rr_features(beat_times_s: np.ndarray, local_beats: int = 10,
+                anchors: np.ndarray | None = None) -> np.ndarray:
     """RR-interval features of every beat, normalised by the record's median RR.
 
     Args:
         beat_times_s: Beat times in seconds, increasing.
         local_beats: How many preceding RR intervals form the local average.
+        anchors: Mask of the beats whose pre-RR intervals give the median
+            (:func:`anchor_beats`); None: every RR interval.
 
     Returns:
         ``(N, 5)`` float32: pre-RR, post-RR and local RR over the median RR, pre-RR over the local
@@ -471,7 +476,7 @@ def rr_features(beat_times_s: np.ndarray, local_beats: int = 10) -> np.ndarray:
     kernel = np.ones(local_beats) / local_beats
     padded = np.concatenate([np.full(local_beats - 1, pre[: local_beats].mean()), pre])
     local = np.convolve(padded, kernel, mode="valid")
-    median = float(np.median(rr))
+    median = _median_rr(rr, pre, anchors)
     eps = 1e-3
     features = np.stack([pre / median, post / median, local / median,
                          pre / np.maximum(local, eps), post / np.maximum(pre, eps)], axis=1)
@@ -511,7 +516,43 @@ TREE_FEATURE_SETS = ("full", "two_lead")
 """Feature sets the tree model takes (the ``rr`` set is the networks' side input)."""
 
 
-def extended_rr_features(beat_times_s: np.ndarray, local_beats: int = 10) -> np.ndarray:
+ANCHOR_BEATS = ("all", "not_premature")
+"""Which beats of a record its median beat and median RR are taken over
+(:attr:`BeatConfig.anchor_beats`)."""
+
+
+def anchor_beats(beat_times_s: np.ndarray, window_beats: int = 50,
+                 share: float = 0.9) -> np.ndarray:
+    """The beats that stand for a patient's own rhythm and beat shape: those not premature.
+
+    A beat is kept when its pre-RR interval is at least ``share`` times the 90th percentile of
+    the pre-RR intervals of the ``window_beats`` beats on either side. Why: the median beat and
+    median RR of a record are its ectopic beats' own when those are the majority (frequent
+    atrial premature beats, bigeminy), and every feature relative to them then makes the ectopic
+    beats look typical. A premature beat is not kept whether it is the exception or the rule;
+    in sinus rhythm about half the beats are kept, and with pauses, the beats after them.
+
+    Returns:
+        ``(N,)`` bool mask, every beat when fewer than 3 would be kept.
+    """
+    from scipy.ndimage import percentile_filter
+
+    t = np.asarray(beat_times_s, dtype=np.float64)
+    rr = np.diff(t)
+    pre = np.concatenate([[rr[0]], rr])
+    local = percentile_filter(pre, 90, size=min(2 * window_beats + 1, len(pre)),
+                              mode="nearest")
+    kept = pre >= share * local
+    return kept if kept.sum() >= 3 else np.ones(len(pre), bool)
+
+
+def _median_rr(rr: np.ndarray, pre: np.ndarray, anchors: np.ndarray | None) -> float:
+    """The record's RR scale: the median RR interval, or that of the anchor beats."""
+    return float(np.median(rr if anchors is None else pre[anchors]))
+
+
+def extended_rr_features(beat_times_s: np.ndarray, local_beats: int = 10,
+                         anchors: np.ndarray | None = None) -> np.ndarray:
     """RR features relative to the patient's own rhythm (:data:`EXTENDED_RR_FEATURES`).
 
     Pre/post RR, the average of the previous ``local_beats`` RR intervals, of the ``local_beats``
@@ -520,10 +561,10 @@ def extended_rr_features(beat_times_s: np.ndarray, local_beats: int = 10) -> np.
     """
     t = np.asarray(beat_times_s, dtype=np.float64)
     n = len(t)
-    base = rr_features(t, local_beats).astype(np.float64)
+    base = rr_features(t, local_beats, anchors).astype(np.float64)
     rr = np.diff(t)
-    median = float(np.median(rr))
     pre = np.concatenate([[rr[0]], rr])
+    median = _median_rr(rr, pre, anchors)
     post = np.concatenate([rr, [rr[-1]]])
     cumulative = np.concatenate([[0.0], np.cumsum(pre)])
     half = local_beats // 2
@@ -576,20 +617,23 @@ def _rowwise_corr(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return num / den
 
 
-def morphology_features(windows: np.ndarray, pre: int, fs: float) -> np.ndarray:
+def morphology_features(windows: np.ndarray, pre: int, fs: float,
+                        anchors: np.ndarray | None = None) -> np.ndarray:
     """Beat shape relative to the record's median beat, and a down-sampled shape.
 
     Args:
         windows: ``(N, L)`` scaled beat windows of one record (R peak at index ``pre``).
         pre: Samples before the R peak.
         fs: Rate of the windows in Hz.
+        anchors: Mask of the beats whose median is the record's median beat
+            (:func:`anchor_beats`); None: every beat.
 
     Returns:
         ``(N, 12 + 2 * SHAPE_POINTS)`` float32: :data:`MORPHOLOGY_FEATURES`, then the beat and
         the beat minus the median beat, each averaged down to :data:`SHAPE_POINTS` points.
     """
     n, length = windows.shape
-    median = np.median(windows, axis=0)
+    median = median_beat(windows, anchors)
     diff = windows - median
 
     def span(start_s: float, end_s: float) -> slice:
@@ -638,9 +682,17 @@ def feature_names(feature_set: str) -> list[str]:
     return names
 
 
-def lead_morphology(windows: np.ndarray, pre: int, fs: float) -> np.ndarray:
+def median_beat(windows: np.ndarray, anchors: np.ndarray | None = None) -> np.ndarray:
+    """The record's median beat (sample by sample), over its anchor beats if given."""
+    return np.median(windows if anchors is None else windows[anchors], axis=0)
+
+
+def lead_morphology(windows: np.ndarray, pre: int, fs: float,
+                    anchors: np.ndarray | None = None) -> np.ndarray:
     """Morphology features of one lead's beats, then the first 12 standardised in the record."""
-    morphology = morphology_features(windows, pre, fs)
+    morphology = morphology_features(windows, pre, fs, anchors)
+    # The z-scores' spread stays over every beat: over the anchor beats alone (the normal beats'
+    # narrow spread) a fusion beat looked far from normal and was called V (E26).
     return np.concatenate([morphology, standardise_within_record(
         morphology[:, :len(MORPHOLOGY_FEATURES)])], axis=1)
 
@@ -690,6 +742,9 @@ class BeatConfig:
             alignment whether its beats come from annotations or from detection. On 6 partitions
             of the DS1 patients (default beat model) "compare" raised the mean of S-F1 and V-F1
             from 0.762 to 0.787, higher on 5 of 6 (``benchmarks/ecg.py --parts partitions``).
+        anchor_beats: The beats a record's median beat and median RR are taken over:
+            ``"all"``, or ``"not_premature"`` (:func:`anchor_beats`), which keeps them the
+            patient's own when ectopic beats are the majority (E26 in the README).
     """
 
     fs: float = 120.0
@@ -704,6 +759,7 @@ class BeatConfig:
     local_beats: int = 10
     feature_set: str = "full"
     align_peaks: str | None = "compare"
+    anchor_beats: str = "all"
 
     @property
     def pre(self) -> int:
@@ -740,6 +796,9 @@ class BeatConfig:
         if data["align_peaks"] not in R_PEAK_CORRECTIONS:
             raise ConfigError(f"beat option align_peaks must be one of {R_PEAK_CORRECTIONS}, "
                               f"got {data['align_peaks']!r}")
+        if data.get("anchor_beats", "all") not in ANCHOR_BEATS:
+            raise ConfigError(f"beat option anchor_beats must be one of {ANCHOR_BEATS}, got "
+                              f"{data['anchor_beats']!r}")
         return cls(**data)
 
 
@@ -788,6 +847,8 @@ def extract_beats(record: EcgRecord, config: BeatConfig,
         if config.align_peaks is not None:
             samples = align_beat_marks(raw, record.fs, marks, config.align_peaks)
     windows, trace, scale = _lead_windows(raw, record.fs, samples, config)
+    times = samples / record.fs
+    anchors = anchor_beats(times) if config.anchor_beats == "not_premature" else None
     others = [i for i in range(record.signal.shape[1]) if i != lead]
     second = None
     if others and (config.second_lead or config.feature_set == "two_lead"):
@@ -800,21 +861,20 @@ def extract_beats(record: EcgRecord, config: BeatConfig,
     for lead_windows in leads:
         channels.append(lead_windows)
         if config.template_channel:
-            channels.append(lead_windows - np.median(lead_windows, axis=0, keepdims=True))
+            channels.append(lead_windows - median_beat(lead_windows, anchors)[None, :])
     if config.feature_set in TREE_FEATURE_SETS:
-        times = samples / record.fs
-        parts = [extended_rr_features(times, config.local_beats),
-                 lead_morphology(windows, config.pre, config.fs)]
+        parts = [extended_rr_features(times, config.local_beats, anchors),
+                 lead_morphology(windows, config.pre, config.fs, anchors)]
         if config.feature_set == "two_lead":
             parts.append(rr_irregularity_features(times, config.local_beats))
             if second is not None:
-                parts.append(lead_morphology(second, config.pre, config.fs))
+                parts.append(lead_morphology(second, config.pre, config.fs, anchors))
             else:
                 parts.append(np.full((len(samples), len(_morphology_names())), np.nan,
                                      np.float32))
         rr = np.concatenate(parts, axis=1)
     else:
-        rr = rr_features(samples / record.fs, config.local_beats)
+        rr = rr_features(times, config.local_beats, anchors)
     return ExtractedBeats(windows=np.stack(channels, axis=1).astype(np.float32), rr=rr,
                           samples=samples, marks=marks, lead=record.leads[lead],
                           trace=trace.astype(np.float32), scale=scale)
