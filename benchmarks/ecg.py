@@ -653,36 +653,48 @@ def run_s_majority(args) -> dict:
     10 beats around each run: the joins without the majority) and cut down to its S beats
     (:func:`s_majority_record`).
     """
-    from meddx.data.ecg import beats_of
+    from meddx.data.ecg import beats_of, feature_names
+    from meddx.learn.tasks import ecg as recipe
 
+    if args.beat_model != recipe.COMBINED:
+        raise SystemExit(f"part s_majority reads the members of a {recipe.COMBINED} model")
     dataset = _beat_dataset(args)
+    names = feature_names(recipe.MODEL_FEATURE_SET[recipe.COMBINED])
     s = dataset.class_names.index("S")
     n = dataset.class_names.index("N")
     cuts = {"original": None, "control": 10, "S majority": 0}
     rows: dict[str, dict] = {}
     for fold, (train_records, test_records) in enumerate(dataset.folds(args.folds, seed=0)):
-        names = [name for name in S_RICH_RECORDS if name in test_records]
-        if not names:
+        held_out = [name for name in S_RICH_RECORDS if name in test_records]
+        if not held_out:
             continue
         fitted, _, _ = _fit_fold(dataset, fold, train_records, test_records, args)
         predictor = fitted.predictor
-        for record in (r for r in dataset.records if r.name in names):
+        for record in (r for r in dataset.records if r.name in held_out):
             for cut, widen in cuts.items():
                 derived = record if widen is None else s_majority_record(record, widen)
                 split = beats_of([derived], predictor.beat_config)
                 calls = predictor.decide(predictor.predict_split(split), split)
                 labels = split.labels
                 found = int(((labels == s) & (calls == s)).sum())
+                # What the S beats look like to the model: medians over them.
+                members = _member_probabilities(predictor, split)
+                is_s = labels == s
                 rows.setdefault(record.name, {})[cut] = {
-                    "beats": len(labels), "S_beats": int((labels == s).sum()),
-                    "S_share": round(float((labels == s).mean()), 3), "S_found": found,
-                    "S_se": found / max(int((labels == s).sum()), 1),
+                    "beats": len(labels), "S_beats": int(is_s.sum()),
+                    "S_share": round(float(is_s.mean()), 3), "S_found": found,
+                    "S_se": found / max(int(is_s.sum()), 1),
                     "S_ppv": found / max(int((calls == s).sum()), 1),
-                    "N_called_S": int(((labels == n) & (calls == s)).sum())}
+                    "N_called_S": int(((labels == n) & (calls == s)).sum()),
+                    "S_beats_median": {
+                        **{f"p_S_{member}": float(np.median(members[f"probs_{member}"][is_s, s]))
+                           for member in ("cnn", "lightgbm")},
+                        **{name: float(np.median(members["features"][is_s, names.index(name)]))
+                           for name in ("pre_rr", "corr_p", "corr_p_z")}}}
             console.print(f"s_majority {record.name}: " + ", ".join(
                 f"{cut} S {row['S_se']:.3f} / {row['S_ppv']:.3f} (share {row['S_share']})"
                 for cut, row in rows[record.name].items()))
-    mean = {cut: {key: float(np.mean([rows[r][cut][key] for r in rows]))
+    mean = {cut: {key: float(np.mean([rows[record][cut][key] for record in rows]))
                   for key in ("S_share", "S_se", "S_ppv")} for cut in cuts}
     return {"evaluation": "S-rich DS1 records, each classified by the mitdb part's fold model "
                           "that holds it out: as it is, as a control and cut down to its S "

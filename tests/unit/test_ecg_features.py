@@ -108,7 +108,16 @@ def test_anchor_beats_keep_features_relative_to_the_normal_beats():
     assert rr[~premature, EXTENDED_RR_FEATURES.index("pre_rr")][1:] == pytest.approx(1.0)
 
 
-def test_anchor_beats_option_is_checked_and_absent_from_older_bundles():
+def test_anchor_beats_option_cuts_a_record_and_is_checked(tmp_path):
+    record = read_wfdb_record(write_record(tmp_path, "911", seed=4, duration_s=30))
+    plain = extract_beats(record, BeatConfig(feature_set="two_lead", second_lead=True))
+    anchored = extract_beats(record, BeatConfig(feature_set="two_lead", second_lead=True,
+                                                anchor_beats="not_premature"))
+    assert anchored.rr.shape == plain.rr.shape and anchored.windows.shape == plain.windows.shape
+    assert np.isfinite(anchored.rr[:, :len(EXTENDED_RR_FEATURES)]).all()
+    # The beat windows are the same; the template channel and the relative features move.
+    np.testing.assert_array_equal(anchored.windows[:, 0], plain.windows[:, 0])
+    assert not np.array_equal(anchored.windows[:, 1], plain.windows[:, 1])
     assert BeatConfig.from_dict({"feature_set": "full"}).anchor_beats == "all"
     with pytest.raises(ConfigError, match="anchor_beats"):
         BeatConfig.from_dict({"anchor_beats": "sinus"})

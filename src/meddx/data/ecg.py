@@ -498,6 +498,9 @@ MORPHOLOGY_FEATURES = (
     "qrs_min", "qrs_width", "p_energy", "pre_qrs_slope")
 """Morphology of a beat relative to the record's median beat (same lead, scaled)."""
 
+P_WAVE_FEATURES = ("corr_p", "rms_p", "p_energy")
+"""The morphology features of the P-wave region."""
+
 SHAPE_POINTS = 14
 """Samples of the down-sampled beat and of the beat minus the median beat in the feature set."""
 
@@ -517,7 +520,7 @@ TREE_FEATURE_SETS = ("full", "two_lead")
 
 
 ANCHOR_BEATS = ("all", "not_premature")
-"""Which beats of a record its median beat and median RR are taken over
+"""Which beats of a record its median beat, median RR and P-wave spread are taken over
 (:attr:`BeatConfig.anchor_beats`)."""
 
 
@@ -691,20 +694,28 @@ def lead_morphology(windows: np.ndarray, pre: int, fs: float,
                     anchors: np.ndarray | None = None) -> np.ndarray:
     """Morphology features of one lead's beats, then the first 12 standardised in the record."""
     morphology = morphology_features(windows, pre, fs, anchors)
-    # The z-scores' spread stays over every beat: over the anchor beats alone (the normal beats'
-    # narrow spread) a fusion beat looked far from normal and was called V (E26).
-    return np.concatenate([morphology, standardise_within_record(
-        morphology[:, :len(MORPHOLOGY_FEATURES)])], axis=1)
+    scores = standardise_within_record(morphology[:, :len(MORPHOLOGY_FEATURES)])
+    if anchors is not None:
+        # An S beat differs from the patient's normal beats in its P wave: those features are
+        # scored against the anchor beats' spread. QRS and T features stay scored over every
+        # beat: against the normal beats' narrow spread a fusion beat looked far from normal
+        # and was called V (E26).
+        columns = [MORPHOLOGY_FEATURES.index(name) for name in P_WAVE_FEATURES]
+        scores[:, columns] = standardise_within_record(morphology[:, columns], anchors)
+    return np.concatenate([morphology, scores], axis=1)
 
 
-def standardise_within_record(values: np.ndarray) -> np.ndarray:
-    """Robust z-scores of each column over one record's beats (median, IQR / 1.349).
+def standardise_within_record(values: np.ndarray,
+                              anchors: np.ndarray | None = None) -> np.ndarray:
+    """Robust z-scores of each column over one record's beats (median, IQR / 1.349), or over
+    its anchor beats (:func:`anchor_beats`).
 
     Morphology varies more between patients than between a patient's N and S beats; relative
     to the patient's own spread, a slightly different P wave stands out.
     """
-    median = np.median(values, axis=0)
-    spread = np.subtract(*np.percentile(values, [75, 25], axis=0)) / 1.349
+    basis = values if anchors is None else values[anchors]
+    median = np.median(basis, axis=0)
+    spread = np.subtract(*np.percentile(basis, [75, 25], axis=0)) / 1.349
     return np.clip((values - median) / np.maximum(spread, 1e-3), -20, 20).astype(np.float32)
 
 
@@ -742,9 +753,10 @@ class BeatConfig:
             alignment whether its beats come from annotations or from detection. On 6 partitions
             of the DS1 patients (default beat model) "compare" raised the mean of S-F1 and V-F1
             from 0.762 to 0.787, higher on 5 of 6 (``benchmarks/ecg.py --parts partitions``).
-        anchor_beats: The beats a record's median beat and median RR are taken over:
-            ``"all"``, or ``"not_premature"`` (:func:`anchor_beats`), which keeps them the
-            patient's own when ectopic beats are the majority (E26 in the README).
+        anchor_beats: The beats a record's median beat, median RR and the spread of its P-wave
+            features are taken over: ``"all"``, or ``"not_premature"`` (:func:`anchor_beats`),
+            which keeps them the patient's own when ectopic beats are the majority (E26 in the
+            README).
     """
 
     fs: float = 120.0
