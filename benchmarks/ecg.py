@@ -654,6 +654,7 @@ def run_s_majority(args) -> dict:
     (:func:`s_majority_record`).
     """
     from meddx.data.ecg import beats_of, feature_names
+    from meddx.learn.evaluation.metrics import classification_metrics
     from meddx.learn.tasks import ecg as recipe
 
     if args.beat_model != recipe.COMBINED:
@@ -674,33 +675,45 @@ def run_s_majority(args) -> dict:
             for cut, widen in cuts.items():
                 derived = record if widen is None else s_majority_record(record, widen)
                 split = beats_of([derived], predictor.beat_config)
-                calls = predictor.decide(predictor.predict_split(split), split)
-                labels = split.labels
-                found = int(((labels == s) & (calls == s)).sum())
+                probs = predictor.predict_split(split)
+                calls = predictor.decide(probs, split)
+                metrics = classification_metrics(split.labels, probs, dataset.class_names,
+                                                 n_bootstrap=0, decisions=calls)
+                confusion = metrics["confusion_matrix"]
                 # What the S beats look like to the model: medians over them.
                 members = _member_probabilities(predictor, split)
-                is_s = labels == s
+                is_s = split.labels == s
                 rows.setdefault(record.name, {})[cut] = {
-                    "beats": len(labels), "S_beats": int(is_s.sum()),
-                    "S_share": round(float(is_s.mean()), 3), "S_found": found,
-                    "S_se": found / max(int(is_s.sum()), 1),
-                    "S_ppv": found / max(int((calls == s).sum()), 1),
-                    "N_called_S": int(((labels == n) & (calls == s)).sum()),
+                    "beats": len(is_s), "S_beats": int(is_s.sum()),
+                    "S_share": round(float(is_s.mean()), 3), "S_found": confusion[s][s],
+                    "S_se": metrics["per_class"]["S"]["sensitivity"],
+                    "S_ppv": metrics["per_class"]["S"]["ppv"],  # None: no beat called S
+                    "N_called_S": confusion[n][s],
                     "S_beats_median": {
                         **{f"p_S_{member}": float(np.median(members[f"probs_{member}"][is_s, s]))
                            for member in ("cnn", "lightgbm")},
                         **{name: float(np.median(members["features"][is_s, names.index(name)]))
                            for name in ("pre_rr", "corr_p", "corr_p_z")}}}
             console.print(f"s_majority {record.name}: " + ", ".join(
-                f"{cut} S {row['S_se']:.3f} / {row['S_ppv']:.3f} (share {row['S_share']})"
+                f"{cut} S {_fmt(row['S_se'])} / {_fmt(row['S_ppv'])} (share {row['S_share']})"
                 for cut, row in rows[record.name].items()))
-    mean = {cut: {key: float(np.mean([rows[record][cut][key] for record in rows]))
-                  for key in ("S_share", "S_se", "S_ppv")} for cut in cuts}
+    # +P averaged over the records where it is defined (some beat called S), with their count.
+    mean = {cut: {**{key: float(np.mean([rows[record][cut][key] for record in rows]))
+                     for key in ("S_share", "S_se")},
+                  "S_ppv": _mean_defined([rows[record][cut]["S_ppv"] for record in rows]),
+                  "records_with_S_calls": sum(rows[record][cut]["S_ppv"] is not None
+                                              for record in rows)} for cut in cuts}
     return {"evaluation": "S-rich DS1 records, each classified by the mitdb part's fold model "
                           "that holds it out: as it is, as a control and cut down to its S "
                           "beats (S the majority)",
             "plan": _beat_plan(args), "epochs": args.epochs,
             "results": {**rows, "mean over records": mean}}
+
+
+def _mean_defined(values: list) -> float | None:
+    """The mean of the values that are not None (None when none is)."""
+    defined = [value for value in values if value is not None]
+    return float(np.mean(defined)) if defined else None
 
 
 def _member_probabilities(predictor, test) -> dict:
