@@ -2,8 +2,6 @@
 
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -11,27 +9,10 @@ import pytest
 import meddx
 from meddx.data.loading import load_dataset
 from meddx.decision.predict import load_model
-from meddx.errors import ConfigError, DataError
+from meddx.errors import DataError
+from tests.cli_helpers import assert_clear_error, meddx_cli
 
 pytestmark = pytest.mark.e2e
-
-MEDDX = [sys.executable, "-m", "meddx"]
-
-
-def cli(*args):
-    """The CLI in this process (no second start-up of torch, shap and transformers)."""
-    from typer.testing import CliRunner
-
-    from meddx.cli.main import app
-
-    return CliRunner().invoke(app, [str(a) for a in args], catch_exceptions=False)
-
-
-def cli_process(*args):
-    """The CLI as users run it: expected errors exit 2 with one line, no traceback."""
-    return subprocess.run([*MEDDX, *map(str, args)], capture_output=True, text=True,
-                          env=os.environ.copy(), timeout=600)
-
 
 def test_schema_inference_on_the_real_files(shared_data):
     pima = load_dataset("pima-diabetes", shared_data)
@@ -78,8 +59,9 @@ def test_bundle_trained_on_one_centre_applies_to_the_other(va_bundle, shared_dat
     assert (tmp_path / "report" / "feature_importance.png").exists()
     # The other centre's raw export, headerless, through the CLI.
     swiss_file = shared_data / "uci-heart-disease-va-switzerland" / "processed.switzerland.data"
-    result = cli("predict", va_bundle.path, "--csv", swiss_file, "--json", tmp_path / "p.json")
-    assert result.exit_code == 0, result.output
+    result = meddx_cli("predict", va_bundle.path, "--csv", swiss_file, "--json",
+                       tmp_path / "p.json")
+    assert result.returncode == 0, result.stdout + result.stderr
     predictions = json.loads((tmp_path / "p.json").read_text())["predictions"]
     assert len(predictions) == 123
     assert predictions[0]["record"] == "processed.switzerland.data:1"
@@ -89,19 +71,17 @@ def test_record_prediction_shap_adds_up_on_real_bundle(va_bundle, tmp_path):
     record = {"age": 63, "sex": 1, "cp": 4, "trestbps": 140, "chol": 260, "fbs": 0,
               "restecg": 1, "thalach": 112, "exang": 1, "oldpeak": 3, "slope": 2, "ca": None,
               "thal": None}
-    result = cli("predict", va_bundle.path, "--record", json.dumps(record), "--explain",
-                 "--out", tmp_path)
-    assert result.exit_code == 0, result.output
+    result = meddx_cli("predict", va_bundle.path, "--record", json.dumps(record), "--explain",
+                       "--out", tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
     [prediction] = json.loads(result.stdout)
     explanation = prediction["explanation"]
     total = explanation["base_value"] + sum(c["shap"] for c in explanation["contributions"])
     assert total == pytest.approx(explanation["output_value"], abs=1e-6)
     assert os.path.getsize(explanation["plot"]) > 1000
-    bad = cli_process("predict", va_bundle.path, "--record",
-                      json.dumps({**record, "age": "old"}))
-    assert bad.returncode == 2 and "'age'" in bad.stderr and "Traceback" not in bad.stderr
-    with pytest.raises(ConfigError, match="--record"):
-        cli("predict", va_bundle.path)
+    assert_clear_error(meddx_cli("predict", va_bundle.path, "--record",
+                                 json.dumps({**record, "age": "old"})), "'age'")
+    assert_clear_error(meddx_cli("predict", va_bundle.path), "--record")
 
 
 def test_crossval_command(shared_data, tmp_path):
@@ -109,9 +89,9 @@ def test_crossval_command(shared_data, tmp_path):
     config.write_text(json.dumps({"dataset": "heart-disease-va-switzerland:va",
                                   "plan": {"max_rounds": 50, "background_size": 10},
                                   "train": {"epochs": 2, "amp": "off"}}))
-    result = cli("crossval", config, "--folds", "2", "--json", tmp_path / "cv-out.json",
-                 "--data-dir", shared_data, "--no-progress")
-    assert result.exit_code == 0, result.output
+    result = meddx_cli("crossval", config, "--folds", "2", "--json", tmp_path / "cv-out.json",
+                       "--data-dir", shared_data, "--no-progress")
+    assert result.returncode == 0, result.stdout + result.stderr
     data = json.loads((tmp_path / "cv-out.json").read_text())
     assert data["n"] == 200 and len(data["fits"]) == 2
     assert {"mlp", "lightgbm"} <= set(data["models"])
@@ -126,9 +106,10 @@ def test_symptom_text_round_trip(shared_data, tmp_path):
     test = bundle.metadata["metrics"]["test"]
     assert test["n"] == 240 and test["macro_f1"] > 0.5
     assert test["top_k_accuracy"]["top_3"] >= test["accuracy"]
-    result = cli("predict", bundle.path, "--text", "I have itchy red patches all over my skin",
-                 "--text", "Tengo fiebre alta y dolor de cabeza", "--text", "?!")
-    assert result.exit_code == 0, result.output
+    result = meddx_cli("predict", bundle.path, "--text",
+                       "I have itchy red patches all over my skin",
+                       "--text", "Tengo fiebre alta y dolor de cabeza", "--text", "?!")
+    assert result.returncode == 0, result.stdout + result.stderr
     predictions = json.loads(result.stdout)
     assert len(predictions) == 3 and all(p["top_3"] for p in predictions)
     predictor = load_model(bundle.path)

@@ -9,9 +9,6 @@ all --json`` and ``meddx predict BUNDLE RECORD --explain``.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -21,16 +18,11 @@ import meddx
 from meddx.data.ecg import extract_beats
 from meddx.errors import InputFileError
 from meddx.learn.tasks import ecg as recipe
+from tests.cli_helpers import assert_clear_error, meddx_cli
 from tests.ecg_helpers import FS, synthetic_signal, write_folder, write_record, write_ucr
 
-MEDDX = [sys.executable, "-m", "meddx"]
 # One torch thread: these networks are tiny, and on a shared CPU more threads only wait.
 QUICK = {"epochs": 4, "patience": 0, "amp": "off", "progress": False, "num_threads": 1}
-
-
-def cli(*args):
-    return subprocess.run([*MEDDX, *map(str, args)], capture_output=True, text=True,
-                          env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=600)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -131,7 +123,8 @@ def test_evaluate_any_folder_of_annotated_records(beat_bundle):
     for index in range(2):
         write_record(unseen, str(940 + index), seed=40 + index, duration_s=30)
     out = root / "eval.json"
-    result = cli("evaluate", bundle.path, "--dataset", unseen, "--split", "all", "--json", out)
+    result = meddx_cli("evaluate", bundle.path, "--dataset", unseen, "--split", "all", "--json",
+                       out)
     assert result.returncode == 0, result.stdout + result.stderr
     metrics = json.loads(out.read_text())
     assert {"accuracy", "macro_f1", "per_class"} <= set(metrics)
@@ -148,7 +141,7 @@ def test_predict_record_with_explanation(beat_bundle, artifacts):
     root, bundle = beat_bundle
     record = write_record(root / "patient", "950", seed=50, duration_s=30)
     explain = artifacts / "ecg" / bundle.metadata["plan"]["model"]
-    result = cli("predict", bundle.path, record, "--explain", "--out", explain)
+    result = meddx_cli("predict", bundle.path, record, "--explain", "--out", explain)
     assert result.returncode == 0, result.stderr
     prediction = json.loads(result.stdout)[0]
     summary = prediction["summary"]
@@ -179,9 +172,8 @@ def test_bad_record_gives_a_clear_cli_error(beat_bundle):
     root, bundle = beat_bundle
     record = write_record(root / "broken", "960", seed=70, duration_s=20)
     (root / "broken" / "960.dat").unlink()
-    result = cli("predict", bundle.path, record)
-    assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert "record 960: signal file not found" in result.stderr
+    assert_clear_error(meddx_cli("predict", bundle.path, record),
+                       "record 960: signal file not found")
 
 
 def test_series_train_evaluate_predict(tmp_path):

@@ -8,23 +8,14 @@ kernels (cached on disk after that), which is most of these tests' time.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 import meddx
+from tests.cli_helpers import meddx_cli
 from tests.ecg_helpers import write_ucr_folder
-
-MEDDX = [sys.executable, "-m", "meddx"]
-
-
-def cli(*args):
-    return subprocess.run([*MEDDX, *map(str, args)], capture_output=True, text=True,
-                          env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=600)
 
 
 def test_cli_train_evaluate_predict_explain(tmp_path):
@@ -32,22 +23,22 @@ def test_cli_train_evaluate_predict_explain(tmp_path):
     plan = tmp_path / "plan.json"
     plan.write_text(json.dumps({"model": "minirocket"}))
 
-    trained = cli("train", "--dataset", folder, "--out", tmp_path / "bundle", "--plan", plan,
-                  "--no-progress")
+    trained = meddx_cli("train", "--dataset", folder, "--out", tmp_path / "bundle", "--plan",
+                        plan, "--no-progress")
     assert trained.returncode == 0, trained.stderr
     assert "test AUC" in trained.stdout
     metadata = json.loads((tmp_path / "bundle" / "meddx-bundle.json").read_text())
     assert metadata["plan"]["model"] == "minirocket"
     assert metadata["network"]["arch"] == "minirocket"
 
-    evaluated = cli("evaluate", tmp_path / "bundle", "--dataset", test_file, "--split", "all",
-                    "--json", tmp_path / "metrics.json")
+    evaluated = meddx_cli("evaluate", tmp_path / "bundle", "--dataset", test_file, "--split",
+                          "all", "--json", tmp_path / "metrics.json")
     assert evaluated.returncode == 0, evaluated.stderr
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["n"] == 30 and metrics["accuracy"] >= 0.9
 
-    predicted = cli("predict", tmp_path / "bundle", test_file, "--explain", "--out",
-                    tmp_path / "explained", "--json", tmp_path / "predictions.json")
+    predicted = meddx_cli("predict", tmp_path / "bundle", test_file, "--explain", "--out",
+                          tmp_path / "explained", "--json", tmp_path / "predictions.json")
     assert predicted.returncode == 0, predicted.stderr
     result = json.loads((tmp_path / "predictions.json").read_text())["predictions"][0]
     assert result["series"] == 30

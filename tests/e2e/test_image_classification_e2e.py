@@ -1,22 +1,16 @@
 """Short CLI runs on the real MedMNIST data: train a few epochs, evaluate, predict, explain."""
 
 import json
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 from PIL import Image
 
-MEDDX = [sys.executable, "-m", "meddx"]
+from tests.cli_helpers import meddx_cli
 
 
 def meddx(*args, data_dir):
-    result = subprocess.run([*MEDDX, *map(str, args)], capture_output=True, text=True,
-                            env={**os.environ, "MEDDX_DATA_DIR": str(data_dir)}, timeout=900)
-    assert result.returncode == 0, result.stdout + result.stderr
-    return result
+    return meddx_cli(*args, env={"MEDDX_DATA_DIR": str(data_dir)}, check=True)
 
 
 def test_datasets_list_and_fetch(shared_data):

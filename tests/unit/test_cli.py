@@ -1,10 +1,8 @@
 """The CLI: thin over the API, one clear message and exit status 2 for expected errors."""
 
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -12,23 +10,7 @@ import numpy as np
 import pytest
 
 from meddx.decision.bundle import METADATA_FILE
-
-MEDDX = [sys.executable, "-m", "meddx"]
-
-
-def run(*args, env=None, check=False, timeout=600):
-    result = subprocess.run([*MEDDX, *map(str, args)], capture_output=True, text=True,
-                            env={**os.environ, **(env or {})}, timeout=timeout)
-    if check and result.returncode != 0:
-        raise AssertionError(result.stdout + result.stderr)
-    return result
-
-
-def assert_clear_error(result, *fragments):
-    assert result.returncode == 2, result.stdout + result.stderr
-    assert "Traceback" not in result.stderr
-    for fragment in fragments:
-        assert fragment in result.stderr, result.stderr
+from tests.cli_helpers import MEDDX, assert_clear_error, meddx_cli, meddx_process
 
 
 @pytest.fixture(scope="module")
@@ -38,52 +20,53 @@ def trained(tmp_path_factory):
     folder = tmp_path_factory.mktemp("cli")
     data = write_npz(folder / "blobs.npz")
     bundle = folder / "bundle"
-    run("train", "--dataset", data, "--out", bundle, "--epochs", 3, "--batch-size", 32,
-        "--amp", "off", "--no-progress", check=True)
+    meddx_cli("train", "--dataset", data, "--out", bundle, "--epochs", 3, "--batch-size", 32,
+              "--amp", "off", "--no-progress", check=True)
     return data, bundle
 
 
 def test_train_evaluate_predict(trained, tmp_path):
     data, bundle = trained
-    result = run("evaluate", bundle, "--dataset", data, "--split", "test", "--json",
-                 tmp_path / "m.json", check=True)
+    result = meddx_cli("evaluate", bundle, "--dataset", data, "--split", "test", "--json",
+                       tmp_path / "m.json", check=True)
     metrics = json.loads((tmp_path / "m.json").read_text())
     assert 0 <= metrics["auc"] <= 1 and "ci" in metrics
     assert (tmp_path / "m-report" / "report.html").exists()
     assert "auc" in result.stdout
     npy = tmp_path / "x.npy"
     np.save(npy, np.load(data)["test_images"][0])
-    result = run("predict", bundle, npy, "--explain", "--out", tmp_path / "heat", check=True)
+    result = meddx_cli("predict", bundle, npy, "--explain", "--out", tmp_path / "heat", check=True)
     prediction = json.loads(result.stdout)[0]
     assert set(prediction["probabilities"]) == {"0", "1"}
     assert Path(prediction["explanation"]).exists()
-    assert "Model card" in run("info", bundle, check=True).stdout
+    assert "Model card" in meddx_cli("info", bundle, check=True).stdout
 
 
 def test_bad_inputs(trained, tmp_path):
     data, bundle = trained
-    assert_clear_error(run("train", "--dataset", "pneumoniamnistt", "--out", tmp_path / "b",
-                           env={"MEDDX_DATA_DIR": str(tmp_path)}),
+    # Once as its own process, as users meet it: exit status 2, one line, no traceback.
+    assert_clear_error(meddx_process("train", "--dataset", "pneumoniamnistt", "--out",
+                                     tmp_path / "b", env={"MEDDX_DATA_DIR": str(tmp_path)}),
                        "pneumoniamnistt", "pneumoniamnist")
-    assert_clear_error(run("predict", bundle, tmp_path / "missing.png"), "missing.png")
+    assert_clear_error(meddx_cli("predict", bundle, tmp_path / "missing.png"), "missing.png")
     corrupt = tmp_path / "corrupt.png"
     corrupt.write_bytes(b"\x89PNG\r\n\x1a\n not really")
-    assert_clear_error(run("predict", bundle, corrupt), "corrupt.png")
+    assert_clear_error(meddx_cli("predict", bundle, corrupt), "corrupt.png")
     volume = tmp_path / "volume.npy"
     np.save(volume, np.zeros((2, 9, 16, 16), dtype=np.float32))
-    assert_clear_error(run("predict", bundle, volume), "volume.npy", "2D image was expected")
-    assert_clear_error(run("evaluate", tmp_path / "nobundle", "--dataset", data),
+    assert_clear_error(meddx_cli("predict", bundle, volume), "volume.npy", "2D image was expected")
+    assert_clear_error(meddx_cli("evaluate", tmp_path / "nobundle", "--dataset", data),
                        "nobundle")
     meta = json.loads((bundle / METADATA_FILE).read_text())
     old = tmp_path / "old"
     old.mkdir()
     (old / METADATA_FILE).write_text(json.dumps({**meta, "format_version": 0}))
-    assert_clear_error(run("predict", old, corrupt), "not supported")
+    assert_clear_error(meddx_cli("predict", old, corrupt), "not supported")
     bad_labels = tmp_path / "bad.npz"
     arrays = dict(np.load(data))
     arrays["train_labels"][3] = 7
     np.savez(bad_labels, **arrays)
-    assert_clear_error(run("train", "--dataset", bad_labels, "--out", tmp_path / "b2"),
+    assert_clear_error(meddx_cli("train", "--dataset", bad_labels, "--out", tmp_path / "b2"),
                        "bad.npz", "7")
 
 
@@ -108,8 +91,8 @@ def test_killed_training_resumes(tmp_path):
     done_before_kill = len(json.loads(history.read_text()))
     assert 2 <= done_before_kill < 40, "the kill must land mid-run"
     assert not (bundle / METADATA_FILE).exists(), "no bundle from an unfinished run"
-    assert_clear_error(run("predict", bundle, data), "--resume")
-    run(*args, "--resume", check=True)
+    assert_clear_error(meddx_cli("predict", bundle, data), "--resume")
+    meddx_cli(*args, "--resume", check=True)
     meta = json.loads((bundle / METADATA_FILE).read_text())
     assert meta["training"]["epochs_run"] == 40
     assert [h["epoch"] for h in meta["training"]["history"]] == list(range(1, 41))

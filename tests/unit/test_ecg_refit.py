@@ -4,8 +4,6 @@ was selected (epochs, boosting rounds), on small synthetic records."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -17,6 +15,7 @@ from meddx.errors import ConfigError
 from meddx.learn.boosting import train_booster
 from meddx.learn.tasks import ecg as recipe
 from meddx.learn.trainer import TrainConfig
+from tests.cli_helpers import meddx_cli
 from tests.ecg_helpers import write_folder, write_ucr_folder
 
 QUICK = TrainConfig(epochs=3, patience=0, amp="off", num_threads=1)
@@ -118,11 +117,8 @@ def test_no_test_split_when_the_test_set_is_elsewhere(tmp_path):
     folder = write_folder(tmp_path / "records", n_records=5, duration_s=30)
     plan = tmp_path / "plan.json"
     plan.write_text(json.dumps({"model": "lightgbm"}))
-    result = subprocess.run([sys.executable, "-m", "meddx", "train", "--dataset", str(folder),
-                             "--out", str(tmp_path / "bundle"), "--plan", str(plan),
-                             "--test-fraction", "0", "--no-progress"],
-                            capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr
+    meddx_cli("train", "--dataset", folder, "--out", tmp_path / "bundle", "--plan", plan,
+              "--test-fraction", "0", "--no-progress", check=True)
     bundle = meddx.load_bundle(tmp_path / "bundle")
     meta = bundle.metadata
     assert "test" not in meta["metrics"] and meta["provenance"]["split_sizes"]["test"] == 0

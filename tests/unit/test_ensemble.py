@@ -25,9 +25,9 @@ from meddx.learn.ensemble import MEMBER_RESULT, ProbabilityEnsemble, ensemble_si
 from meddx.learn.networks1d import Network1DSpec, build_network1d
 from meddx.learn.tasks.image_classification import predict_proba
 from meddx.learn.trainer import TrainConfig, Trainer
+from tests.cli_helpers import MEDDX, assert_clear_error, meddx_cli
 from tests.conftest import write_npz
 from tests.ecg_helpers import write_ucr
-from tests.unit.test_cli import MEDDX, assert_clear_error, run
 from tests.unit.test_trainer import Interrupt, _task
 from tests.unit.test_trainer import _config as trainer_config
 
@@ -192,8 +192,8 @@ def test_ecg_series_ensemble_predicts_and_explains(tmp_path):
 
 def test_cli_ensemble_option_and_killed_run_resume(tmp_path):
     data = write_npz(tmp_path / "blobs.npz", sizes=(400, 64, 64))
-    assert_clear_error(run("train", "--dataset", data, "--out", tmp_path / "bad",
-                           "--ensemble", 0), "ensemble must be >= 1")
+    assert_clear_error(meddx_cli("train", "--dataset", data, "--out", tmp_path / "bad",
+                                 "--ensemble", 0), "ensemble must be >= 1")
     bundle = tmp_path / "bundle"
     args = ["train", "--dataset", data, "--out", bundle, "--epochs", 8, "--batch-size", 16,
             "--amp", "off", "--patience", 0, "--no-progress", "--ensemble", 2]
@@ -211,7 +211,7 @@ def test_cli_ensemble_option_and_killed_run_resume(tmp_path):
     done = len(json.loads(history.read_text()))
     assert 1 <= done < 8, "the kill must land in the second member"
     assert not (bundle / METADATA_FILE).exists()
-    run(*args, "--resume", check=True)
+    meddx_cli(*args, "--resume", check=True)
     meta = json.loads((bundle / METADATA_FILE).read_text())
     assert meta["ensemble"]["members"] == 2
     assert [r["epochs_run"] for r in meta["ensemble"]["member_results"]] == [8, 8]

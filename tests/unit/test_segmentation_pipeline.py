@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import nibabel as nib
 import numpy as np
@@ -14,17 +11,11 @@ import pytest
 import meddx
 from meddx.decision.predict import load_model
 from meddx.errors import DataError
+from tests.cli_helpers import meddx_cli
 from tests.seg_synthetic import AFFINE, sphere_cube_case, write_msd
 
-MEDDX = [sys.executable, "-m", "meddx"]
 PLAN = {"patch_size": [16, 16, 16], "base_filters": 8, "batch_size": 4, "batches_per_epoch": 12,
         "augment": {"affine_prob": 0.0, "elastic_prob": 0.0}}
-
-
-def run(*args):
-    result = subprocess.run([*MEDDX, *map(str, args)], capture_output=True, text=True,
-                            env=dict(os.environ), timeout=600)
-    return result
 
 
 @pytest.fixture(scope="module")
@@ -57,8 +48,8 @@ def test_training_writes_an_evaluated_bundle(trained):
 def test_evaluate_cli_writes_dice_and_hd95_by_label(trained, tmp_path):
     folder, data, _ = trained
     out = tmp_path / "eval.json"
-    result = run("evaluate", folder / "bundle", "--dataset", data, "--split", "all",
-                 "--json", out)
+    result = meddx_cli("evaluate", folder / "bundle", "--dataset", data, "--split", "all",
+                       "--json", out)
     assert result.returncode == 0, result.stdout + result.stderr
     metrics = json.loads(out.read_text())
     assert metrics["n"] == 14 and len(metrics["cases"]) == 14
@@ -96,7 +87,7 @@ def test_predict_cli_keeps_the_input_grid_and_affine(trained, tmp_path):
     scan = tmp_path / "scan.nii.gz"
     nib.save(nib.Nifti1Image(image, affine), str(scan))
     out = tmp_path / "pred"
-    result = run("predict", folder / "bundle", scan, "--out", out, "--overlay")
+    result = meddx_cli("predict", folder / "bundle", scan, "--out", out, "--overlay")
     assert result.returncode == 0, result.stdout + result.stderr
     mask_file = out / "scan_seg.nii.gz"
     mask = nib.load(str(mask_file))

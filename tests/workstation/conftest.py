@@ -21,6 +21,7 @@ from meddx.workstation.core.config import Settings
 from meddx.workstation.db.models import User
 from meddx.workstation.db.session import transaction
 from meddx.workstation.services import users
+from tests.cli_helpers import CliResult, meddx_cli
 from tests.conftest import write_npz
 
 ROLES = ("clinician", "researcher", "admin")
@@ -198,38 +199,10 @@ def live_server(tmp_path, ws_bundle):
     server.stop()
 
 
-@dataclass
-class CliResult:
-    returncode: int
-    stdout: str
-    stderr: str
-
-
 @pytest.fixture
-def run_meddx(monkeypatch, capsys):
-    """Run the ``meddx`` console entry point in-process (exit status, stdout, stderr)."""
-    import sys
-
-    from meddx.cli.main import run
-
-    def invoke(*args, env: dict[str, str | None] | None = None, stdin: str = "") -> CliResult:
-        for key, value in (env or {}).items():
-            if value is None:
-                monkeypatch.delenv(key, raising=False)
-            else:
-                monkeypatch.setenv(key, value)
-        monkeypatch.setattr(sys, "argv", ["meddx", *map(str, args)])
-        monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
-        capsys.readouterr()
-        code = 0
-        try:
-            run()
-        except SystemExit as exit_:
-            code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
-        captured = capsys.readouterr()
-        return CliResult(code, captured.out, captured.err)
-
-    return invoke
+def run_meddx():
+    """The ``meddx`` console entry point, in this process (:func:`tests.cli_helpers.meddx_cli`)."""
+    return meddx_cli
 
 
 @pytest.fixture
