@@ -7,9 +7,9 @@ import pytest
 
 from meddx.data.loading import load_dataset
 from meddx.errors import ConfigError, DataError, InputFileError
+from tests.cli_helpers import assert_clear_error, meddx_cli
 from tests.ecg_helpers import write_record
 from tests.seg_synthetic import AFFINE, sphere_cube_case, write_msd
-from tests.unit.test_cli import assert_clear_error, run
 
 
 @pytest.fixture
@@ -47,7 +47,7 @@ def test_unknown_mode_is_refused(tmp_path):
 
 
 def test_cli_stop_on_bad_case(msd_with_bad_case, tmp_path):
-    result = run("train", "--dataset", msd_with_bad_case, "--out", tmp_path / "bundle",
-                 "--stop-on-bad-case", "--no-progress")
+    result = meddx_cli("train", "--dataset", msd_with_bad_case, "--out", tmp_path / "bundle",
+                       "--stop-on-bad-case", "--no-progress")
     assert_clear_error(result, "zz.nii.gz", "differs from the image shape")
     assert not (tmp_path / "bundle").exists()
