@@ -453,14 +453,11 @@ def component_plan(plan: EcgPlan, kind: str) -> EcgPlan:
     the trees get the plan's tree feature set and their class weights (``weighted_loss``,
     ``tree_imbalance_power``).
     """
-    beat_config = dict(plan.beat_config)
-    if kind == "cnn":
-        # The network's inputs stay relative to every beat: anchoring them cost DS1 S beats
-        # (E26 variant 3 in the README).
-        beat_config.update(feature_set=MODEL_FEATURE_SET["cnn"], anchor_beats="all")
+    feature_set = MODEL_FEATURE_SET["cnn"] if kind == "cnn" else plan.beat_config["feature_set"]
     # The combined model smooths the averaged probabilities, not each member's.
     data = {**plan.to_dict(), "model": kind, "smoothing_neighbours": 0, "s_over_n_odds": 1.0,
-            "s_over_n_max_irregularity": None, "beat_config": beat_config}
+            "s_over_n_max_irregularity": None,
+            "beat_config": {**plan.beat_config, "feature_set": feature_set}}
     if kind == "lightgbm":
         data["imbalance"], data["imbalance_power"] = LGBM_IMBALANCE[0], plan.tree_imbalance_power
     return EcgPlan.from_dict(data)
