@@ -106,11 +106,6 @@ def test_anchor_beats_keep_features_relative_to_the_normal_beats():
     rr = extended_rr_features(times, anchors=anchors)
     assert rr[premature, EXTENDED_RR_FEATURES.index("pre_rr")] == pytest.approx(0.5, abs=1e-4)
     assert rr[~premature, EXTENDED_RR_FEATURES.index("pre_rr")][1:] == pytest.approx(1.0)
-    # So is the +-150 s average RR: the premature beats come at half of it, not two thirds.
-    long = EXTENDED_RR_FEATURES.index("pre_over_long")
-    assert np.median(rr[premature, long]) == pytest.approx(0.5, abs=0.01)
-    plain = extended_rr_features(times)
-    assert np.median(plain[premature, long]) == pytest.approx(2 / 3, abs=0.01)
 
 
 def test_anchor_beats_option_cuts_a_record_and_is_checked(tmp_path):
@@ -287,12 +282,6 @@ def test_plan_choices_for_the_tree_model(tmp_path):
     heavier = recipe.make_plan(dataset, {"model": "cnn+lightgbm", "tree_imbalance_power": 0.75})
     assert recipe.component_plan(heavier, "lightgbm").imbalance_power == 0.75
     assert recipe.component_plan(heavier, "cnn").imbalance_power == 0.8
-    # Anchor beats reach the trees' features only; the network's inputs stay over every beat.
-    anchored = recipe.make_plan(dataset, {"model": "cnn+lightgbm",
-                                          "beat": {"anchor_beats": "not_premature"}})
-    assert recipe.component_plan(anchored, "lightgbm").beat_config["anchor_beats"] == \
-        "not_premature"
-    assert recipe.component_plan(anchored, "cnn").beat_config["anchor_beats"] == "all"
     with pytest.raises(ConfigError, match="tree_imbalance_power must be a number from 0"):
         recipe.make_plan(dataset, {"tree_imbalance_power": 2})
     # The tree kinds smooth within records; a combined model smooths its average, once.

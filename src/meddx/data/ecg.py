@@ -580,13 +580,6 @@ def extended_rr_features(beat_times_s: np.ndarray, local_beats: int = 10,
     lo = np.searchsorted(t, t - LONG_RR_WINDOW_S, side="left")
     hi = np.searchsorted(t, t + LONG_RR_WINDOW_S, side="right")
     long = (cumulative[hi] - cumulative[lo]) / np.maximum(hi - lo, 1)
-    if anchors is not None:
-        # Over the anchor beats in the window (all beats where it has none): with ectopic beats
-        # the majority, the average over every beat is theirs and hides their prematurity.
-        kept = np.concatenate([[0], np.cumsum(anchors)])
-        kept_rr = np.concatenate([[0.0], np.cumsum(np.where(anchors, pre, 0.0))])
-        count = kept[hi] - kept[lo]
-        long = np.where(count > 0, (kept_rr[hi] - kept_rr[lo]) / np.maximum(count, 1), long)
     eps = 1e-3
     prev_pre = np.concatenate([[pre[0]], pre[:-1]])
     next_post = np.concatenate([post[1:], [post[-1]]])
