@@ -3,6 +3,7 @@
 import json
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -96,3 +97,20 @@ def test_killed_training_resumes(tmp_path):
     meta = json.loads((bundle / METADATA_FILE).read_text())
     assert meta["training"]["epochs_run"] == 40
     assert [h["epoch"] for h in meta["training"]["history"]] == list(range(1, 41))
+
+
+def test_a_wrong_bundle_is_refused_before_torch_loads(tmp_path):
+    """The bundle is checked first, so a mistyped path costs no torch and MONAI start-up."""
+    script = (
+        "import sys\n"
+        "from meddx.cli.main import run\n"
+        f"sys.argv = ['meddx', 'predict', {str(tmp_path / 'nobundle')!r}, 'x.png']\n"
+        "try:\n"
+        "    run()\n"
+        "except SystemExit as exit_:\n"
+        "    assert exit_.code == 2, exit_.code\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "nobundle: no such bundle folder" in result.stderr

@@ -21,13 +21,15 @@ import shutil
 from dataclasses import dataclass
 from importlib import metadata as importlib_metadata
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from meddx import __version__
 from meddx.errors import BundleError
 from meddx.fileio import staged_folder
+
+if TYPE_CHECKING:
+    # torch loads only to read or write weights: checking a bundle's metadata stays quick.
+    import torch
 
 FORMAT_VERSION = 1
 # Ensemble bundles (weights of K members under ``members.<i>.``, an ``ensemble`` block in the
@@ -78,6 +80,8 @@ class Bundle:
         return self.metadata.get("name", self.path.name)
 
     def state_dict(self, map_location: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+        import torch
+
         path = self.path / WEIGHTS_FILE
         try:
             return torch.load(path, map_location=map_location, weights_only=True)
@@ -112,6 +116,8 @@ def save_bundle(out: Path, metadata: dict[str, Any], state_dict: dict[str, torch
     with staged_folder(out) as staging:
         (staging / METADATA_FILE).write_text(json.dumps(metadata, indent=2, allow_nan=False))
         if state_dict is not None:
+            import torch
+
             torch.save({k: v.detach().cpu() for k, v in state_dict.items()}, staging / WEIGHTS_FILE)
         (staging / CARD_FILE).write_text(model_card)
         for name, source in (extra_dirs or {}).items():
