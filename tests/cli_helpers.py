@@ -14,8 +14,7 @@ import io
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager, redirect_stderr, redirect_stdout
+from contextlib import redirect_stderr, redirect_stdout
 from dataclasses import dataclass
 from unittest import mock
 
@@ -31,27 +30,8 @@ class CliResult:
     stderr: str
 
 
-@contextmanager
-def _environment(env: dict[str, str | None]) -> Iterator[None]:
-    """Set (or, for None, unset) environment variables for the duration of one command."""
-    saved = {key: os.environ.get(key) for key in env}
-    try:
-        for key, value in env.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = str(value)
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-
-
 def meddx_cli(*args, env: dict[str, str | None] | None = None, stdin: str = "",
-          check: bool = False) -> CliResult:
+              check: bool = False) -> CliResult:
     """``meddx ARGS`` in this process; ``check``: fail the test on a non-zero exit status."""
     from meddx.cli.main import run
 
@@ -59,14 +39,20 @@ def meddx_cli(*args, env: dict[str, str | None] | None = None, stdin: str = "",
     # A command's --threads must not slow down the tests after it.
     threads = torch.get_num_threads()
     code = 0
-    with (_environment(env or {}), mock.patch.object(sys, "argv", ["meddx", *map(str, args)]),
+    with (mock.patch.dict(os.environ), mock.patch.object(sys, "argv", ["meddx", *map(str, args)]),
           mock.patch.object(sys, "stdin", io.StringIO(stdin)), redirect_stdout(out),
           redirect_stderr(err)):
+        for key, value in (env or {}).items():  # None: unset for this command
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = str(value)
         try:
             run()
         except SystemExit as exit_:
             code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
-    torch.set_num_threads(threads)
+        finally:
+            torch.set_num_threads(threads)
     result = CliResult(code, out.getvalue(), err.getvalue())
     if check and code != 0:
         raise AssertionError(f"meddx {' '.join(map(str, args))} exited {code}:\n"
@@ -74,14 +60,11 @@ def meddx_cli(*args, env: dict[str, str | None] | None = None, stdin: str = "",
     return result
 
 
-def meddx_process(*args, env: dict[str, str] | None = None, check: bool = False,
+def meddx_process(*args, env: dict[str, str] | None = None,
                   timeout: float = 600) -> subprocess.CompletedProcess:
     """``python -m meddx ARGS`` as a separate process, as users run it."""
-    result = subprocess.run([*MEDDX, *map(str, args)], capture_output=True, text=True,
-                            env={**os.environ, **(env or {})}, timeout=timeout)
-    if check and result.returncode != 0:
-        raise AssertionError(result.stdout + result.stderr)
-    return result
+    return subprocess.run([*MEDDX, *map(str, args)], capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, timeout=timeout)
 
 
 def assert_clear_error(result: CliResult | subprocess.CompletedProcess, *fragments: str) -> None:

@@ -59,9 +59,8 @@ def test_bundle_trained_on_one_centre_applies_to_the_other(va_bundle, shared_dat
     assert (tmp_path / "report" / "feature_importance.png").exists()
     # The other centre's raw export, headerless, through the CLI.
     swiss_file = shared_data / "uci-heart-disease-va-switzerland" / "processed.switzerland.data"
-    result = meddx_cli("predict", va_bundle.path, "--csv", swiss_file, "--json",
-                       tmp_path / "p.json")
-    assert result.returncode == 0, result.stdout + result.stderr
+    meddx_cli("predict", va_bundle.path, "--csv", swiss_file, "--json", tmp_path / "p.json",
+              check=True)
     predictions = json.loads((tmp_path / "p.json").read_text())["predictions"]
     assert len(predictions) == 123
     assert predictions[0]["record"] == "processed.switzerland.data:1"
@@ -72,8 +71,7 @@ def test_record_prediction_shap_adds_up_on_real_bundle(va_bundle, tmp_path):
               "restecg": 1, "thalach": 112, "exang": 1, "oldpeak": 3, "slope": 2, "ca": None,
               "thal": None}
     result = meddx_cli("predict", va_bundle.path, "--record", json.dumps(record), "--explain",
-                       "--out", tmp_path)
-    assert result.returncode == 0, result.stdout + result.stderr
+                       "--out", tmp_path, check=True)
     [prediction] = json.loads(result.stdout)
     explanation = prediction["explanation"]
     total = explanation["base_value"] + sum(c["shap"] for c in explanation["contributions"])
@@ -89,9 +87,8 @@ def test_crossval_command(shared_data, tmp_path):
     config.write_text(json.dumps({"dataset": "heart-disease-va-switzerland:va",
                                   "plan": {"max_rounds": 50, "background_size": 10},
                                   "train": {"epochs": 2, "amp": "off"}}))
-    result = meddx_cli("crossval", config, "--folds", "2", "--json", tmp_path / "cv-out.json",
-                       "--data-dir", shared_data, "--no-progress")
-    assert result.returncode == 0, result.stdout + result.stderr
+    meddx_cli("crossval", config, "--folds", "2", "--json", tmp_path / "cv-out.json",
+              "--data-dir", shared_data, "--no-progress", check=True)
     data = json.loads((tmp_path / "cv-out.json").read_text())
     assert data["n"] == 200 and len(data["fits"]) == 2
     assert {"mlp", "lightgbm"} <= set(data["models"])
@@ -108,8 +105,8 @@ def test_symptom_text_round_trip(shared_data, tmp_path):
     assert test["top_k_accuracy"]["top_3"] >= test["accuracy"]
     result = meddx_cli("predict", bundle.path, "--text",
                        "I have itchy red patches all over my skin",
-                       "--text", "Tengo fiebre alta y dolor de cabeza", "--text", "?!")
-    assert result.returncode == 0, result.stdout + result.stderr
+                       "--text", "Tengo fiebre alta y dolor de cabeza", "--text", "?!",
+                       check=True)
     predictions = json.loads(result.stdout)
     assert len(predictions) == 3 and all(p["top_3"] for p in predictions)
     predictor = load_model(bundle.path)

@@ -123,9 +123,8 @@ def test_evaluate_any_folder_of_annotated_records(beat_bundle):
     for index in range(2):
         write_record(unseen, str(940 + index), seed=40 + index, duration_s=30)
     out = root / "eval.json"
-    result = meddx_cli("evaluate", bundle.path, "--dataset", unseen, "--split", "all", "--json",
-                       out)
-    assert result.returncode == 0, result.stdout + result.stderr
+    meddx_cli("evaluate", bundle.path, "--dataset", unseen, "--split", "all", "--json", out,
+              check=True)
     metrics = json.loads(out.read_text())
     assert {"accuracy", "macro_f1", "per_class"} <= set(metrics)
     assert set(metrics["per_class"]) == {"N", "S", "V", "F", "Q"}
@@ -141,8 +140,7 @@ def test_predict_record_with_explanation(beat_bundle, artifacts):
     root, bundle = beat_bundle
     record = write_record(root / "patient", "950", seed=50, duration_s=30)
     explain = artifacts / "ecg" / bundle.metadata["plan"]["model"]
-    result = meddx_cli("predict", bundle.path, record, "--explain", "--out", explain)
-    assert result.returncode == 0, result.stderr
+    result = meddx_cli("predict", bundle.path, record, "--explain", "--out", explain, check=True)
     prediction = json.loads(result.stdout)[0]
     summary = prediction["summary"]
     assert summary["beats"] == sum(summary["counts"].values()) == len(

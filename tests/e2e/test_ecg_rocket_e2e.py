@@ -24,22 +24,19 @@ def test_cli_train_evaluate_predict_explain(tmp_path):
     plan.write_text(json.dumps({"model": "minirocket"}))
 
     trained = meddx_cli("train", "--dataset", folder, "--out", tmp_path / "bundle", "--plan",
-                        plan, "--no-progress")
-    assert trained.returncode == 0, trained.stderr
+                        plan, "--no-progress", check=True)
     assert "test AUC" in trained.stdout
     metadata = json.loads((tmp_path / "bundle" / "meddx-bundle.json").read_text())
     assert metadata["plan"]["model"] == "minirocket"
     assert metadata["network"]["arch"] == "minirocket"
 
-    evaluated = meddx_cli("evaluate", tmp_path / "bundle", "--dataset", test_file, "--split",
-                          "all", "--json", tmp_path / "metrics.json")
-    assert evaluated.returncode == 0, evaluated.stderr
+    meddx_cli("evaluate", tmp_path / "bundle", "--dataset", test_file, "--split", "all",
+              "--json", tmp_path / "metrics.json", check=True)
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["n"] == 30 and metrics["accuracy"] >= 0.9
 
-    predicted = meddx_cli("predict", tmp_path / "bundle", test_file, "--explain", "--out",
-                          tmp_path / "explained", "--json", tmp_path / "predictions.json")
-    assert predicted.returncode == 0, predicted.stderr
+    meddx_cli("predict", tmp_path / "bundle", test_file, "--explain", "--out",
+              tmp_path / "explained", "--json", tmp_path / "predictions.json", check=True)
     result = json.loads((tmp_path / "predictions.json").read_text())["predictions"][0]
     assert result["series"] == 30
     assert result["explanation_method"].startswith("occlusion (Captum")

@@ -49,8 +49,7 @@ def test_evaluate_cli_writes_dice_and_hd95_by_label(trained, tmp_path):
     folder, data, _ = trained
     out = tmp_path / "eval.json"
     result = meddx_cli("evaluate", folder / "bundle", "--dataset", data, "--split", "all",
-                       "--json", out)
-    assert result.returncode == 0, result.stdout + result.stderr
+                       "--json", out, check=True)
     metrics = json.loads(out.read_text())
     assert metrics["n"] == 14 and len(metrics["cases"]) == 14
     for key in ("dice", "hd95", "nsd"):
@@ -87,8 +86,7 @@ def test_predict_cli_keeps_the_input_grid_and_affine(trained, tmp_path):
     scan = tmp_path / "scan.nii.gz"
     nib.save(nib.Nifti1Image(image, affine), str(scan))
     out = tmp_path / "pred"
-    result = meddx_cli("predict", folder / "bundle", scan, "--out", out, "--overlay")
-    assert result.returncode == 0, result.stdout + result.stderr
+    meddx_cli("predict", folder / "bundle", scan, "--out", out, "--overlay", check=True)
     mask_file = out / "scan_seg.nii.gz"
     mask = nib.load(str(mask_file))
     assert mask.shape == image.shape

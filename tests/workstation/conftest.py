@@ -200,19 +200,13 @@ def live_server(tmp_path, ws_bundle):
 
 
 @pytest.fixture
-def run_meddx():
-    """The ``meddx`` console entry point, in this process (:func:`tests.cli_helpers.meddx_cli`)."""
-    return meddx_cli
-
-
-@pytest.fixture
-def export_feedback(run_meddx):
+def export_feedback():
     """``meddx feedback export --out OUT [options]`` of a workstation's reviews, from the CLI
     (its folder and SQLite database, as on the server)."""
 
     def invoke(station: Workstation, out: Path, *options) -> CliResult:
         env = {"MEDDX_WORKSTATION_DIR": str(station.settings.data_root),
                "MEDDX_DATABASE_URL": None}
-        return run_meddx("feedback", "export", "--out", out, *options, env=env)
+        return meddx_cli("feedback", "export", "--out", out, *options, env=env)
 
     return invoke

@@ -7,22 +7,22 @@ from sqlalchemy import create_engine, text
 from meddx.workstation.core.config import Settings
 from meddx.workstation.server import ensure_demo_users
 from meddx.workstation.services.users import authenticate
+from tests.cli_helpers import meddx_cli
 
 
-def test_users_create(tmp_path, run_meddx):
-    meddx = run_meddx
+def test_users_create(tmp_path):
     env = {"MEDDX_WORKSTATION_DIR": str(tmp_path), "MEDDX_DATABASE_URL": None}
-    ok = meddx("users", "create", "dr.house", "--role", "clinician", "--password-stdin",
-               env=env, stdin="Vicodin-and-puzzles\n")
+    ok = meddx_cli("users", "create", "dr.house", "--role", "clinician", "--password-stdin",
+                   env=env, stdin="Vicodin-and-puzzles\n")
     assert ok.returncode == 0, ok.stderr
-    weak = meddx("users", "create", "dr.who", "--role", "clinician", "--password-stdin",
-                 env=env, stdin="short\n")
+    weak = meddx_cli("users", "create", "dr.who", "--role", "clinician", "--password-stdin",
+                     env=env, stdin="short\n")
     assert weak.returncode == 2 and "password: must have at least 10" in weak.stderr
-    again = meddx("users", "create", "dr.house", "--role", "admin", "--password-stdin",
-                  env=env, stdin="Another-long-password\n")
+    again = meddx_cli("users", "create", "dr.house", "--role", "admin", "--password-stdin",
+                      env=env, stdin="Another-long-password\n")
     assert again.returncode == 2 and "already exists" in again.stderr
-    role = meddx("users", "create", "eve", "--role", "superuser", "--password-stdin",
-                 env=env, stdin="Another-long-password\n")
+    role = meddx_cli("users", "create", "eve", "--role", "superuser", "--password-stdin",
+                     env=env, stdin="Another-long-password\n")
     assert role.returncode == 2 and "must be one of clinician, researcher, admin" in role.stderr
     engine = create_engine(f"sqlite:///{tmp_path / 'workstation.db'}")
     with engine.connect() as connection:
@@ -32,10 +32,10 @@ def test_users_create(tmp_path, run_meddx):
     assert rows[0][2].startswith("$argon2id$")
 
 
-def test_serve_refuses_to_start_without_a_key(tmp_path, run_meddx):
+def test_serve_refuses_to_start_without_a_key(tmp_path):
     env = {"MEDDX_WORKSTATION_DIR": str(tmp_path), "MEDDX_SECRET_KEY": None,
            "MEDDX_SECRET_KEY_FILE": None, "MEDDX_DEMO": None, "MEDDX_DATABASE_URL": None}
-    result = run_meddx("serve", "--port", "1", env=env)
+    result = meddx_cli("serve", "--port", "1", env=env)
     assert result.returncode == 2
     assert "MEDDX_SECRET_KEY" in result.stderr and "Traceback" not in result.stderr
 

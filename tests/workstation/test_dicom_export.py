@@ -15,6 +15,7 @@ import pydicom
 from pydicom.uid import generate_uid
 
 import meddx
+from tests.cli_helpers import meddx_cli
 from tests.unit.test_images import _dicom
 
 IDENTIFIERS = {"PatientName": "Doe^Jane", "PatientID": "MRN-8675309",
@@ -34,7 +35,7 @@ def dicom_bytes(pixels: np.ndarray, folder: Path) -> bytes:
     return buffer.getvalue()
 
 
-def test_dicom_export_is_deidentified_and_trains(workstation, blobs28, tmp_path, run_meddx):
+def test_dicom_export_is_deidentified_and_trains(workstation, blobs28, tmp_path):
     images = np.load(blobs28)
     truth = {}
     for i in range(14):
@@ -49,7 +50,7 @@ def test_dicom_export_is_deidentified_and_trains(workstation, blobs28, tmp_path,
     out = tmp_path / "dicom-feedback"
     env = {"MEDDX_WORKSTATION_DIR": str(workstation.settings.data_root),
            "MEDDX_DATABASE_URL": None}
-    result = run_meddx("feedback", "export", "--out", out, env=env)
+    result = meddx_cli("feedback", "export", "--out", out, env=env)
     assert result.returncode == 0, result.stdout + result.stderr
     printed = " ".join(result.stdout.split())
     assert "14 cases" in printed and "note: 14 DICOM file(s) de-identified" in printed

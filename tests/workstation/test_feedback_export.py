@@ -8,10 +8,11 @@ import json
 import numpy as np
 
 import meddx
+from tests.cli_helpers import meddx_cli
 from tests.workstation.conftest import png_bytes
 
 
-def test_export_then_train(workstation, blobs28, tmp_path, run_meddx):
+def test_export_then_train(workstation, blobs28, tmp_path):
     images = np.load(blobs28)
     headers = workstation.headers["clinician"]
     truth = {}
@@ -40,7 +41,7 @@ def test_export_then_train(workstation, blobs28, tmp_path, run_meddx):
     out = tmp_path / "feedback-dataset"
     env = {"MEDDX_WORKSTATION_DIR": str(workstation.settings.data_root),
            "MEDDX_DATABASE_URL": None}
-    result = run_meddx("feedback", "export", "--out", out, env=env)
+    result = meddx_cli("feedback", "export", "--out", out, env=env)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "16 cases" in result.stdout
 
@@ -61,7 +62,7 @@ def test_export_then_train(workstation, blobs28, tmp_path, run_meddx):
                          progress=False, plan={"batch_size": 8})
     assert bundle.metadata["provenance"]["split_sizes"]["train"] > 0
 
-    corrected = run_meddx("feedback", "export", "--out", tmp_path / "corrected",
+    corrected = meddx_cli("feedback", "export", "--out", tmp_path / "corrected",
                           "--corrected-only", env=env)
     n_corrected = sum(not case["agrees"] for case in cases["cases"])
     if n_corrected:
@@ -71,8 +72,8 @@ def test_export_then_train(workstation, blobs28, tmp_path, run_meddx):
         assert corrected.returncode == 2 and "no reviewed cases" in corrected.stderr
 
 
-def test_export_without_reviews_is_a_clear_error(tmp_path, run_meddx):
+def test_export_without_reviews_is_a_clear_error(tmp_path):
     env = {"MEDDX_WORKSTATION_DIR": str(tmp_path / "empty"), "MEDDX_DATABASE_URL": None}
-    result = run_meddx("feedback", "export", "--out", tmp_path / "x", env=env)
+    result = meddx_cli("feedback", "export", "--out", tmp_path / "x", env=env)
     assert result.returncode == 2
     assert "no reviewed cases" in result.stderr and "Traceback" not in result.stderr
