@@ -111,10 +111,12 @@ def test_evaluation_and_prediction_give_each_beat_the_same_probabilities(beat_bu
     dataset = meddx.load_dataset(str(train_folder))
     split = dataset.split("all")
     probs = predictor.predict_split(split)  # the evaluation path: whole records at once
+    # CUDA's TF32 convolutions round differently for batches of other shapes.
+    atol = 1e-5 if predictor.device.type == "cpu" else 1e-4
     for record in dataset.records[:2]:  # the prediction path: one record
         beats = extract_beats(record, predictor.beat_config)
         np.testing.assert_allclose(predictor.record_probabilities(record, beats),
-                                   probs[split.records == record.name], atol=1e-5)
+                                   probs[split.records == record.name], atol=atol)
 
 
 def test_evaluate_any_folder_of_annotated_records(beat_bundle):

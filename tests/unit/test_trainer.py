@@ -1,11 +1,20 @@
+import copy
 import math
 
 import pytest
 import torch
+from torch import nn
 
 from meddx.errors import ConfigError
 from meddx.learn.tasks.image_classification import ImageClassificationTask, make_plan
-from meddx.learn.trainer import KEEP_LAST, TrainConfig, Trainer, lr_at
+from meddx.learn.trainer import (
+    KEEP_LAST,
+    GlobalAveragePool,
+    TrainConfig,
+    Trainer,
+    deterministic_pooling,
+    lr_at,
+)
 from tests.conftest import synthetic_dataset
 
 
@@ -149,3 +158,18 @@ def test_plan_overrides_merge_with_defaults_and_reject_unknown_keys():
         make_plan(dataset, dataset.split("train"), {"augment": {"flip": True}})
     with pytest.raises(ConfigError, match="unknown plan option 'colour'"):
         make_plan(dataset, dataset.split("train"), {"colour": 1})
+
+
+def test_deterministic_pooling_keeps_outputs_and_weights():
+    from monai.networks.nets import DenseNet121
+
+    torch.manual_seed(0)
+    stock = DenseNet121(spatial_dims=2, in_channels=1, out_channels=3).eval()
+    swapped = deterministic_pooling(copy.deepcopy(stock))
+    kinds = {type(module) for module in swapped.modules()}
+    assert GlobalAveragePool in kinds and nn.AdaptiveAvgPool2d not in kinds
+    x = torch.randn(2, 1, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(swapped(x), stock(x))
+    # No parameters moved: a bundle's weights load into the network as its recipe builds it.
+    stock.load_state_dict(swapped.state_dict())

@@ -38,6 +38,7 @@ def heat_map(model: nn.Module, arch: str, inputs: torch.Tensor, class_index: int
                              for member in model.members], axis=0)
         peak = relevance.max()
         return relevance / peak if peak > 0 else relevance
+    inputs = inputs.to(next(model.parameters()).device)
     layer = GRADCAM_LAYERS.get(arch)
     if layer is not None:
         cam = GradCAM(nn_module=model, target_layers=layer)

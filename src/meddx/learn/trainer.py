@@ -61,6 +61,8 @@ class TrainConfig:
         stop_epoch: end after this epoch while the learning-rate schedule still runs over
             ``epochs`` (None: run all of them). A refit that repeats a selected epoch on more
             data follows the selected model's own schedule up to that epoch.
+        deterministic: the same seed gives the same run on a GPU too (deterministic kernels,
+            see :func:`seed_everything`); False lets cuDNN pick its fastest kernels.
     """
 
     epochs: int = 30
@@ -76,6 +78,7 @@ class TrainConfig:
     num_threads: int | None = None
     ensemble: int = 1
     stop_epoch: int | None = None
+    deterministic: bool = True
 
     def __post_init__(self):
         if self.epochs < 1:
@@ -131,10 +134,50 @@ def ema_with_warmup(decay: float) -> Callable:
     return update
 
 
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
+def seed_everything(seed: int, deterministic: bool = True) -> None:
+    """Seed python, numpy and torch (every device).
+
+    With ``deterministic``, CUDA repeats a run exactly too: MONAI's ``set_determinism`` picks
+    cuDNN's deterministic kernels, and torch's deterministic algorithms replace the atomic-add
+    ones (a warning names any op that has none). CPU kernels are deterministic already.
+    Without it, cuDNN benchmarks and keeps the fastest kernels, which vary from run to run.
+    """
+    if not deterministic:
+        random.seed(seed)
+        np.random.seed(seed)
+        torch.manual_seed(seed)
+        torch.backends.cudnn.deterministic = False
+        torch.backends.cudnn.benchmark = True
+        torch.use_deterministic_algorithms(False)
+        return
+    from monai.utils import set_determinism
+
+    set_determinism(seed)
+    if torch.cuda.is_available():
+        # cuBLAS repeats its sums only with a fixed workspace; read when its handle is made.
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+class GlobalAveragePool(nn.Module):
+    """Mean over the spatial axes, kept as axes of size 1: what ``AdaptiveAvgPoolNd(1)``
+    computes, with a gradient CUDA sums deterministically (adaptive pooling's is atomic)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean(dim=tuple(range(2, x.ndim)), keepdim=True)
+
+
+def deterministic_pooling(model: nn.Module) -> nn.Module:
+    """Replace the model's global adaptive average pools (output size 1) by
+    :class:`GlobalAveragePool`; the same outputs, no parameters, so weights load either way."""
+    adaptive = (nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d)
+    for parent in list(model.modules()):
+        for name, child in parent.named_children():
+            size = getattr(child, "output_size", None)
+            if isinstance(child, adaptive) and all(
+                    s == 1 for s in (size if isinstance(size, tuple) else (size,))):
+                setattr(parent, name, GlobalAveragePool())
+    return model
 
 
 def default_device() -> torch.device:
@@ -224,9 +267,12 @@ class Trainer:
             return train_ensemble(self, task, resume=resume, on_epoch_end=on_epoch_end)
         if cfg.num_threads:
             torch.set_num_threads(cfg.num_threads)
-        seed_everything(cfg.seed)
+        seed_everything(cfg.seed, cfg.deterministic)
         self.work_dir.mkdir(parents=True, exist_ok=True)
-        model = task.build_model().to(self.device)
+        model = task.build_model()
+        if cfg.deterministic:
+            deterministic_pooling(model)
+        model = model.to(self.device)
         ema = (AveragedModel(model, multi_avg_fn=ema_with_warmup(cfg.ema_decay),
                              use_buffers=True) if cfg.ema_decay > 0 else None)
         optimizer = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr)
@@ -358,7 +404,8 @@ class Trainer:
             "state": state,
             "config": asdict(self.config),
             "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(),
-                    "python": random.getstate()},
+                    "python": random.getstate(),
+                    "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
         }
         atomic_torch_save(payload, self.checkpoint_path)
         tmp = self.work_dir / "history.json.tmp"
@@ -369,9 +416,9 @@ class Trainer:
         if not self.checkpoint_path.exists():
             raise ConfigError(f"--resume: no checkpoint at {self.checkpoint_path}")
         try:
-            # Our own file; it holds numpy RNG state, which weights_only loading rejects.
-            payload = torch.load(self.checkpoint_path, map_location=self.device,
-                                 weights_only=False)
+            # Our own file; it holds numpy RNG state, which weights_only loading rejects. Read
+            # to the CPU, where RNG states must be; load_state_dict moves weights to the model.
+            payload = torch.load(self.checkpoint_path, map_location="cpu", weights_only=False)
             model.load_state_dict(payload["model"])
             if ema is not None and payload["ema"] is not None:
                 ema.load_state_dict(payload["ema"])
@@ -380,6 +427,9 @@ class Trainer:
             raise ConfigError(
                 f"{self.checkpoint_path}: cannot resume from this checkpoint ({error})") from error
         torch.set_rng_state(payload["rng"]["torch"])
+        cuda_states = payload["rng"].get("cuda", [])
+        if torch.cuda.is_available() and len(cuda_states) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(cuda_states)
         np.random.set_state(payload["rng"]["numpy"])
         random.setstate(payload["rng"]["python"])
         log.info("resuming after epoch %d", payload["state"]["epoch"])
