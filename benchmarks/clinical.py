@@ -29,7 +29,7 @@ from rich.table import Table
 
 import meddx
 from meddx.data.loading import load_dataset
-from meddx.decision.predict import load_model
+from meddx.decision.predictors import load_model
 from meddx.fileio import write_json
 from meddx.learn.crossval import cross_validate
 from meddx.learn.evaluation.metrics import classification_metrics

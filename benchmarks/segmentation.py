@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> dict:
 
     import meddx
     from meddx.data.segmentation import load_segmentation_dataset
-    from meddx.decision.predict import load_model
+    from meddx.decision.predictors import load_model
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -16,7 +16,7 @@ from typing import Any
 from meddx.data.catalog import fetch, list_datasets
 from meddx.data.loading import load_dataset
 from meddx.decision.bundle import Bundle, load_bundle
-from meddx.decision.predict import load_model
+from meddx.decision.predictors import load_model
 from meddx.errors import ConfigError, DataError
 from meddx.fileio import write_json
 from meddx.learn.evaluate import evaluate_split, write_evaluation

@@ -12,7 +12,7 @@ import pydicom
 import pytest
 
 from meddx.data.dicom.series import write_series
-from meddx.decision.predict import load_model
+from meddx.decision.predictors import load_model
 from meddx.errors import ConfigError
 from meddx.pacs.dicomweb import DicomWebClient
 from meddx.pacs.dimse import DicomNode, DimseClient

@@ -227,7 +227,7 @@ def test_window_presets():
 def test_classifier_predicts_a_dicom_series_folder(tmp_path):
     """``predict_file`` takes a series folder (read_image -> read_series) like any volume."""
     import meddx
-    from meddx.decision.predict import load_model
+    from meddx.decision.predictors import load_model
     from tests.conftest import write_npz
 
     npz = write_npz(tmp_path / "blobs3d.npz", spatial=(12, 12, 12), sizes=(32, 8, 8))

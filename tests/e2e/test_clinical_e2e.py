@@ -8,7 +8,7 @@ import pytest
 
 import meddx
 from meddx.data.loading import load_dataset
-from meddx.decision.predict import load_model
+from meddx.decision.predictors import load_model
 from meddx.errors import DataError
 from tests.cli_helpers import assert_clear_error, meddx_cli
 

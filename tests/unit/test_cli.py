@@ -114,3 +114,20 @@ def test_a_wrong_bundle_is_refused_before_torch_loads(tmp_path):
                             timeout=120)
     assert result.returncode == 0, result.stderr
     assert "nobundle: no such bundle folder" in result.stderr
+
+
+def test_models_other_than_images_run_without_monai():
+    """MONAI (8 s of start-up on 2 cores) loads only for image and segmentation models."""
+    script = (
+        "import sys\n"
+        "import meddx.api\n"
+        "from meddx.decision.predictors import predictor_class\n"
+        "for task in ('ecg-beat-classification', 'ecg-series-classification',\n"
+        "             'tabular-classification', 'text-classification'):\n"
+        "    predictor_class(task)\n"
+        "assert 'monai' not in sys.modules, 'monai was imported'\n"
+        "predictor_class('image-classification')\n"
+        "assert 'monai' in sys.modules\n")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr

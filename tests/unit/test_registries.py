@@ -4,7 +4,7 @@ import importlib
 
 from meddx.data import catalog
 from meddx.data.loading import PATH_READERS, READERS_BY_KIND, _resolve
-from meddx.decision.predict import PREDICTORS, predictor_class
+from meddx.decision.predictors import PREDICTORS, predictor_class
 from meddx.learn.pipeline import RECIPES
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import meddx
-from meddx.decision.predict import load_model
+from meddx.decision.predictors import load_model
 from meddx.errors import DataError
 from tests.cli_helpers import meddx_cli
 from tests.seg_synthetic import AFFINE, sphere_cube_case, write_msd

@@ -8,7 +8,7 @@ import torch
 
 from meddx.data.tabular import load_tabular_dataset
 from meddx.decision.bundle import WEIGHTS_FILE, load_bundle
-from meddx.decision.predict import load_model
+from meddx.decision.predictors import load_model
 from meddx.decision.tabular_predict import TabularPredictor
 from meddx.errors import DataError
 from meddx.learn.evaluate import evaluate_split

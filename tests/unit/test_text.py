@@ -6,7 +6,7 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 
 from meddx.data.loading import load_dataset
 from meddx.data.text import TextDataset, can_read_text_table, clean_text, load_text_dataset
-from meddx.decision.predict import load_model
+from meddx.decision.predictors import load_model
 from meddx.errors import DataError
 from meddx.learn.pipeline import train_model
 from meddx.learn.tasks.text import TfidfModel, add_typos

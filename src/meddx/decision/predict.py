@@ -1,13 +1,13 @@
-"""Prediction from a bundle: probabilities, decision, uncertainty and (optionally) explanation.
+"""Image classification from a bundle: probabilities, decision, uncertainty and (optionally)
+explanation.
 
-``load_model(bundle)`` returns the predictor for the bundle's task; every predictor has
-``predict_file(path)`` returning a JSON-able dict, so the CLI and the web server treat all tasks
-alike.
+:func:`meddx.decision.predictors.load_model` returns the predictor for a bundle's task; every
+predictor has ``predict_file(path)`` returning a JSON-able dict, so the CLI and the web server
+treat all tasks alike.
 """
 
 from __future__ import annotations
 
-import importlib
 import math
 import time
 from collections.abc import Sequence
@@ -19,9 +19,8 @@ import torch
 
 from meddx.data.images import read_image
 from meddx.data.preprocessing import ImagePreprocessing
-from meddx.decision.bundle import Bundle, check_task, load_bundle, load_weights
+from meddx.decision.bundle import Bundle, check_task, load_weights
 from meddx.decision.explain import heat_map, save_overlay
-from meddx.errors import BundleError
 from meddx.learn.networks import NetworkSpec, build_network
 from meddx.learn.tasks.image_classification import (
     TASK_NAME,
@@ -115,34 +114,3 @@ class ImageClassifier:
             result["explanation_map"] = str(raw_map)
         result["latency_ms"] = round((time.perf_counter() - start) * 1000, 2)
         return result
-
-
-# Task name -> "module:Class". Imported on first use, so predicting with an image model does not
-# load the text, tabular or ECG stacks (transformers, SHAP, LightGBM, scipy.signal).
-PREDICTORS: dict[str, str] = {
-    TASK_NAME: "meddx.decision.predict:ImageClassifier",
-    "segmentation": "meddx.decision.segment_predict:SegmentationPredictor",
-    "ecg-beat-classification": "meddx.decision.ecg_predict:EcgBeatClassifier",
-    "ecg-series-classification": "meddx.decision.ecg_predict:EcgSeriesClassifier",
-    "tabular-classification": "meddx.decision.tabular_predict:TabularPredictor",
-    "text-classification": "meddx.decision.text_predict:TextPredictor",
-}
-
-
-def predictor_class(task: str) -> type | None:
-    """The predictor class registered for a task, or None."""
-    target = PREDICTORS.get(task)
-    if target is None:
-        return None
-    module, name = target.split(":")
-    return getattr(importlib.import_module(module), name)
-
-
-def load_model(bundle: str | Path | Bundle, device: torch.device | None = None):
-    """The predictor for a bundle's task."""
-    bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
-    predictor = predictor_class(bundle.task)
-    if predictor is None:
-        raise BundleError(f"{bundle.path}: this meddx cannot run task {bundle.task!r}; "
-                          f"known tasks: {', '.join(PREDICTORS)}")
-    return predictor.from_bundle(bundle, device)

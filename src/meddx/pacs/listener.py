@@ -6,7 +6,7 @@ Flow for every instance a modality or PACS sends:
    write) *before* answering success, so an acknowledged instance is on disk;
 2. a series is complete when no instance arrived for ``idle_seconds``; it is then routed
    (:mod:`~meddx.pacs.routing`: modality, body part, series description -> bundle);
-3. the bundle's predictor (:func:`meddx.decision.predict.load_model`) runs on the series folder
+3. the bundle's predictor (:func:`meddx.decision.predictors.load_model`) runs on the series folder
    (3D models) or on each image (2D models);
 4. the results are written as DICOM (SEG for masks, a TID 1500 SR, secondary captures with the
    overlay burned in) into ``<SeriesUID>.results/`` beside the series, then sent to the
@@ -112,7 +112,7 @@ class _PredictorCache:
         self._lock = threading.Lock()
 
     def get(self, bundle: Path) -> tuple[Any, threading.Lock]:
-        from meddx.decision.predict import load_model
+        from meddx.decision.predictors import load_model
 
         key = Path(bundle).resolve()
         with self._lock:

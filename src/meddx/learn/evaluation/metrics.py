@@ -704,3 +704,14 @@ def classification_metrics(
         },
     }
     return json_safe(result)
+
+
+def quick_auc(labels: np.ndarray, probs: np.ndarray) -> float:
+    """AUC for model selection: binary AUC, or macro one-vs-rest for multi-class."""
+    present = np.unique(labels)
+    if len(present) < 2:
+        return float("nan")
+    if probs.shape[1] == 2:
+        return float(roc_auc_score(labels, probs[:, 1]))
+    return float(roc_auc_score(labels, probs, multi_class="ovr",
+                               labels=list(range(probs.shape[1]))))

@@ -3,7 +3,7 @@
 A recipe module exposes ``TASK_NAME`` and ``fit(dataset, work_dir, ...) -> FitOutput``; the
 pipeline (:mod:`meddx.learn.pipeline`) does the rest the same way for every task: evaluation of
 the test split, model card, atomic bundle. Its predictor class is registered in
-:data:`meddx.decision.predict.PREDICTORS` under the same task name.
+:data:`meddx.decision.predictors.PREDICTORS` under the same task name.
 """
 
 from __future__ import annotations

@@ -18,7 +18,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from sklearn.metrics import roc_auc_score
 from torch import nn
 from torch.nn import functional
 
@@ -26,7 +25,7 @@ from meddx.data.datasets import ClassificationDataset, SplitData
 from meddx.data.preprocessing import ImagePreprocessing
 from meddx.errors import ConfigError, DataError
 from meddx.learn.augment import AugmentConfig, BatchAugment
-from meddx.learn.evaluation.metrics import choose_threshold, classification_metrics
+from meddx.learn.evaluation.metrics import choose_threshold, classification_metrics, quick_auc
 from meddx.learn.networks import NetworkSpec, build_network, default_architecture
 from meddx.learn.tasks import FitOutput, check_splits, resolve_plan
 from meddx.learn.trainer import TrainConfig, Trainer
@@ -148,17 +147,6 @@ def predict_proba(model: nn.Module, inputs: torch.Tensor, batch_size: int,
                 probs = probs + view
             outputs.append((probs / views).cpu())
     return torch.cat(outputs).numpy()
-
-
-def quick_auc(labels: np.ndarray, probs: np.ndarray) -> float:
-    """AUC for model selection: binary AUC, or macro one-vs-rest for multi-class."""
-    present = np.unique(labels)
-    if len(present) < 2:
-        return float("nan")
-    if probs.shape[1] == 2:
-        return float(roc_auc_score(labels, probs[:, 1]))
-    return float(roc_auc_score(labels, probs, multi_class="ovr",
-                               labels=list(range(probs.shape[1]))))
 
 
 class ImageClassificationTask:

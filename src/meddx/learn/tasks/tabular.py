@@ -39,9 +39,8 @@ from torch.nn import functional
 from meddx.data.tabular import TabularDataset, TabularSchema, canonical_category
 from meddx.errors import ConfigError, DataError
 from meddx.learn.boosting import booster_scores, train_booster
-from meddx.learn.evaluation.metrics import choose_threshold, classification_metrics
+from meddx.learn.evaluation.metrics import choose_threshold, classification_metrics, quick_auc
 from meddx.learn.tasks import FitOutput, check_splits, resolve_plan
-from meddx.learn.tasks.image_classification import quick_auc
 from meddx.learn.trainer import TrainConfig, Trainer
 
 log = logging.getLogger(__name__)

@@ -2,7 +2,7 @@
 
 A model's version is the content hash of its bundle (weights + metadata), so re-registering an
 unchanged bundle is a no-op and a retrained bundle at the same path becomes a new version.
-Predictors come from :func:`meddx.decision.predict.load_model`, loaded once per version and used
+Predictors come from :func:`meddx.decision.predictors.load_model`, loaded once per version and used
 under a lock (explanations register hooks on the network, which is not safe across threads).
 """
 
@@ -19,7 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from meddx.decision.bundle import METADATA_FILE, WEIGHTS_FILE, load_bundle
-from meddx.decision.predict import load_model, predictor_class
+from meddx.decision.predictors import load_model, predictor_class
 from meddx.errors import BundleError, MeddxError
 from meddx.workstation.db.models import ModelVersion, Study
 
