@@ -117,7 +117,8 @@ def test_a_wrong_bundle_is_refused_before_torch_loads(tmp_path):
 
 
 def test_models_other_than_images_run_without_monai():
-    """MONAI (8 s of start-up on 2 cores) loads only for image and segmentation models."""
+    """MONAI (8 s of start-up on 2 cores) loads only for image and segmentation models: not to
+    train or run ECG, tabular or text models."""
     script = (
         "import sys\n"
         "import meddx.api\n"
@@ -125,6 +126,9 @@ def test_models_other_than_images_run_without_monai():
         "for task in ('ecg-beat-classification', 'ecg-series-classification',\n"
         "             'tabular-classification', 'text-classification'):\n"
         "    predictor_class(task)\n"
+        "import meddx.learn.tasks.ecg, meddx.learn.tasks.tabular, meddx.learn.tasks.text\n"
+        "from meddx.learn.trainer import seed_everything\n"
+        "seed_everything(0)\n"
         "assert 'monai' not in sys.modules, 'monai was imported'\n"
         "predictor_class('image-classification')\n"
         "assert 'monai' in sys.modules\n")
