@@ -110,10 +110,7 @@ def test_a_wrong_bundle_is_refused_before_torch_loads(tmp_path):
         "except SystemExit as exit_:\n"
         "    assert exit_.code == 2, exit_.code\n"
         "assert 'torch' not in sys.modules, 'torch was imported'\n")
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                            timeout=120)
-    assert result.returncode == 0, result.stderr
-    assert "nobundle: no such bundle folder" in result.stderr
+    assert "nobundle: no such bundle folder" in _fresh_python(script).stderr
 
 
 def test_models_other_than_images_run_without_monai():
@@ -132,6 +129,12 @@ def test_models_other_than_images_run_without_monai():
         "assert 'monai' not in sys.modules, 'monai was imported'\n"
         "predictor_class('image-classification')\n"
         "assert 'monai' in sys.modules\n")
+    _fresh_python(script)
+
+
+def _fresh_python(script: str) -> subprocess.CompletedProcess:
+    """Run a script in a new interpreter, whose ``sys.modules`` shows what was imported."""
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                             timeout=300)
     assert result.returncode == 0, result.stderr
+    return result
