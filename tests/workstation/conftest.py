@@ -204,9 +204,9 @@ def export_feedback():
     """``meddx feedback export --out OUT [options]`` of a workstation's reviews, from the CLI
     (its folder and SQLite database, as on the server)."""
 
-    def invoke(station: Workstation, out: Path, *options) -> CliResult:
+    def invoke(station: Workstation, out: Path, *options, check: bool = False) -> CliResult:
         env = {"MEDDX_WORKSTATION_DIR": str(station.settings.data_root),
                "MEDDX_DATABASE_URL": None}
-        return meddx_cli("feedback", "export", "--out", out, *options, env=env)
+        return meddx_cli("feedback", "export", "--out", out, *options, env=env, check=check)
 
     return invoke

@@ -12,9 +12,8 @@ from tests.cli_helpers import meddx_cli
 
 def test_users_create(tmp_path):
     env = {"MEDDX_WORKSTATION_DIR": str(tmp_path), "MEDDX_DATABASE_URL": None}
-    ok = meddx_cli("users", "create", "dr.house", "--role", "clinician", "--password-stdin",
-                   env=env, stdin="Vicodin-and-puzzles\n")
-    assert ok.returncode == 0, ok.stderr
+    meddx_cli("users", "create", "dr.house", "--role", "clinician", "--password-stdin",
+              env=env, stdin="Vicodin-and-puzzles\n", check=True)
     weak = meddx_cli("users", "create", "dr.who", "--role", "clinician", "--password-stdin",
                      env=env, stdin="short\n")
     assert weak.returncode == 2 and "password: must have at least 10" in weak.stderr

@@ -15,7 +15,6 @@ import pydicom
 from pydicom.uid import generate_uid
 
 import meddx
-from tests.cli_helpers import meddx_cli
 from tests.unit.test_images import _dicom
 
 IDENTIFIERS = {"PatientName": "Doe^Jane", "PatientID": "MRN-8675309",
@@ -35,7 +34,8 @@ def dicom_bytes(pixels: np.ndarray, folder: Path) -> bytes:
     return buffer.getvalue()
 
 
-def test_dicom_export_is_deidentified_and_trains(workstation, blobs28, tmp_path):
+def test_dicom_export_is_deidentified_and_trains(workstation, blobs28, tmp_path,
+                                                 export_feedback):
     images = np.load(blobs28)
     truth = {}
     for i in range(14):
@@ -48,10 +48,7 @@ def test_dicom_export_is_deidentified_and_trains(workstation, blobs28, tmp_path)
         truth[answer.json()["id"]] = (label, pixels)
 
     out = tmp_path / "dicom-feedback"
-    env = {"MEDDX_WORKSTATION_DIR": str(workstation.settings.data_root),
-           "MEDDX_DATABASE_URL": None}
-    result = meddx_cli("feedback", "export", "--out", out, env=env)
-    assert result.returncode == 0, result.stdout + result.stderr
+    result = export_feedback(workstation, out, check=True)
     printed = " ".join(result.stdout.split())
     assert "14 cases" in printed and "note: 14 DICOM file(s) de-identified" in printed
 

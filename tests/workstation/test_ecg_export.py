@@ -82,8 +82,7 @@ def test_ecg_records_export_as_wfdb_with_reference_beats(station, tmp_path, expo
     _review(station, bare, True)
 
     out = tmp_path / "ecg-feedback"
-    result = export_feedback(station, out)
-    assert result.returncode == 0, result.stdout + result.stderr
+    result = export_feedback(station, out, check=True)
     printed = " ".join(result.stdout.split())
     assert "3 cases (1 corrected)" in printed and "(wfdb)" in printed
     assert "1 reviewed case(s) left out" in printed

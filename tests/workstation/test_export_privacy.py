@@ -96,8 +96,7 @@ def test_png_jpeg_export_keeps_pixels_and_no_identifier(workstation, blobs28, tm
                         str(int(images["train_labels"][i, 0])), truth)
 
     out = tmp_path / "export"
-    result = export_feedback(workstation, out)
-    assert result.returncode == 0, result.stdout + result.stderr
+    result = export_feedback(workstation, out, check=True)
     assert "16 PNG/JPEG/NIfTI file(s) checked" in " ".join(result.stdout.split())
     assert_anonymous(out)
 

@@ -12,7 +12,7 @@ from tests.cli_helpers import meddx_cli
 from tests.workstation.conftest import png_bytes
 
 
-def test_export_then_train(workstation, blobs28, tmp_path):
+def test_export_then_train(workstation, blobs28, tmp_path, export_feedback):
     images = np.load(blobs28)
     headers = workstation.headers["clinician"]
     truth = {}
@@ -39,10 +39,7 @@ def test_export_then_train(workstation, blobs28, tmp_path):
     truth[first] = flipped
 
     out = tmp_path / "feedback-dataset"
-    env = {"MEDDX_WORKSTATION_DIR": str(workstation.settings.data_root),
-           "MEDDX_DATABASE_URL": None}
-    result = meddx_cli("feedback", "export", "--out", out, env=env)
-    assert result.returncode == 0, result.stdout + result.stderr
+    result = export_feedback(workstation, out, check=True)
     assert "16 cases" in result.stdout
 
     with (out / "manifest.csv").open() as fh:
@@ -62,8 +59,7 @@ def test_export_then_train(workstation, blobs28, tmp_path):
                          progress=False, plan={"batch_size": 8})
     assert bundle.metadata["provenance"]["split_sizes"]["train"] > 0
 
-    corrected = meddx_cli("feedback", "export", "--out", tmp_path / "corrected",
-                          "--corrected-only", env=env)
+    corrected = export_feedback(workstation, tmp_path / "corrected", "--corrected-only")
     n_corrected = sum(not case["agrees"] for case in cases["cases"])
     if n_corrected:
         assert corrected.returncode == 0, corrected.stderr

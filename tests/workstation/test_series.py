@@ -15,7 +15,6 @@ import pytest
 
 import meddx
 from meddx.data.ecg import read_ucr
-from tests.cli_helpers import meddx_cli
 from tests.ecg_helpers import write_ucr
 from tests.workstation.conftest import build_workstation, close_workstation
 
@@ -134,7 +133,8 @@ def test_series_signal_route_roles(station, toy_series):
     assert "saliency" not in study["predictions"][0]["outputs"]["predictions"][0]
 
 
-def test_series_feedback_export_trains_directly(station, toy_series, series_bundle, tmp_path):
+def test_series_feedback_export_trains_directly(station, toy_series, series_bundle, tmp_path,
+                                                export_feedback):
     series, labels = read_ucr(toy_series[1])
     headers = station.headers["clinician"]
     truth = {}
@@ -150,9 +150,7 @@ def test_series_feedback_export_trains_directly(station, toy_series, series_bund
         truth[study["id"]] = (label, series[i])
 
     out = tmp_path / "series-feedback"
-    env = {"MEDDX_WORKSTATION_DIR": str(station.settings.data_root), "MEDDX_DATABASE_URL": None}
-    result = meddx_cli("feedback", "export", "--out", out, env=env)
-    assert result.returncode == 0, result.stdout + result.stderr
+    result = export_feedback(station, out, check=True)
     printed = " ".join(result.stdout.split())  # the console wraps long lines
     assert f"{len(series)} cases" in printed and f"{out} (ucr)" in printed
     assert "the label value of the clinician's finding" in printed

@@ -49,7 +49,8 @@ def _print_json(data) -> None:
 
 
 def _check_bundle(bundle: Path) -> None:
-    """Refuse a wrong bundle path before torch and MONAI load (about 10 s on 2 cores)."""
+    """Refuse a wrong bundle path before the model's stack loads (torch, and MONAI for image
+    models: 4-12 s on 2 cores)."""
     from meddx.decision.bundle import load_bundle
 
     load_bundle(bundle)

@@ -103,7 +103,7 @@ class ImageClassifier:
         if self.threshold is not None:
             result["threshold"] = self.threshold
         if explain_to is not None:
-            inputs = self.prepare([image.array], [str(path)]).to(self.device)
+            inputs = self.prepare([image.array], [str(path)])
             relevance = heat_map(self.model, self.spec.arch, inputs, index)
             display = self.preprocessing.conform(image.array, str(path))
             title = f"{Path(path).name}: {self.class_names[index]} (p={probs[index]:.2f})"
