@@ -9,6 +9,7 @@ all --json`` and ``meddx predict BUNDLE RECORD --explain``.
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -16,7 +17,7 @@ import torch
 
 import meddx
 from meddx.data.ecg import extract_beats
-from meddx.errors import InputFileError
+from meddx.errors import BundleError, InputFileError
 from meddx.learn.tasks import ecg as recipe
 from tests.cli_helpers import assert_clear_error, meddx_cli
 from tests.ecg_helpers import FS, synthetic_signal, write_folder, write_record, write_ucr
@@ -100,6 +101,42 @@ def test_combined_model_averages_its_members(beat_bundle, train_folder):
     predictor.plan.smoothing_neighbours = 0
     np.testing.assert_allclose(predictor.predict_split(split), (network + trees) / 2, atol=1e-6)
     assert not np.allclose(smoothed, (network + trees) / 2)  # smoothed once, after averaging
+
+
+def test_default_model_carries_its_second_opinion(beat_bundle, train_folder, tmp_path):
+    _, bundle = beat_bundle
+    if bundle.metadata["plan"]["model"] != "cnn+lightgbm":
+        pytest.skip("the cnn+lightgbm model kind only")
+    meta = bundle.metadata
+    assert meta["plan"]["second_opinion"] == recipe.SECOND_OPINION
+    assert meta["second_opinion"]["plan"]["beat_config"]["anchor_beats"] == "not_premature"
+    assert meta["second_opinion"]["training"]["lightgbm"]["best_iteration"] >= 1
+    assert "calls S on a share of the beats at least 0.05" in bundle.model_card
+    assert (bundle.path / recipe.SECOND_OPINION_DIR / "lightgbm.txt").is_file()
+    predictor = meddx.load_model(bundle.path)
+    second = predictor.second_opinion
+    assert second.plan.beat_config["anchor_beats"] == "not_premature"
+    assert second.second_opinion is None
+    dataset = meddx.load_dataset(str(train_folder))
+    split = dataset.split("all")
+    probs = predictor.predict_split(split)
+    assert not np.allclose(second.predict_split(split), probs)  # its own model, not a copy
+    # evaluate's calls (the whole split) are predict's (one record at a time).
+    calls = predictor.decide(probs, split)
+    for record in dataset.records[:2]:
+        table = predictor.predict_record(record)["beat_table"]
+        assert table["class"] == [predictor.class_names[c]
+                                  for c in calls[split.records == record.name]]
+    # Where the second opinion calls every beat S, the first's N calls become S, and no other.
+    n, s = predictor.class_names.index("N"), predictor.class_names.index("S")
+    forced = predictor.decide(probs, split, second_calls=np.full(len(split), s))
+    np.testing.assert_array_equal(forced, np.where(calls == n, s, calls))
+    # A bundle that lost its second model says so.
+    broken = tmp_path / "broken"
+    shutil.copytree(bundle.path, broken)
+    (broken / recipe.SECOND_OPINION_DIR / "lightgbm.txt").unlink()
+    with pytest.raises(BundleError, match="second_opinion: the bundle has no lightgbm.txt"):
+        meddx.load_model(broken)
 
 
 def test_evaluation_and_prediction_give_each_beat_the_same_probabilities(beat_bundle,

@@ -52,6 +52,7 @@ from meddx.learn.tasks.ecg import (  # noqa: E402
     BEAT_TASK,
     COMBINED,
     COMPONENTS,
+    SECOND_OPINION_DIR,
     SERIES_TASK,
     EcgPlan,
     beat_decisions,
@@ -59,6 +60,7 @@ from meddx.learn.tasks.ecg import (  # noqa: E402
     plan_inputs,
     predict_proba,
     regular_rhythm,
+    second_opinion_calls,
     series_inputs,
 )
 from meddx.learn.tasks.ecg_rocket import (  # noqa: E402
@@ -190,6 +192,38 @@ class EcgBeatClassifier(_EcgPredictor):
     input_suffixes = (".hea", ".dat", ".atr")
     study_kind = "ecg"
 
+    def __init__(self, metadata: dict[str, Any], state_dict: dict[str, torch.Tensor] | None,
+                 device: torch.device | None = None, source: str = "bundle",
+                 lgbm_text: str | None = None, second_opinion: EcgBeatClassifier | None = None):
+        """``second_opinion``: the predictor of the plan's second opinion, which a plan with one
+        needs (``EcgPlan.second_opinion``; :meth:`from_bundle` loads it)."""
+        super().__init__(metadata, state_dict, device, source, lgbm_text)
+        if (self.plan.second_opinion is None) != (second_opinion is None):
+            raise BundleError(f"{source}: the plan's second opinion and the second model given "
+                              "do not match (one is missing)")
+        self.second_opinion = second_opinion
+
+    @classmethod
+    def from_bundle(cls, bundle: Bundle, device: torch.device | None = None):
+        metadata = bundle.metadata
+        if metadata.get("plan", {}).get("second_opinion") is None:
+            return super().from_bundle(bundle, device)
+        source = str(bundle.path)
+        if "second_opinion" not in metadata:
+            raise BundleError(f"{source}: the plan has a second opinion, the metadata no model "
+                              "for it")
+        prefix = f"{SECOND_OPINION_DIR}."
+        weights = bundle.state_dict()
+        own = {k: v for k, v in weights.items() if not k.startswith(prefix)}
+        other = {k[len(prefix):]: v for k, v in weights.items() if k.startswith(prefix)}
+        if not other:
+            raise BundleError(f"{source}: the bundle has no weights of its second opinion")
+        second = cls({**metadata, "plan": metadata["second_opinion"]["plan"]}, other, device,
+                     f"{source} ({SECOND_OPINION_DIR})", lgbm_text=ecg_features.read_booster_text(
+                         bundle.path / SECOND_OPINION_DIR))
+        return cls(metadata, own, device, source,
+                   lgbm_text=ecg_features.read_booster_text(bundle.path), second_opinion=second)
+
     @property
     def beat_config(self) -> BeatConfig:
         return BeatConfig.from_dict(self.plan.beat_config)
@@ -211,7 +245,7 @@ class EcgBeatClassifier(_EcgPredictor):
         config = self.beat_config
         beats = extract_beats(record, config, samples)
         probs = self.record_probabilities(record, beats)
-        classes = self.decide(probs, beats)
+        classes = self.record_decisions(record, beats, probs)
         names = np.array(self.class_names)[classes]
         counts = {name: int((names == name).sum()) for name in self.class_names}
         n = len(classes)
@@ -248,20 +282,48 @@ class EcgBeatClassifier(_EcgPredictor):
             reference = [AAMI_MAP[s] for s in record.beat_symbols]
             result["reference_counts"] = {c: reference.count(c) for c in AAMI_CLASSES}
         if explain_to is not None:
-            result["explanation"] = str(self.strip_plot(record, beats, probs, Path(explain_to)))
+            result["explanation"] = str(self.strip_plot(record, beats, classes,
+                                                        Path(explain_to)))
         return result
 
-    def decide(self, probs: np.ndarray, beats: BeatSplit | ExtractedBeats) -> np.ndarray:
-        """Each beat's class (indices) by the plan's decision rule (``beat_decisions``);
-        ``beats``: the beats of ``probs`` (a split, or one record's extracted beats cut with
-        this model's options), whose rhythm features the rule may read."""
+    def decide(self, probs: np.ndarray, beats: BeatSplit | ExtractedBeats,
+               second_calls: np.ndarray | None = None) -> np.ndarray:
+        """Each beat's class (indices) by the plan's decision rule (``beat_decisions``, then
+        the second opinion's gate); ``beats``: the beats of ``probs`` (a split, or one record's
+        extracted beats cut with this model's options), whose rhythm features the rule may
+        read. ``second_calls``: the second opinion's classes of the same beats, computed here
+        for a split; one record's come from :meth:`record_decisions`."""
         limit = self.plan.s_over_n_max_irregularity
         regular = None
         if limit is not None:  # only then are the features read (a split may need a re-cut)
-            if isinstance(beats, BeatSplit):
-                beats = beats.with_config(self.beat_config)
-            regular = regular_rhythm(beats.rr, self.beat_config.feature_set, limit)
-        return beat_decisions(probs, self.class_names, self.plan.s_over_n_odds, regular)
+            cut = beats.with_config(self.beat_config) if isinstance(beats, BeatSplit) else beats
+            regular = regular_rhythm(cut.rr, self.beat_config.feature_set, limit)
+        calls = beat_decisions(probs, self.class_names, self.plan.s_over_n_odds, regular)
+        if self.second_opinion is None:
+            return calls
+        if isinstance(beats, BeatSplit):
+            records = beats.records
+            if second_calls is None:
+                second = self.second_opinion
+                second_calls = second.decide(second.predict_split(beats), beats)
+        elif second_calls is None:
+            raise ValueError("one record's second opinion comes from record_decisions")
+        else:
+            records = np.zeros(len(calls))
+        return second_opinion_calls(calls, second_calls, records, self.class_names.index("S"),
+                                    self.class_names.index("N"),
+                                    self.plan.second_opinion["min_gap"])
+
+    def record_decisions(self, record: EcgRecord, beats: ExtractedBeats,
+                         probs: np.ndarray) -> np.ndarray:
+        """Each beat's class (indices) of one record, with the second opinion's when the plan
+        has one; ``beats`` cut with this model's options, ``probs`` their probabilities."""
+        second_calls = None
+        if self.second_opinion is not None:
+            second = self.second_opinion
+            own = self._member_beats(second, record, beats)
+            second_calls = second.decide(second.record_probabilities(record, own), own)
+        return self.decide(probs, beats, second_calls)
 
     def _member_beats(self, member: EcgBeatClassifier, record: EcgRecord, beats):
         """The record's beats as a member model cuts them (same beats, its own features)."""
@@ -316,10 +378,10 @@ class EcgBeatClassifier(_EcgPredictor):
         return self.saliency(torch.from_numpy(beats.windows[index]),
                              torch.from_numpy(beats.rr[index]), targets)
 
-    def strip_plot(self, record: EcgRecord, beats, probs: np.ndarray, path: Path) -> Path:
-        """10 s strip, beats coloured by class, with an integrated-gradients saliency trace."""
+    def strip_plot(self, record: EcgRecord, beats, classes: np.ndarray, path: Path) -> Path:
+        """10 s strip, beats coloured by class (indices), with an integrated-gradients saliency
+        trace."""
         config = self.beat_config
-        classes = self.decide(probs, beats)
         times = beats.samples / record.fs
         abnormal = np.flatnonzero(classes != self.class_names.index("N"))
         centre = times[abnormal[0]] if len(abnormal) else times[0] + STRIP_SECONDS / 2
@@ -466,9 +528,10 @@ ECG_PREDICTORS = {BEAT_TASK: EcgBeatClassifier, SERIES_TASK: EcgSeriesClassifier
 
 def predictor_for(metadata: dict[str, Any], state_dict: dict[str, torch.Tensor] | None,
                   device: torch.device | None = None, source: str = "bundle",
-                  lgbm_text: str | None = None):
-    """The predictor of an ECG task's metadata (used by the recipe before the bundle exists)."""
+                  lgbm_text: str | None = None, **options):
+    """The predictor of an ECG task's metadata (used by the recipe before the bundle exists);
+    ``options``: further arguments of its class (a beat model's ``second_opinion``)."""
     cls = ECG_PREDICTORS.get(metadata.get("task"))
     if cls is None:
         raise InputFileError(source, f"not an ECG task: {metadata.get('task')!r}")
-    return cls(metadata, state_dict, device, source, lgbm_text=lgbm_text)
+    return cls(metadata, state_dict, device, source, lgbm_text=lgbm_text, **options)
