@@ -123,10 +123,14 @@ def test_default_model_carries_its_second_opinion(beat_bundle, train_folder, tmp
     assert not np.allclose(second.predict_split(split), probs)  # its own model, not a copy
     # evaluate's calls (the whole split) are predict's (one record at a time).
     calls = predictor.decide(probs, split)
+    first = predictor.first_opinion(probs, split)
     for record in dataset.records[:2]:
-        table = predictor.predict_record(record)["beat_table"]
-        assert table["class"] == [predictor.class_names[c]
-                                  for c in calls[split.records == record.name]]
+        result = predictor.predict_record(record)
+        rows = split.records == record.name
+        assert result["beat_table"]["class"] == [predictor.class_names[c] for c in calls[rows]]
+        assert result["second_opinion"] == {
+            "beat_options": {"anchor_beats": "not_premature"}, "min_gap": 0.05,
+            "beats_called_S": int(np.count_nonzero(calls[rows] != first[rows]))}
     # Where the second opinion calls every beat S, the first's N calls become S, and no other.
     n, s = predictor.class_names.index("N"), predictor.class_names.index("S")
     forced = predictor.decide(probs, split, second_calls=np.full(len(split), s))

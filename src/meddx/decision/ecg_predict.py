@@ -7,7 +7,9 @@ S and V burden (share of beats), heart rate. With ``explain_to`` it writes a str
 the lead with each beat coloured by its class, and below it an integrated-gradients saliency
 trace (Captum; Sundararajan et al., ICML 2017) showing which samples drove each beat's class
 (TreeSHAP for the tree model; the network's trace for a ``cnn+lightgbm`` model, whose
-probabilities are the mean of its two members').
+probabilities are the mean of its two members'). A model with a second opinion for S beats
+(``EcgPlan.second_opinion``, the default's) holds the second model's predictor too and says in
+``second_opinion`` how many of a record's beats it turned to S.
 
 :class:`EcgSeriesClassifier` classifies fixed-length series: one series (a row or a column
 of numbers) or UCR lines, each with its integrated-gradients saliency.
@@ -278,6 +280,12 @@ class EcgBeatClassifier(_EcgPredictor):
                            "confidence": probs.max(axis=1).round(4).tolist()},
             "model": self.name,
         }
+        if self.second_opinion is not None:
+            made_s = classes != self.first_opinion(probs, beats)
+            result["second_opinion"] = {
+                "beat_options": self.plan.second_opinion["beat"],
+                "min_gap": self.plan.second_opinion["min_gap"],
+                "beats_called_S": int(np.count_nonzero(made_s))}
         if record.annotated:
             reference = [AAMI_MAP[s] for s in record.beat_symbols]
             result["reference_counts"] = {c: reference.count(c) for c in AAMI_CLASSES}
@@ -293,12 +301,7 @@ class EcgBeatClassifier(_EcgPredictor):
         extracted beats cut with this model's options), whose rhythm features the rule may
         read. ``second_calls``: the second opinion's classes of the same beats, computed here
         for a split; one record's come from :meth:`record_decisions`."""
-        limit = self.plan.s_over_n_max_irregularity
-        regular = None
-        if limit is not None:  # only then are the features read (a split may need a re-cut)
-            cut = beats.with_config(self.beat_config) if isinstance(beats, BeatSplit) else beats
-            regular = regular_rhythm(cut.rr, self.beat_config.feature_set, limit)
-        calls = beat_decisions(probs, self.class_names, self.plan.s_over_n_odds, regular)
+        calls = self.first_opinion(probs, beats)
         if self.second_opinion is None:
             return calls
         if isinstance(beats, BeatSplit):
@@ -313,6 +316,16 @@ class EcgBeatClassifier(_EcgPredictor):
         return second_opinion_calls(calls, second_calls, records, self.class_names.index("S"),
                                     self.class_names.index("N"),
                                     self.plan.second_opinion["min_gap"])
+
+    def first_opinion(self, probs: np.ndarray, beats: BeatSplit | ExtractedBeats) -> np.ndarray:
+        """Each beat's class (indices) by this model alone (``beat_decisions``): :meth:`decide`
+        without the second opinion."""
+        limit = self.plan.s_over_n_max_irregularity
+        regular = None
+        if limit is not None:  # only then are the features read (a split may need a re-cut)
+            cut = beats.with_config(self.beat_config) if isinstance(beats, BeatSplit) else beats
+            regular = regular_rhythm(cut.rr, self.beat_config.feature_set, limit)
+        return beat_decisions(probs, self.class_names, self.plan.s_over_n_odds, regular)
 
     def record_decisions(self, record: EcgRecord, beats: ExtractedBeats,
                          probs: np.ndarray) -> np.ndarray:
