@@ -113,6 +113,8 @@ def test_ecg_record_strip_with_beat_marks(clinician_page, finding_bundles, artif
     assert page.locator("#probabilities .prob").count() == 5  # N S V F Q, share of beats
     assert "bpm" in page.inner_text("#beat-count")
     assert page.inner_text("#burden").endswith("%")
+    # The default model's second opinion for S beats says what it changed in this record.
+    assert "called S by a second model" in page.inner_text("#ecg-second-opinion")
     assert page.locator("#probability").count() == 0  # no single probability for a record
     assert page.inner_text("#model-card-link").startswith("ecg @ ")
     page.screenshot(path=str(artifacts / "workstation-ecg.png"), full_page=True)

@@ -292,6 +292,10 @@
         el("dt", {text: "Beats"}), el("dd", {id: "ecg-beat-count", text: `${summary.beats ?? beats.length} (${out.beat_positions || "beat positions"})`}),
         el("dt", {text: "Heart rate"}), el("dd", {text: summary.heart_rate_bpm !== undefined ? `${summary.heart_rate_bpm} bpm (median RR)` : "n/a"}),
         el("dt", {text: "Ectopic burden"}), el("dd", {text: `S ${summary.S_burden_percent ?? 0}% · V ${summary.V_burden_percent ?? 0}%`}));
+      // A model with a second opinion for S beats says how many beats it turned to S here.
+      const second = out.second_opinion;
+      if (second) facts.append(el("dt", {text: "Second opinion"}), el("dd", {id: "ecg-second-opinion",
+        text: `${second.beats_called_S} beat${second.beats_called_S === 1 ? "" : "s"} called S by a second model (record anchored on its regular beats)`}));
 
       const position = el("input", {type: "range", id: "ecg-position", min: 0, max: Math.max(0, Math.floor(duration - state.seconds)), step: 1,
         value: Math.floor(state.start), "aria-label": "Position in the record (seconds)"});
