@@ -555,6 +555,10 @@ def run_mitdb(args) -> dict:
             "anchors_ds1_to_ds2_percent": ANCHORS["mitdb"]}
 
 
+LISTS = ("test_records", "second_opinion_records")
+"""Row entries of part partitions that are record lists, not figures."""
+
+
 def run_partitions(args) -> dict:
     """The beat model's DS1 cross-validation over several partitions of the 22 patients.
 
@@ -577,25 +581,35 @@ def run_partitions(args) -> dict:
     numbers = range(args.first_partition, args.first_partition + args.partitions)
     for done, partition in enumerate(numbers, 1):
         folds = dataset.folds(args.folds, seed=partition, stratified=partition == 0)
-        labels, probs, decisions, unsmoothed = [], [], [], []
+        labels, probs, decisions, unsmoothed, records, first = [], [], [], [], [], []
         for fold, (train_records, test_records) in enumerate(folds):
             fitted, test, _ = _fit_fold(dataset, fold, train_records, test_records, args)
             labels.append(test.labels)
+            records.append(test.records)
             probs.append(fitted.predictor.predict_split(test))
             decisions.append(fitted.predictor.decide(probs[-1], test))
+            if getattr(fitted.predictor, "second_opinion", None) is not None:
+                first.append(fitted.predictor.first_opinion(probs[-1], test))
             if args.oof_probs:
                 unsmoothed.append(_member_probabilities(fitted.predictor, test))
         if args.oof_probs:
             _save_partition_probabilities(args.oof_probs, partition, labels, unsmoothed)
-        metrics = classification_metrics(np.concatenate(labels), np.concatenate(probs),
-                                         dataset.class_names, n_bootstrap=0,
-                                         decisions=np.concatenate(decisions))
+        labels, probs, decisions = (np.concatenate(a) for a in (labels, probs, decisions))
+        metrics = classification_metrics(labels, probs, dataset.class_names, n_bootstrap=0,
+                                         decisions=decisions)
         name = ("0: stratified folds (part mitdb)" if partition == 0
                 else f"{partition}: random folds (seed {partition})")
         rows[name] = {"test_records": [test for _, test in folds], **_pooled_row(metrics)}
+        if first:  # the model alone, and the records where its second opinion changed a call
+            alone = np.concatenate(first)
+            rows[name].update({f"first_opinion_{k}": v for k, v in _pooled_row(
+                classification_metrics(labels, probs, dataset.class_names, n_bootstrap=0,
+                                       decisions=alone)).items()})
+            rows[name]["second_opinion_records"] = sorted(
+                set(np.concatenate(records)[decisions != alone].tolist()))
         console.print(f"partitions {done}/{args.partitions}: " + ", ".join(
-            f"{k} {v:.3f}" for k, v in rows[name].items() if k != "test_records"))
-    keys = [key for key in next(iter(rows.values())) if key != "test_records"]
+            f"{k} {v:.3f}" for k, v in rows[name].items() if k not in LISTS))
+    keys = [key for key in next(iter(rows.values())) if key not in LISTS]
     values = {key: np.array([row[key] for row in rows.values()], np.float64) for key in keys}
     summary = {"mean": {k: float(v.mean()) for k, v in values.items()},
                "min": {k: float(v.min()) for k, v in values.items()},
