@@ -112,6 +112,7 @@ def test_default_model_carries_its_second_opinion(beat_bundle, train_folder, tmp
     assert meta["second_opinion"]["plan"]["beat_config"]["anchor_beats"] == "not_premature"
     assert meta["second_opinion"]["training"]["lightgbm"]["best_iteration"] >= 1
     assert "calls S on a share of the beats at least 0.05" in bundle.model_card
+    assert meta["limitations"][-1] == recipe.SECOND_OPINION_LIMITATION
     assert (bundle.path / recipe.SECOND_OPINION_DIR / "lightgbm.txt").is_file()
     predictor = meddx.load_model(bundle.path)
     second = predictor.second_opinion

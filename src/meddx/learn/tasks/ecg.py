@@ -137,6 +137,9 @@ asked only where it calls >= 5% more of a record's beats S than the model does, 
 record on 12 partitions (the largest gap 0.049, 203's atrial fibrillation), while on the S-rich
 records cut down to their S beats (``--parts s_majority``) mean S Se rose 0.066 -> 0.410 (E28,
 E29 in the README)."""
+SECOND_OPINION_LIMITATION = (
+    "The second opinion for S beats was tested on DS1 records cut down to their S beats, "
+    "standing in for records where S beats are the majority; no such whole record was at hand.")
 SECOND_OPINION_DIR = "second_opinion"
 """Where a bundle keeps its second opinion: the LightGBM text in this folder, the network's
 weights in the bundle's weights under this key prefix (and a dot)."""
@@ -827,6 +830,7 @@ def _with_second_opinion(plan_obj: EcgPlan, first: FitOutput, second: FitOutput,
         "plan": {**first.metadata["plan"], "second_opinion": option},
         "second_opinion": {key: second.metadata[key] for key in ("plan", "imbalance", "training",
                                                                  "metrics")},
+        "limitations": [*first.metadata["limitations"], SECOND_OPINION_LIMITATION],
         "post_processing": "; then ".join(filter(None, (
             first.metadata.get("post_processing"),
             f"in a record where a second model, the same plan with beat options "
