@@ -732,11 +732,17 @@ def _mean_defined(values: list) -> float | None:
 
 def _member_probabilities(predictor, test) -> dict:
     """A combined beat model's members' unsmoothed probabilities of a split, with the beats'
-    features and records: enough to re-run smoothing and averaging offline."""
+    features and records: enough to re-run smoothing and averaging offline; the same of its
+    second opinion (keys prefixed ``second_opinion_``), to re-run its gate offline."""
     split = test.with_config(predictor.beat_config)
-    return {"records": np.asarray(split.records).astype(str), "features": split.rr,
-            **{f"probs_{member.plan.model}": member.predict_split(split)
-               for member in predictor.members}}
+    arrays = {"records": np.asarray(split.records).astype(str), "features": split.rr,
+              **{f"probs_{member.plan.model}": member.predict_split(split)
+                 for member in predictor.members}}
+    second = getattr(predictor, "second_opinion", None)
+    if second is not None:
+        arrays.update({f"second_opinion_{key}": value for key, value in
+                       _member_probabilities(second, test).items() if key != "records"})
+    return arrays
 
 
 def _save_partition_probabilities(path: Path, partition: int, labels: list, folds: list) -> None:
