@@ -35,6 +35,8 @@ def test_beat_splits_join_in_order_and_keep_their_records(dataset):
     np.testing.assert_array_equal(both.windows[len(train):], val.windows)
     assert set(both.record_data) == set(train.record_data) | set(val.record_data)
     other = val.with_config(BeatConfig(feature_set="two_lead"))
+    # A split is re-cut once per options: the model and its decision rule read the same cut.
+    assert val.with_config(BeatConfig(feature_set="two_lead")) is other
     with pytest.raises(ValueError, match="different options"):
         BeatSplit.concat([train, other])
 

@@ -938,6 +938,10 @@ class BeatSplit:
     samples: np.ndarray
     config: BeatConfig
     record_data: dict[str, EcgRecord] = field(default_factory=dict, repr=False)
+    # The same beats cut with other options, by options: a model's probabilities and its
+    # decision rule (and a second opinion's) read the same cut.
+    _cuts: dict[BeatConfig, BeatSplit] = field(default_factory=dict, init=False, repr=False,
+                                               compare=False)
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -967,7 +971,10 @@ class BeatSplit:
         """The same beats cut with other options (a model trained with other settings)."""
         if config == self.config:
             return self
-        return beats_of(list(self.record_data.values()), config, keep=set(self.sources))
+        if config not in self._cuts:
+            self._cuts[config] = beats_of(list(self.record_data.values()), config,
+                                          keep=set(self.sources))
+        return self._cuts[config]
 
 
 def beats_of(records: Sequence[EcgRecord], config: BeatConfig,

@@ -55,6 +55,7 @@ from meddx.learn.tasks.ecg import (  # noqa: E402
     COMBINED,
     COMPONENTS,
     SECOND_OPINION_DIR,
+    SECOND_OPINION_PREFIX,
     SERIES_TASK,
     EcgPlan,
     beat_decisions,
@@ -214,10 +215,10 @@ class EcgBeatClassifier(_EcgPredictor):
         if "second_opinion" not in metadata:
             raise BundleError(f"{source}: the plan has a second opinion, the metadata no model "
                               "for it")
-        prefix = f"{SECOND_OPINION_DIR}."
         weights = bundle.state_dict()
-        own = {k: v for k, v in weights.items() if not k.startswith(prefix)}
-        other = {k[len(prefix):]: v for k, v in weights.items() if k.startswith(prefix)}
+        own = {k: v for k, v in weights.items() if not k.startswith(SECOND_OPINION_PREFIX)}
+        other = {k.removeprefix(SECOND_OPINION_PREFIX): v for k, v in weights.items()
+                 if k.startswith(SECOND_OPINION_PREFIX)}
         if not other:
             raise BundleError(f"{source}: the bundle has no weights of its second opinion")
         second = cls({**metadata, "plan": metadata["second_opinion"]["plan"]}, other, device,
@@ -247,7 +248,9 @@ class EcgBeatClassifier(_EcgPredictor):
         config = self.beat_config
         beats = extract_beats(record, config, samples)
         probs = self.record_probabilities(record, beats)
-        classes = self.record_decisions(record, beats, probs)
+        first = classes = self.first_opinion(probs, beats)
+        if self.second_opinion is not None:
+            classes = self._gated(first, self.record_second_opinion(record, beats))
         names = np.array(self.class_names)[classes]
         counts = {name: int((names == name).sum()) for name in self.class_names}
         n = len(classes)
@@ -281,11 +284,10 @@ class EcgBeatClassifier(_EcgPredictor):
             "model": self.name,
         }
         if self.second_opinion is not None:
-            made_s = classes != self.first_opinion(probs, beats)
             result["second_opinion"] = {
                 "beat_options": self.plan.second_opinion["beat"],
                 "min_gap": self.plan.second_opinion["min_gap"],
-                "beats_called_S": int(np.count_nonzero(made_s))}
+                "beats_called_S": int(np.count_nonzero(classes != first))}
         if record.annotated:
             reference = [AAMI_MAP[s] for s in record.beat_symbols]
             result["reference_counts"] = {c: reference.count(c) for c in AAMI_CLASSES}
@@ -296,30 +298,29 @@ class EcgBeatClassifier(_EcgPredictor):
 
     def decide(self, probs: np.ndarray, beats: BeatSplit | ExtractedBeats,
                second_calls: np.ndarray | None = None) -> np.ndarray:
-        """Each beat's class (indices) by the plan's decision rule (``beat_decisions``, then
-        the second opinion's gate); ``beats``: the beats of ``probs`` (a split, or one record's
-        extracted beats cut with this model's options), whose rhythm features the rule may
-        read. ``second_calls``: the second opinion's classes of the same beats, computed here
-        for a split; one record's come from :meth:`record_decisions`."""
+        """Each beat's class (indices): :meth:`first_opinion`, then the second opinion's gate.
+
+        ``beats``: the beats of ``probs`` (a split, or one record's extracted beats cut with
+        this model's options). ``second_calls``: the second opinion's classes of the same
+        beats; a split's are computed here, one record's need the record
+        (:meth:`record_second_opinion`).
+        """
         calls = self.first_opinion(probs, beats)
         if self.second_opinion is None:
             return calls
         if isinstance(beats, BeatSplit):
-            records = beats.records
             if second_calls is None:
                 second = self.second_opinion
                 second_calls = second.decide(second.predict_split(beats), beats)
-        elif second_calls is None:
-            raise ValueError("one record's second opinion comes from record_decisions")
-        else:
-            records = np.zeros(len(calls))
-        return second_opinion_calls(calls, second_calls, records, self.class_names.index("S"),
-                                    self.class_names.index("N"),
-                                    self.plan.second_opinion["min_gap"])
+            return self._gated(calls, second_calls, beats.records)
+        if second_calls is None:
+            raise ValueError("one record's second opinion needs the record: "
+                             "record_second_opinion")
+        return self._gated(calls, second_calls)
 
     def first_opinion(self, probs: np.ndarray, beats: BeatSplit | ExtractedBeats) -> np.ndarray:
-        """Each beat's class (indices) by this model alone (``beat_decisions``): :meth:`decide`
-        without the second opinion."""
+        """Each beat's class (indices) by this model alone (``beat_decisions``), whose rule may
+        read the beats' rhythm features: :meth:`decide` without the second opinion."""
         limit = self.plan.s_over_n_max_irregularity
         regular = None
         if limit is not None:  # only then are the features read (a split may need a re-cut)
@@ -327,16 +328,21 @@ class EcgBeatClassifier(_EcgPredictor):
             regular = regular_rhythm(cut.rr, self.beat_config.feature_set, limit)
         return beat_decisions(probs, self.class_names, self.plan.s_over_n_odds, regular)
 
-    def record_decisions(self, record: EcgRecord, beats: ExtractedBeats,
-                         probs: np.ndarray) -> np.ndarray:
-        """Each beat's class (indices) of one record, with the second opinion's when the plan
-        has one; ``beats`` cut with this model's options, ``probs`` their probabilities."""
-        second_calls = None
-        if self.second_opinion is not None:
-            second = self.second_opinion
-            own = self._member_beats(second, record, beats)
-            second_calls = second.decide(second.record_probabilities(record, own), own)
-        return self.decide(probs, beats, second_calls)
+    def record_second_opinion(self, record: EcgRecord, beats: ExtractedBeats) -> np.ndarray:
+        """The second opinion's classes (indices) of a record's beats (cut with this model's
+        options), on its own cut of them."""
+        second = self.second_opinion
+        own = self._member_beats(second, record, beats)
+        return second.decide(second.record_probabilities(record, own), own)
+
+    def _gated(self, calls: np.ndarray, second_calls: np.ndarray,
+               records: np.ndarray | None = None) -> np.ndarray:
+        """``calls`` with the second opinion's S calls where its gate opens (``records``: each
+        beat's record; None: one record's beats)."""
+        return second_opinion_calls(
+            calls, second_calls, np.zeros(len(calls)) if records is None else records,
+            self.class_names.index("S"), self.class_names.index("N"),
+            self.plan.second_opinion["min_gap"])
 
     def _member_beats(self, member: EcgBeatClassifier, record: EcgRecord, beats):
         """The record's beats as a member model cuts them (same beats, its own features)."""

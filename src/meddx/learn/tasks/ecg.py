@@ -142,8 +142,9 @@ SECOND_OPINION_LIMITATION = (
     "The second opinion for S beats was tested on DS1 records cut down to their S beats, "
     "standing in for records where S beats are the majority; no such whole record was at hand.")
 SECOND_OPINION_DIR = "second_opinion"
-"""Where a bundle keeps its second opinion: the LightGBM text in this folder, the network's
-weights in the bundle's weights under this key prefix (and a dot)."""
+"""The bundle folder of the second opinion's LightGBM text."""
+SECOND_OPINION_PREFIX = f"{SECOND_OPINION_DIR}."
+"""The key prefix of the second opinion's network weights in the bundle's weights."""
 # Class-weighted trees, weights (n / n_class) ** 0.5 (chosen on DS1 validation).
 LGBM_IMBALANCE = ("weighted_loss", 0.5)
 # Picked on the patient-wise DS1 validation records (benchmarks/ecg.py --parts models, seed-0
@@ -842,8 +843,8 @@ def _with_second_opinion(plan_obj: EcgPlan, first: FitOutput, second: FitOutput,
                               second_opinion=second.predictor)
     if val is not None:  # the validation figures of the decisions as they are made
         metadata["metrics"] = {"val": evaluate_split(predictor, val, n_bootstrap=200)[0]}
-    prefix = f"{SECOND_OPINION_DIR}."
-    state = {**first.state_dict, **{prefix + k: v for k, v in second.state_dict.items()}}
+    state = {**first.state_dict,
+             **{SECOND_OPINION_PREFIX + k: v for k, v in second.state_dict.items()}}
     files = {**first.extra_files, **{f"{SECOND_OPINION_DIR}/{name}": content
                                      for name, content in second.extra_files.items()}}
     return FitOutput(metadata, state, predictor, extra_files=files)
