@@ -762,6 +762,7 @@ class _PostProcessing(NamedTuple):
     s_over_n: float
     max_irregularity: float | None
     v_margin: float = 1.0
+    v_margin_min_irregularity: float | None = None  # None: the V margin applies at any rhythm
 
 
 def run_smoothing(args) -> dict:
@@ -772,7 +773,9 @@ def run_smoothing(args) -> dict:
     records (``--neighbours``) and may scale the S probability (``--s-scales``), then decides
     each beat (``recipe.beat_decisions``; the default's S-over-N odds, or ``--s-over-n``, on
     the beats of regular rhythm: the default's limit or ``--max-irregularity``; or E21's odds at
-    any rhythm; ``--v-margins``: a V call first needs that margin, see :func:`_without_weak_v`),
+    any rhythm; ``--v-margins``: a V call first needs that margin, see :func:`_without_weak_v`;
+    ``--irregular-v-margins``: the same only where the rhythm irregularity is at least the
+    default's S-over-N limit, E31),
     then is scored per partition by the mean of S-F1 and V-F1, as the choices of
     ``SMOOTHING_NEIGHBOURS`` were; "higher on" counts partitions where it beats the default.
     Isolated ectopic beats: those of records with at most 20 beats of the class, found.
@@ -799,6 +802,8 @@ def run_smoothing(args) -> dict:
     variants.update({f"S over N where irregularity < {q}": default._replace(max_irregularity=q)
                      for q in args.max_irregularity})
     variants.update({f"V margin x{t}": default._replace(v_margin=t) for t in args.v_margins})
+    variants.update({f"V margin x{t} where irregularity >= {limit}": default._replace(
+        v_margin=t, v_margin_min_irregularity=limit) for t in args.irregular_v_margins})
     # E21's decision, the default before E23 (its odds at any rhythm).
     variants["S over N at any rhythm"] = default._replace(s_over_n=recipe.S_OVER_N_ODDS,
                                                           max_irregularity=None)
@@ -820,7 +825,12 @@ def run_smoothing(args) -> dict:
             probs /= probs.sum(axis=1, keepdims=True)
             regular = recipe.regular_rhythm(saved["features"], recipe.MODEL_FEATURE_SET[
                 recipe.COMBINED], variant.max_irregularity)
-            decided, weak_v = _without_weak_v(probs, variant.v_margin)
+            irregular = None
+            if variant.v_margin_min_irregularity is not None:
+                irregular = ~recipe.regular_rhythm(
+                    saved["features"], recipe.MODEL_FEATURE_SET[recipe.COMBINED],
+                    variant.v_margin_min_irregularity)
+            decided, weak_v = _without_weak_v(probs, variant.v_margin, irregular)
             predicted = recipe.beat_decisions(decided, list(AAMI_CLASSES), variant.s_over_n,
                                               regular)
             metrics = classification_metrics(labels, probs, list(AAMI_CLASSES), n_bootstrap=0,
@@ -864,15 +874,18 @@ def run_smoothing(args) -> dict:
             "results": rows, "seconds_by_beats": cost}
 
 
-def _without_weak_v(probs: np.ndarray, margin: float) -> tuple[np.ndarray, np.ndarray]:
-    """The probabilities a V margin decides on (E25, not adopted), and which beats it moved: an
-    arg-max V call whose p(V) is below ``margin`` times the beat's second-highest probability
-    loses its V, so it takes that second class (and an N call may then become S by the S-over-N
-    odds)."""
+def _without_weak_v(probs: np.ndarray, margin: float,
+                    where: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The probabilities a V margin decides on (E25, E31, not adopted), and which beats it
+    moved: an arg-max V call whose p(V) is below ``margin`` times the beat's second-highest
+    probability loses its V, so it takes that second class (and an N call may then become S by
+    the S-over-N odds); ``where``: only on these beats (None: all)."""
     from meddx.data.ecg import AAMI_CLASSES
 
     v = AAMI_CLASSES.index("V")
     weak = (probs.argmax(axis=1) == v) & (probs[:, v] < margin * np.sort(probs, axis=1)[:, -2])
+    if where is not None:
+        weak &= where
     if not weak.any():
         return probs, weak
     decided = probs.copy()
@@ -1244,6 +1257,9 @@ def main() -> None:
     parser.add_argument("--v-margins", nargs="+", type=float, default=[],
                         help="part smoothing: margins a V call needs over the beat's second "
                              "class (E25, not adopted; 1: the arg-max)")
+    parser.add_argument("--irregular-v-margins", nargs="+", type=float, default=[],
+                        help="part smoothing: the same margins on the beats in irregular "
+                             "rhythm only (E31)")
     parser.add_argument("--tag", default="",
                         help="suffix of the parts' stored keys (variants)")
     parser.add_argument("--threads", type=int, default=1, help="torch / LightGBM threads")
