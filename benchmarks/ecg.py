@@ -33,6 +33,9 @@
   one partition.
 - **s_majority**: S beats found when they are the majority of a record: S-rich DS1 records
   cut down to their S beats, each classified by the fold model that holds it out (E26).
+- **smoothing**, **second_opinion**: offline, on the files part partitions saves with
+  ``--oof-probs``: post-processing variants, and the second opinion's gate (``--min-gaps``)
+  with each record's gap.
 - **archs**: the network default picked on validation: ResNet, InceptionTime, GRU and
   Transformer trained on the same patient-wise DS1 split, compared on its validation records.
 
@@ -40,7 +43,7 @@ Training time is wall-clock on this machine's CPU (``--threads`` torch/LightGBM 
 inference time is per whole 30-minute record (reading, filtering, beat cutting, model).
 
     python benchmarks/ecg.py [--parts ecg200 ecg200_selection ecg5000 mitdb models archs
-        tree_stopping rpeaks partitions smoothing s_majority]
+        tree_stopping rpeaks partitions smoothing s_majority second_opinion]
         [--folds 5] [--partitions 6] [--first-partition 0] [--epochs 6] [--threads 2]
 
 Model choices (architecture, epochs, imbalance handling) use validation data only.
@@ -783,17 +786,12 @@ def run_smoothing(args) -> dict:
     from meddx.data.ecg import AAMI_CLASSES, feature_names
     from meddx.learn.evaluation.metrics import classification_metrics
     from meddx.learn.tasks import ecg as recipe
-    from meddx.learn.tasks.ecg_features import smooth_over_similar_beats, smooth_within_records
+    from meddx.learn.tasks.ecg_features import smooth_over_similar_beats
 
-    if args.oof_probs is None:
-        raise SystemExit("part smoothing reads the files of part partitions: give --oof-probs")
-    files = sorted(args.oof_probs.parent.glob(f"{args.oof_probs.stem}_p*.npz"))
-    if not files:
-        raise SystemExit(f"no {args.oof_probs.stem}_p*.npz next to {args.oof_probs}: run "
-                         "--parts partitions --oof-probs with that name first")
+    files = _saved_partitions(args, "smoothing")
     names = feature_names(recipe.MODEL_FEATURE_SET[recipe.COMBINED])
-    odds, limit = recipe.default_s_over_n(recipe.MODEL_FEATURE_SET[recipe.COMBINED])
-    default = _PostProcessing(recipe.SMOOTHING_NEIGHBOURS, 0.5, 1.0, odds, limit)
+    default = _default_post_processing()
+    odds, limit = default.s_over_n, default.max_irregularity
     variants = {f"{n} neighbours": default._replace(neighbours=n) for n in args.neighbours}
     variants.update({f"trees {w:.2f}": default._replace(tree_weight=w)
                      for w in args.tree_weights})
@@ -816,23 +814,8 @@ def run_smoothing(args) -> dict:
         for name, variant in variants.items():
             key = (variant.tree_weight, variant.neighbours)
             if key not in smoothed:
-                smoothed[key] = smooth_within_records(
-                    (1 - variant.tree_weight) * saved["probs_cnn"]
-                    + variant.tree_weight * saved["probs_lightgbm"],
-                    saved["features"], records, names, variant.neighbours)
-            probs = smoothed[key].copy()
-            probs[:, 1] *= variant.s_scale
-            probs /= probs.sum(axis=1, keepdims=True)
-            regular = recipe.regular_rhythm(saved["features"], recipe.MODEL_FEATURE_SET[
-                recipe.COMBINED], variant.max_irregularity)
-            irregular = None
-            if variant.v_margin_min_irregularity is not None:
-                irregular = ~recipe.regular_rhythm(
-                    saved["features"], recipe.MODEL_FEATURE_SET[recipe.COMBINED],
-                    variant.v_margin_min_irregularity)
-            decided, weak_v = _without_weak_v(probs, variant.v_margin, irregular)
-            predicted = recipe.beat_decisions(decided, list(AAMI_CLASSES), variant.s_over_n,
-                                              regular)
+                smoothed[key] = _smoothed_members(saved, variant)
+            probs, predicted, weak_v = _post_processed(smoothed[key], saved["features"], variant)
             metrics = classification_metrics(labels, probs, list(AAMI_CLASSES), n_bootstrap=0,
                                              decisions=predicted)
             isolated = {}
@@ -872,6 +855,114 @@ def run_smoothing(args) -> dict:
                           f"{default.neighbours} neighbours, equal member weights, S over N odds "
                           f"{odds} where the rhythm irregularity is below {limit}",
             "results": rows, "seconds_by_beats": cost}
+
+
+def _saved_partitions(args, part: str) -> list[Path]:
+    """The files part partitions saved with ``--oof-probs`` (the same name), which an offline
+    part reads."""
+    if args.oof_probs is None:
+        raise SystemExit(f"part {part} reads the files of part partitions: give --oof-probs")
+    files = sorted(args.oof_probs.parent.glob(f"{args.oof_probs.stem}_p*.npz"))
+    if not files:
+        raise SystemExit(f"no {args.oof_probs.stem}_p*.npz next to {args.oof_probs}: run "
+                         "--parts partitions --oof-probs with that name first")
+    return files
+
+
+def _default_post_processing() -> _PostProcessing:
+    """The default beat model's post-processing, as offline parts re-run it."""
+    from meddx.learn.tasks import ecg as recipe
+
+    odds, limit = recipe.default_s_over_n(recipe.MODEL_FEATURE_SET[recipe.COMBINED])
+    return _PostProcessing(recipe.SMOOTHING_NEIGHBOURS, 0.5, 1.0, odds, limit)
+
+
+def _smoothed_members(saved: dict, variant: _PostProcessing, prefix: str = "") -> np.ndarray:
+    """A saved partition's member probabilities averaged (the trees' share ``tree_weight``) and
+    smoothed within records, as the model does; ``prefix``: ``second_opinion_`` for its second
+    opinion's members."""
+    from meddx.data.ecg import feature_names
+    from meddx.learn.tasks import ecg as recipe
+    from meddx.learn.tasks.ecg_features import smooth_within_records
+
+    return smooth_within_records(
+        (1 - variant.tree_weight) * saved[f"{prefix}probs_cnn"]
+        + variant.tree_weight * saved[f"{prefix}probs_lightgbm"], saved[f"{prefix}features"],
+        saved["records"], feature_names(recipe.MODEL_FEATURE_SET[recipe.COMBINED]),
+        variant.neighbours)
+
+
+def _post_processed(smoothed: np.ndarray, features: np.ndarray, variant: _PostProcessing):
+    """A variant's probabilities (S scaled), its calls (indices) and the beats its V margin
+    moved, from smoothed probabilities and the beats' features."""
+    from meddx.data.ecg import AAMI_CLASSES
+    from meddx.learn.tasks import ecg as recipe
+
+    feature_set = recipe.MODEL_FEATURE_SET[recipe.COMBINED]
+    probs = smoothed.copy()
+    probs[:, AAMI_CLASSES.index("S")] *= variant.s_scale
+    probs /= probs.sum(axis=1, keepdims=True)
+    regular = recipe.regular_rhythm(features, feature_set, variant.max_irregularity)
+    irregular = None
+    if variant.v_margin_min_irregularity is not None:
+        irregular = ~recipe.regular_rhythm(features, feature_set,
+                                           variant.v_margin_min_irregularity)
+    decided, weak_v = _without_weak_v(probs, variant.v_margin, irregular)
+    return probs, recipe.beat_decisions(decided, list(AAMI_CLASSES), variant.s_over_n,
+                                        regular), weak_v
+
+
+def run_second_opinion(args) -> dict:
+    """The default's second-opinion gate re-run offline on part partitions' saved files (a
+    model with a second opinion, ``--oof-probs``) at each of ``--min-gaps``: the pooled
+    figures per partition, the records where the gate fired, and each record's gap (the share
+    of its beats the second opinion calls S minus the share the first calls S). Both opinions
+    are post-processed as the default is; at the built ``min_gap`` the figures are the
+    partitions part's own (a check that the files re-run the model)."""
+    from meddx.data.ecg import AAMI_CLASSES
+    from meddx.learn.evaluation.metrics import classification_metrics
+    from meddx.learn.tasks import ecg as recipe
+
+    files = _saved_partitions(args, "second_opinion")
+    default = _default_post_processing()
+    s, n = AAMI_CLASSES.index("S"), AAMI_CLASSES.index("N")
+    min_gaps = args.min_gaps or [recipe.SECOND_OPINION["min_gap"]]
+    per_partition: dict[str, list] = {"first opinion alone": [],
+                                      **{f"min_gap {gap}": [] for gap in min_gaps}}
+    gaps: dict[str, list[float]] = {}
+    for path in files:
+        saved = dict(np.load(path))
+        if "second_opinion_probs_cnn" not in saved:
+            raise SystemExit(f"{path.name} holds no second opinion: run part partitions with a "
+                             "model that has one")
+        labels, records = saved["labels"], saved["records"]
+        probs, first, _ = _post_processed(_smoothed_members(saved, default), saved["features"],
+                                          default)
+        _, second, _ = _post_processed(_smoothed_members(saved, default, "second_opinion_"),
+                                       saved["second_opinion_features"], default)
+        for record in np.unique(records):
+            rows = records == record
+            gaps.setdefault(str(record), []).append(round(float(
+                np.mean(second[rows] == s) - np.mean(first[rows] == s)), 4))
+        calls = {"first opinion alone": first, **{
+            f"min_gap {gap}": recipe.second_opinion_calls(first, second, records, s, n, gap)
+            for gap in min_gaps}}
+        for name, decided in calls.items():
+            metrics = classification_metrics(labels, probs, list(AAMI_CLASSES), n_bootstrap=0,
+                                             decisions=decided)
+            per_partition[name].append({
+                **_with_s_v_score(_pooled_row(metrics)),
+                "fired_on": sorted(set(records[decided != first].tolist()))})
+        console.print(f"second_opinion: {path.name} scored")
+    rows = {name: {**{key: float(np.mean([row[key] for row in parts])) for key in parts[0]
+                      if key != "fired_on"}, "partitions": parts}
+            for name, parts in per_partition.items()}
+    largest = sorted(gaps.items(), key=lambda item: -max(item[1]))
+    return {"evaluation": f"offline on {len(files)} partitions' out-of-fold probabilities "
+                          f"({args.oof_probs.stem}_p*.npz) of a model with a second opinion",
+            "results": rows,
+            "gap_by_record": {record: {"max": max(values), "per_partition": values}
+                              for record, values in largest}}
 
 
 def _without_weak_v(probs: np.ndarray, margin: float,
@@ -1231,7 +1322,7 @@ def main() -> None:
     parser.add_argument("--parts", nargs="+", default=["ecg200", "ecg5000", "mitdb"],
                         choices=["ecg200", "ecg200_selection", "ecg5000", "mitdb", "archs",
                                  "models", "tree_stopping", "rpeaks", "partitions",
-                                 "smoothing", "s_majority"])
+                                 "smoothing", "s_majority", "second_opinion"])
     parser.add_argument("--models", nargs="+", default=["lightgbm", "cnn", "cnn+lightgbm"],
                         help="beat model kinds compared on validation (part 'models')")
     parser.add_argument("--beat-model", default="cnn+lightgbm",
@@ -1260,6 +1351,9 @@ def main() -> None:
     parser.add_argument("--irregular-v-margins", nargs="+", type=float, default=[],
                         help="part smoothing: the same margins on the beats in irregular "
                              "rhythm only (E31)")
+    parser.add_argument("--min-gaps", nargs="+", type=float,
+                        help="part second_opinion: the gate's min_gap values compared "
+                             "(default: the default's)")
     parser.add_argument("--tag", default="",
                         help="suffix of the parts' stored keys (variants)")
     parser.add_argument("--threads", type=int, default=1, help="torch / LightGBM threads")
@@ -1298,7 +1392,7 @@ def main() -> None:
                "ecg5000": run_ecg5000, "mitdb": run_mitdb,
                "archs": run_archs, "models": run_models, "tree_stopping": run_tree_stopping,
                "rpeaks": run_rpeaks, "partitions": run_partitions, "smoothing": run_smoothing,
-               "s_majority": run_s_majority}
+               "s_majority": run_s_majority, "second_opinion": run_second_opinion}
     for part in args.parts:
         console.print(f"[bold]{part}[/]")
         start = time.perf_counter()
