@@ -706,6 +706,7 @@ def run_s_majority(args) -> dict:
                     "S_se": metrics["per_class"]["S"]["sensitivity"],
                     "S_ppv": metrics["per_class"]["S"]["ppv"],  # None: no beat called S
                     "N_called_S": confusion[n][s],
+                    **_second_opinion_gap(predictor, probs, split, s),
                     "S_beats_median": {
                         **{f"p_S_{member}": float(np.median(members[f"probs_{member}"][is_s, s]))
                            for member in ("cnn", "lightgbm")},
@@ -725,6 +726,21 @@ def run_s_majority(args) -> dict:
                           "beats (S the majority)",
             "plan": _beat_plan(args), "epochs": args.epochs,
             "results": {**rows, "mean over records": mean}}
+
+
+def _second_opinion_gap(predictor, probs: np.ndarray, split, s: int) -> dict:
+    """A record's gap (the share of its beats the second opinion calls S minus the share the
+    first opinion calls S, what the gate reads) and the first opinion's S Se; empty for a
+    model without a second opinion."""
+    second = getattr(predictor, "second_opinion", None)
+    if second is None:
+        return {}
+    first = predictor.first_opinion(probs, split)
+    second_calls = second.decide(second.predict_split(split), split)
+    is_s = split.labels == s
+    return {"second_opinion_gap": round(float(np.mean(second_calls == s) - np.mean(first == s)),
+                                        4),
+            "first_opinion_S_se": float(np.mean(first[is_s] == s)) if is_s.any() else None}
 
 
 def _mean_defined(values: list) -> float | None:
