@@ -1347,7 +1347,7 @@ def main() -> None:
     parser.add_argument("--oof-probs", type=Path,
                         help="parts mitdb and partitions: also save the out-of-fold "
                              "probabilities (.npz; partitions: unsmoothed, per member, one "
-                             "file per partition, which part smoothing reads)")
+                             "file per partition, which parts smoothing and second_opinion read)")
     parser.add_argument("--neighbours", nargs="+", type=int,
                         default=[40, 60, 80, 120, 160, 240, 360],
                         help="part smoothing: smoothing neighbours compared")
