@@ -756,8 +756,8 @@ class BeatConfig:
             from 0.762 to 0.787, higher on 5 of 6 (``benchmarks/ecg.py --parts partitions``).
         anchor_beats: The beats a record's median beat, median RR and the spread of its P-wave
             features are taken over: ``"all"``, or ``"not_premature"`` (:func:`anchor_beats`),
-            which keeps them the patient's own when ectopic beats are the majority (E26 in the
-            README).
+            which keeps them the patient's own when ectopic beats are the majority (E26 in
+            docs/ecg-experiments.md).
     """
 
     fs: float = 120.0

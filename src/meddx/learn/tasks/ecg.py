@@ -105,7 +105,8 @@ than N when 1.5 p(S) > p(N), at any rhythm (with the feature: :data:`S_OVER_N_OD
 Screened on the out-of-fold probabilities of 6 partitions of DS1 (S Se/+P 0.633/0.722 -> 0.730/
 0.641, V unchanged), then confirmed on 6 partitions no choice had used, by a rule fixed before:
 S Se 0.589 -> 0.694 (higher on 6 of 6), S +P 0.645, macro-F1 0.513 -> 0.518 (benchmarks/ecg.py,
-the README's E21). The issue's S targets (Se 0.80, +P 0.60) against the default's +P margin."""
+docs/ecg-experiments.md, E21). The issue's S targets (Se 0.80, +P 0.60) against the default's
++P margin."""
 IRREGULARITY_FEATURE = "rr_irregularity_long"
 """The beat feature ``EcgPlan.s_over_n_max_irregularity`` reads."""
 S_OVER_N_MAX_IRREGULARITY = 0.2
@@ -115,7 +116,7 @@ fibrillation a short RR does not make a beat supraventricular ectopic, and annot
 beats N. Screened on the out-of-fold probabilities of DS1 partitions 0-5 (S Se/+P 0.730/0.641 ->
 0.719/0.735, mean S/V F1 0.793 -> 0.815, higher on 6 of 6), then confirmed on partitions 18-23,
 which no choice had used, by a rule fixed before: S 0.559/0.523 -> 0.549/0.623, mean S/V F1 0.726
--> 0.746 (6 of 6), macro-F1 0.499 -> 0.507, V unchanged (the README's E23)."""
+-> 0.746 (6 of 6), macro-F1 0.499 -> 0.507, V unchanged (docs/ecg-experiments.md, E23)."""
 S_OVER_N_ODDS_REGULAR = 2.0
 """The default's S-over-N odds where the rhythm limit applies them (regular rhythm only): an N
 call becomes S when 2 p(S) > p(N). With E23's limit, false S calls in atrial fibrillation no
@@ -124,7 +125,7 @@ partitions 0-5 and 18-23, 2 was the best odds higher than 1.5 on at least 8 of t
 F1 0.780 -> 0.797, 9 of 12; 3 scored higher on average, 0.819, on 7 of 12 only, its gains steps
 where one record's beats cross together), then confirmed on partitions 24-29, which no choice had
 used, by a rule fixed before: mean S/V F1 0.803 -> 0.829 (6 of 6), S Se/+P 0.630/0.793 ->
-0.703/0.802, macro-F1 0.525 -> 0.536, V unchanged (the README's E24)."""
+0.703/0.802, macro-F1 0.525 -> 0.536, V unchanged (docs/ecg-experiments.md, E24)."""
 SECOND_OPINION_BEAT_OPTIONS = ("anchor_beats", "align_peaks", "local_beats", "lead",
                                "highpass_hz", "lowpass_hz", "mains_hz")
 """Beat options a second opinion may change: how the features are taken, not which they are."""
@@ -136,8 +137,9 @@ are not premature, so that they stay the patient's own where ectopic beats are t
 asked only where it calls >= 5% more of a record's beats S than the model does, it changed no DS1
 record on 12 partitions (the largest gap 0.049, 203's atrial fibrillation), while on the S-rich
 records cut down to their S beats (``--parts s_majority``) mean S Se rose 0.066 -> 0.410 (E28,
-E29 in the README). Built, on 12 fresh partitions it fired twice, both on 203 (mean S/V F1
-0.824 -> 0.8195 on seeds 42-47, 0.7857 -> 0.7817 on 48-53, inside E29's limits)."""
+E29 in docs/ecg-experiments.md). Built, on 12 fresh partitions it fired twice, both on 203
+(mean S/V F1 0.824 -> 0.8195 on seeds 42-47, 0.7857 -> 0.7817 on 48-53, inside E29's
+limits)."""
 SECOND_OPINION_LIMITATION = (
     "The second opinion for S beats was tested on DS1 records cut down to their S beats, "
     "standing in for records where S beats are the majority; no such whole record was at hand. "
@@ -175,7 +177,7 @@ and ecg200_selection)."""
 
 # Defaults chosen on validation data (patient-wise DS1 validation records for beats, the
 # stratified validation part of the training files for series): see benchmarks/ecg.py and the
-# README's ECG section for the comparison.
+# README's ECG section and docs/ecg-experiments.md for the comparison.
 DEFAULT_BEAT_ARCH = "inception"
 DEFAULT_SERIES_ARCH = "inception"
 DEFAULT_OPTIONS: dict[str, dict[str, dict[str, Any]]] = {
