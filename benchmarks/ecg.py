@@ -594,7 +594,7 @@ def run_partitions(args) -> dict:
             if getattr(fitted.predictor, "second_opinion", None) is not None:
                 first.append(fitted.predictor.first_opinion(probs[-1], test))
             if args.oof_probs:
-                unsmoothed.append(_member_probabilities(fitted.predictor, test))
+                unsmoothed.append(_saved_arrays(fitted.predictor, test))
         if args.oof_probs:
             _save_partition_probabilities(args.oof_probs, partition, labels, unsmoothed)
         labels, probs, decisions = (np.concatenate(a) for a in (labels, probs, decisions))
@@ -693,7 +693,8 @@ def run_s_majority(args) -> dict:
                 derived = record if widen is None else s_majority_record(record, widen)
                 split = beats_of([derived], predictor.beat_config)
                 probs = predictor.predict_split(split)
-                calls = predictor.decide(probs, split)
+                second = _second_opinion_split_calls(predictor, split)
+                calls = predictor.decide(probs, split, second)
                 metrics = classification_metrics(split.labels, probs, dataset.class_names,
                                                  n_bootstrap=0, decisions=calls)
                 confusion = metrics["confusion_matrix"]
@@ -706,7 +707,7 @@ def run_s_majority(args) -> dict:
                     "S_se": metrics["per_class"]["S"]["sensitivity"],
                     "S_ppv": metrics["per_class"]["S"]["ppv"],  # None: no beat called S
                     "N_called_S": confusion[n][s],
-                    **_second_opinion_gap(predictor, probs, split, s),
+                    **_second_opinion_gap(predictor, probs, split, second, s),
                     "S_beats_median": {
                         **{f"p_S_{member}": float(np.median(members[f"probs_{member}"][is_s, s]))
                            for member in ("cnn", "lightgbm")},
@@ -728,18 +729,25 @@ def run_s_majority(args) -> dict:
             "results": {**rows, "mean over records": mean}}
 
 
-def _second_opinion_gap(predictor, probs: np.ndarray, split, s: int) -> dict:
-    """A record's gap (the share of its beats the second opinion calls S minus the share the
-    first opinion calls S, what the gate reads) and the first opinion's S Se; empty for a
-    model without a second opinion."""
+def _second_opinion_split_calls(predictor, split) -> np.ndarray | None:
+    """The second opinion's classes of a split's beats (None: the model has none)."""
     second = getattr(predictor, "second_opinion", None)
+    return None if second is None else second.decide(second.predict_split(split), split)
+
+
+def _second_opinion_gap(predictor, probs: np.ndarray, split, second: np.ndarray | None,
+                        s: int) -> dict:
+    """One record's gap (what the gate reads: the share of its beats the second opinion calls
+    S minus the share the first opinion calls S) and the first opinion's S Se; empty for a
+    model without a second opinion (``second``: its calls)."""
     if second is None:
         return {}
+    from meddx.learn.tasks import ecg as recipe
+
     first = predictor.first_opinion(probs, split)
-    second_calls = second.decide(second.predict_split(split), split)
+    _, more, beats = recipe.second_opinion_gaps(first, second, split.records, s)
     is_s = split.labels == s
-    return {"second_opinion_gap": round(float(np.mean(second_calls == s) - np.mean(first == s)),
-                                        4),
+    return {"second_opinion_gap": round(float(more[0] / beats[0]), 4),
             "first_opinion_S_se": float(np.mean(first[is_s] == s)) if is_s.any() else None}
 
 
@@ -749,18 +757,25 @@ def _mean_defined(values: list) -> float | None:
     return float(np.mean(defined)) if defined else None
 
 
-def _member_probabilities(predictor, test) -> dict:
+def _member_probabilities(predictor, test, prefix: str = "") -> dict:
     """A combined beat model's members' unsmoothed probabilities of a split, with the beats'
-    features and records: enough to re-run smoothing and averaging offline; the same of its
-    second opinion (keys prefixed ``second_opinion_``), to re-run its gate offline."""
+    features (keys after ``prefix``): enough to re-run smoothing and averaging offline."""
     split = test.with_config(predictor.beat_config)
-    arrays = {"records": np.asarray(split.records).astype(str), "features": split.rr,
-              **{f"probs_{member.plan.model}": member.predict_split(split)
-                 for member in predictor.members}}
+    return {f"{prefix}features": split.rr,
+            **{f"{prefix}probs_{member.plan.model}": member.predict_split(split)
+               for member in predictor.members}}
+
+
+def _saved_arrays(predictor, test) -> dict:
+    """What part partitions saves of a held-out fold: the beats' records, the model's member
+    probabilities and features, and the same of its second opinion (keys prefixed
+    ``second_opinion_``), to re-run its post-processing and gate offline."""
+    cut = test.with_config(predictor.beat_config)  # the cut the features are taken from
+    arrays = {"records": np.asarray(cut.records).astype(str),
+              **_member_probabilities(predictor, test)}
     second = getattr(predictor, "second_opinion", None)
     if second is not None:
-        arrays.update({f"second_opinion_{key}": value for key, value in
-                       _member_probabilities(second, test).items() if key != "records"})
+        arrays.update(_member_probabilities(second, test, "second_opinion_"))
     return arrays
 
 
@@ -956,10 +971,9 @@ def run_second_opinion(args) -> dict:
                                           default)
         _, second, _ = _post_processed(_smoothed_members(saved, default, "second_opinion_"),
                                        saved["second_opinion_features"], default)
-        for record in np.unique(records):
-            rows = records == record
-            gaps.setdefault(str(record), []).append(round(float(
-                np.mean(second[rows] == s) - np.mean(first[rows] == s)), 4))
+        for record, more, beats in zip(*recipe.second_opinion_gaps(first, second, records, s),
+                                       strict=True):
+            gaps.setdefault(str(record), []).append(round(float(more / beats), 4))
         calls = {"first opinion alone": first, **{
             f"min_gap {gap}": recipe.second_opinion_calls(first, second, records, s, n, gap)
             for gap in min_gaps}}
