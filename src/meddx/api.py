@@ -17,7 +17,7 @@ from meddx.data.catalog import fetch, list_datasets
 from meddx.data.loading import load_dataset
 from meddx.decision.bundle import Bundle, load_bundle
 from meddx.decision.predictors import load_model
-from meddx.errors import ConfigError, DataError
+from meddx.errors import ConfigError, DataError, MeddxError
 from meddx.fileio import write_json
 from meddx.learn.evaluate import evaluate_split, write_evaluation
 from meddx.learn.pipeline import train_model
@@ -95,27 +95,45 @@ def _fitted_on(metadata: dict[str, Any], provenance: dict[str, Any], split: str,
 
 def predict(bundle: str | Path, files: Sequence[str | Path], *,
             explain_dir: str | Path | None = None, out_dir: str | Path | None = None,
-            overlay: bool = False, fs: float | None = None) -> list[dict[str, Any]]:
+            overlay: bool = False, fs: float | None = None,
+            on_error: str = "stop") -> list[dict[str, Any]]:
     """Predict each file; with ``explain_dir``, also write one heat-map PNG per file.
 
     ECG bundles take WFDB records or CSV signals (``fs``: their sampling rate in Hz).
 
     Segmentation bundles write each mask (NIfTI in the input's grid), a JSON of label volumes
     and, with ``overlay``, a PNG of the mask on the image to ``out_dir``.
+
+    ``on_error``: a file that cannot be predicted (missing, unreadable, flat signal...) raises
+    (``"stop"``), or (``"skip"``) becomes its result ``{"file", "error"}`` and the other files go
+    on; results stay in the order of ``files`` either way.
     """
+    if on_error not in ("stop", "skip"):
+        raise ConfigError(f"on_error must be 'stop' or 'skip', not {on_error!r}")
     predictor = load_model(bundle)
-    if getattr(predictor, "task", None) == "segmentation":
-        return [predictor.predict_file(file, out_dir=out_dir or explain_dir, overlay=overlay)
-                for file in files]
     results = []
     for index, file in enumerate(files):
-        target = None
-        if explain_dir is not None:
-            suffix = getattr(predictor, "explanation_suffix", "gradcam")
-            target = Path(explain_dir) / f"{index:03d}_{Path(file).name.split('.')[0]}_{suffix}.png"
-        options = {"fs": fs} if fs is not None else {}  # CSV ECG signals need their rate
-        results.append(predictor.predict_file(file, explain_to=target, **options))
+        try:
+            results.append(_predict_file(predictor, index, file, explain_dir=explain_dir,
+                                         out_dir=out_dir, overlay=overlay, fs=fs))
+        except MeddxError as error:
+            if on_error == "stop":
+                raise
+            results.append({"file": str(file), "error": str(error)})
     return results
+
+
+def _predict_file(predictor: Any, index: int, file: str | Path, *,
+                  explain_dir: str | Path | None, out_dir: str | Path | None, overlay: bool,
+                  fs: float | None) -> dict[str, Any]:
+    if getattr(predictor, "task", None) == "segmentation":
+        return predictor.predict_file(file, out_dir=out_dir or explain_dir, overlay=overlay)
+    target = None
+    if explain_dir is not None:
+        suffix = getattr(predictor, "explanation_suffix", "gradcam")
+        target = Path(explain_dir) / f"{index:03d}_{Path(file).name.split('.')[0]}_{suffix}.png"
+    options = {"fs": fs} if fs is not None else {}  # CSV ECG signals need their rate
+    return predictor.predict_file(file, explain_to=target, **options)
 
 
 def predict_inputs(bundle: str | Path, *, records: Sequence[dict[str, Any]] | None = None,

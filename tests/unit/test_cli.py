@@ -71,6 +71,26 @@ def test_bad_inputs(trained, tmp_path):
                        "bad.npz", "7")
 
 
+def test_a_bad_file_among_several_keeps_the_others(trained, tmp_path):
+    import meddx
+    from meddx.errors import InputFileError
+
+    data, bundle = trained
+    good = tmp_path / "good.npy"
+    np.save(good, np.load(data)["test_images"][0])
+    corrupt = tmp_path / "corrupt.png"
+    corrupt.write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    result = meddx_cli("predict", bundle, corrupt, good, "--json", tmp_path / "p.json")
+    assert_clear_error(result, "corrupt.png", "1 of 2 files could not be predicted")
+    first, second = json.loads((tmp_path / "p.json").read_text())["predictions"]
+    assert first["file"] == str(corrupt) and "corrupt.png" in first["error"]
+    assert set(second["probabilities"]) == {"0", "1"}
+    assert_clear_error(meddx_cli("predict", bundle, corrupt, good, "--stop-on-bad-case"),
+                       "corrupt.png")
+    with pytest.raises(InputFileError, match="corrupt.png"):
+        meddx.predict(bundle, [good, corrupt])  # the API stops by default
+
+
 def test_killed_training_resumes(tmp_path):
     """kill -9 in the middle of training, then --resume finishes the same run."""
     from tests.conftest import write_npz

@@ -236,10 +236,15 @@ def predict(
         "--csv", help="Clinical records: a CSV/TSV file, one patient per row.")] = None,
     text: Annotated[list[str] | None, typer.Option(
         help="Symptom description (repeat for several).")] = None,
+    stop_on_bad_case: Annotated[bool, typer.Option(
+        "--stop-on-bad-case", help="Stop at the first file that cannot be predicted instead of "
+                                   "reporting it and going on with the others.")] = False,
 ):
     """Predict files: class probabilities, decision, uncertainty (and heat maps).
 
-    ECG beat models take WFDB records (``data/101``) or CSV signals with ``--fs``."""
+    ECG beat models take WFDB records (``data/101``) or CSV signals with ``--fs``. A file that
+    cannot be predicted gets its error as its result and the others go on; the exit status is
+    then 2."""
     _check_bundle(bundle)
     from meddx.api import predict as predict_api
     from meddx.fileio import write_json
@@ -263,10 +268,18 @@ def predict(
         raise ConfigError("give files to predict, or --record, --csv or --text")
     else:
         results = predict_api(bundle, files, explain_dir=out_dir if explain else None,
-                              out_dir=out_dir, overlay=overlay, fs=fs)
+                              out_dir=out_dir, overlay=overlay, fs=fs,
+                              on_error="stop" if stop_on_bad_case else "skip")
     _print_json(results)
     if json_path:
         write_json({"predictions": results}, json_path)
+    failed = [result for result in results if "error" in result]
+    for result in failed:
+        console.print(f"[bold red]error:[/] {result['error']}", highlight=False, soft_wrap=True)
+    if failed:
+        console.print(f"{len(failed)} of {len(results)} files could not be predicted",
+                      highlight=False)
+        raise typer.Exit(2)
 
 
 @app.command()
