@@ -1414,6 +1414,9 @@ def main() -> None:
     parser.add_argument("--data-dir", default=os.environ.get("MEDDX_DATA_DIR"))
     parser.add_argument("--out", type=Path, default=RESULTS / "ecg.json")
     args = parser.parse_args()
+    if args.oof_probs is not None and {"mitdb", "partitions"} & set(args.parts):
+        # Parts that write it find its folder there, not after their runs.
+        args.oof_probs.parent.mkdir(parents=True, exist_ok=True)
 
     import torch
 

@@ -28,6 +28,7 @@ from meddx.learn.tasks import ecg as recipe
 from meddx.learn.tasks.ecg_features import (
     class_weights,
     context_columns,
+    record_balance,
     smooth_over_similar_beats,
     stopping_loss,
     train_beat_booster,
@@ -213,6 +214,22 @@ def test_class_weights_favour_rare_classes():
     weights = class_weights(np.array([900, 50, 40, 10, 0]), power=0.5)
     assert weights[4] == 0 and weights[3] > weights[1] > weights[0]
     assert (weights * [900, 50, 40, 10, 0]).sum() == pytest.approx(1000)
+
+
+def test_record_balance_evens_out_a_class_across_records():
+    # Class 1: 400 beats in record a, 4 in b, 1 in c; class 0: 100 in each of a and b.
+    labels = np.r_[np.ones(405, int), np.zeros(200, int)]
+    records = np.r_[["a"] * 400, ["b"] * 4, ["c"], ["a"] * 100, ["b"] * 100]
+    np.testing.assert_array_equal(record_balance(labels, records, 0.0), np.ones(605))
+    multipliers = record_balance(labels, records, 0.5)
+    for label in (0, 1):  # class totals stay as the class weights set them
+        assert multipliers[labels == label].mean() == pytest.approx(1.0)
+    np.testing.assert_allclose(multipliers[labels == 0], 1.0)  # equal counts: unchanged
+    share = {r: multipliers[(labels == 1) & (records == r)].sum() / 405 for r in "abc"}
+    # Shares of the class's weight go as the square root of the records' counts (20 : 2 : 1).
+    assert share["a"] / share["b"] == pytest.approx(10) and share["b"] / share["c"] == \
+        pytest.approx(2)
+    assert share["a"] < 400 / 405
 
 
 def test_stopping_loss_weighs_only_the_stop_classes():

@@ -25,7 +25,8 @@ def train_booster(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray | 
                   val_y: np.ndarray | None, *, num_classes: int, feature_names: list[str],
                   params: dict[str, Any], max_rounds: int, early_stopping: int,
                   class_weights: np.ndarray | None = None, min_leaf_share: float = 0.1,
-                  stop_score: Callable[[np.ndarray, np.ndarray], float] | None = None):
+                  stop_score: Callable[[np.ndarray, np.ndarray], float] | None = None,
+                  row_weights: np.ndarray | None = None):
     """LightGBM on the named features, early-stopped on the validation split.
 
     Args:
@@ -41,6 +42,7 @@ def train_booster(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray | 
             datasets would otherwise grow no tree at all).
         stop_score: ``score(labels, probabilities)``, higher is better, that early stopping
             watches instead of the (weighted) log-loss.
+        row_weights: Per-row multipliers of the training rows' weights (None: all 1).
 
     Returns:
         The booster (binary objective for 2 classes, multi-class otherwise).
@@ -56,7 +58,11 @@ def train_booster(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray | 
                                      max(2, int(len(train_y) * min_leaf_share)))
     names = [safe_feature_name(name) for name in feature_names]
     weight = (lambda y: None) if class_weights is None else (lambda y: class_weights[y])
-    train = lightgbm.Dataset(train_x, label=train_y, weight=weight(train_y), feature_name=names,
+    train_weight = weight(train_y)
+    if row_weights is not None:
+        train_weight = np.asarray(row_weights, np.float64) * (
+            1.0 if train_weight is None else train_weight)
+    train = lightgbm.Dataset(train_x, label=train_y, weight=train_weight, feature_name=names,
                              free_raw_data=False)
     if val_x is None:
         return lightgbm.train(config, train, num_boost_round=max_rounds)

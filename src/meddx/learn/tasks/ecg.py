@@ -237,6 +237,10 @@ class EcgPlan:
         imbalance_power: 1 = fully balanced, 0.5 = square-root tempered, 0 = natural.
         tree_imbalance_power: The class-weight power of a ``cnn+lightgbm`` model's trees
             (its ``imbalance_power`` is the network's; a ``lightgbm`` model's is its own).
+        record_balance_power: Beats: within each class, a training beat's sampling or loss
+            weight is divided by its record's beats of that class to this power
+            (:func:`meddx.learn.tasks.ecg_features.record_balance`); 0 = class weights only,
+            the value of bundles written before it existed.
         epoch_size: Inputs drawn per epoch (None: the training set size).
         label_smoothing: Cross-entropy label smoothing.
         augment: ``scale`` (amplitude sd), ``noise`` (sd), ``shift`` (max samples), ``baseline``.
@@ -289,6 +293,7 @@ class EcgPlan:
     imbalance: str = "sampler"
     imbalance_power: float = 0.5
     tree_imbalance_power: float = LGBM_IMBALANCE[1]
+    record_balance_power: float = 0.0
     epoch_size: int | None = None
     label_smoothing: float = 0.0
     augment: dict[str, float] = field(default_factory=lambda: {
@@ -398,7 +403,7 @@ def make_plan(dataset: BeatDataset | SeriesDataset,
         plan.fit_on = TRAIN_AND_VAL
     if plan.imbalance not in IMBALANCE_MODES:
         raise ConfigError(f"imbalance must be one of {IMBALANCE_MODES}, got {plan.imbalance!r}")
-    for name in ("imbalance_power", "tree_imbalance_power"):
+    for name in ("imbalance_power", "tree_imbalance_power", "record_balance_power"):
         power = getattr(plan, name)
         if not (_is_number(power) and 0 <= power <= 1):
             raise ConfigError(f"{name} must be a number from 0 (natural) to 1 (balanced), "
@@ -667,8 +672,13 @@ class EcgTask:
         self.sample_weights = None
         self.class_weights = None
         if plan.imbalance == "sampler":
+            from meddx.learn.tasks.ecg_features import record_balance
+
             per_class = np.where(counts > 0, shares / np.maximum(counts, 1), 0)
-            self.sample_weights = torch.as_tensor(per_class[self.train_y.numpy()],
+            within = (record_balance(self.train_y.numpy(), train.records,
+                                     plan.record_balance_power)
+                      if isinstance(train, BeatSplit) else 1.0)
+            self.sample_weights = torch.as_tensor(per_class[self.train_y.numpy()] * within,
                                                   dtype=torch.float64)
         elif plan.imbalance == "weighted_loss":
             weights = np.where(counts > 0, (counts.sum() / np.maximum(counts, 1))

@@ -71,6 +71,24 @@ def class_weights(counts: np.ndarray, power: float) -> np.ndarray:
     return weights / (weights * counts).sum() * counts.sum()
 
 
+def record_balance(labels: np.ndarray, records: np.ndarray, power: float) -> np.ndarray:
+    """Per-beat weight multipliers, mean 1 within each class: within its class a beat weighs
+    (its record's beats of that class) ** -``power``, so that a class's few beat-rich records
+    (DS1: record 209 holds 383 of the 944 S beats) weigh less in what the class looks like and
+    class totals stay as the class weights set them; 0 = every multiplier 1."""
+    labels = np.asarray(labels)
+    multipliers = np.ones(len(labels))
+    if power == 0 or len(labels) == 0:
+        return multipliers
+    pairs = np.stack([np.asarray(records).astype(str), labels.astype(str)], axis=1)
+    _, inverse, counts = np.unique(pairs, axis=0, return_inverse=True, return_counts=True)
+    raw = counts[inverse.reshape(-1)].astype(np.float64) ** -power
+    for label in np.unique(labels):
+        mask = labels == label
+        multipliers[mask] = raw[mask] / raw[mask].mean()
+    return multipliers
+
+
 def beat_features(split: BeatSplit, beat_config: dict[str, Any]) -> np.ndarray:
     """The feature matrix of a split, cut with the plan's beat options."""
     config = BeatConfig.from_dict(beat_config)
@@ -98,10 +116,11 @@ def train_beat_booster(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarr
                        val_y: np.ndarray | None, num_classes: int, power: float, seed: int,
                        names: list[str], params: dict[str, Any] | None = None,
                        num_threads: int = 1, rounds: int | None = None,
-                       stop_classes: Sequence[int] | None = None):
+                       stop_classes: Sequence[int] | None = None,
+                       row_weights: np.ndarray | None = None):
     """Class-weighted LightGBM on the named beat features, early-stopped on the validation
     beats' weighted log-loss over ``stop_classes`` (None: all), or (no validation beats)
-    exactly ``rounds`` rounds."""
+    exactly ``rounds`` rounds; ``row_weights`` multiply the training beats' class weights."""
     weights = class_weights(np.bincount(train_y, minlength=num_classes), power)
     return train_booster(train_x, train_y, val_x, val_y, num_classes=num_classes,
                          feature_names=names,
@@ -109,7 +128,8 @@ def train_beat_booster(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarr
                                  "num_threads": num_threads},
                          max_rounds=MAX_ROUNDS if val_x is not None else rounds,
                          early_stopping=EARLY_STOP, class_weights=weights, min_leaf_share=0.05,
-                         stop_score=stopping_loss(weights, stop_classes))
+                         stop_score=stopping_loss(weights, stop_classes),
+                         row_weights=row_weights)
 
 
 def fit_lightgbm(plan, dataset: BeatDataset, train: BeatSplit, val: BeatSplit | None,
@@ -135,7 +155,8 @@ def fit_lightgbm(plan, dataset: BeatDataset, train: BeatSplit, val: BeatSplit | 
         train_x, train_y, None if val is None else beat_features(val, plan.beat_config),
         None if val is None else np.asarray(val.labels), num_classes, plan.imbalance_power,
         config.seed, names, plan.lightgbm, max(1, config.num_threads or 1), rounds,
-        [plan.class_names.index(c) for c in STOP_CLASSES if c in plan.class_names])
+        [plan.class_names.index(c) for c in STOP_CLASSES if c in plan.class_names],
+        record_balance(train_y, train.records, plan.record_balance_power))
     # Without early stopping LightGBM reports best_iteration 0: every round is kept.
     kept_rounds = int(booster.best_iteration or booster.current_iteration())
     elapsed = time.perf_counter() - start
