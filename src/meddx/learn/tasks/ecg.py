@@ -240,7 +240,9 @@ class EcgPlan:
         record_balance_power: Beats: within each class, a training beat's sampling or loss
             weight is divided by its record's beats of that class to this power
             (:func:`meddx.learn.tasks.ecg_features.record_balance`); 0 = class weights only,
-            the value of bundles written before it existed.
+            the default and the value of bundles written before it existed (0.5 raised S Se
+            on every DS1 partition it ran but failed its confirmation: E32 in
+            docs/ecg-experiments.md).
         epoch_size: Inputs drawn per epoch (None: the training set size).
         label_smoothing: Cross-entropy label smoothing.
         augment: ``scale`` (amplitude sd), ``noise`` (sd), ``shift`` (max samples), ``baseline``.
