@@ -693,7 +693,7 @@ def run_s_majority(args) -> dict:
                 derived = record if widen is None else s_majority_record(record, widen)
                 split = beats_of([derived], predictor.beat_config)
                 probs = predictor.predict_split(split)
-                second = _second_opinion_split_calls(predictor, split)
+                second = predictor.split_second_opinion(split)
                 calls = predictor.decide(probs, split, second)
                 metrics = classification_metrics(split.labels, probs, dataset.class_names,
                                                  n_bootstrap=0, decisions=calls)
@@ -727,12 +727,6 @@ def run_s_majority(args) -> dict:
                           "beats (S the majority)",
             "plan": _beat_plan(args), "epochs": args.epochs,
             "results": {**rows, "mean over records": mean}}
-
-
-def _second_opinion_split_calls(predictor, split) -> np.ndarray | None:
-    """The second opinion's classes of a split's beats (None: the model has none)."""
-    second = getattr(predictor, "second_opinion", None)
-    return None if second is None else second.decide(second.predict_split(split), split)
 
 
 def _second_opinion_gap(predictor, probs: np.ndarray, split, second: np.ndarray | None,

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from meddx.data.catalog import fetch, list_datasets
-from meddx.data.loading import load_dataset
+from meddx.data.loading import check_on_error, load_dataset
 from meddx.decision.bundle import Bundle, load_bundle
 from meddx.decision.predictors import load_model
 from meddx.errors import ConfigError, DataError, MeddxError
@@ -108,8 +108,7 @@ def predict(bundle: str | Path, files: Sequence[str | Path], *,
     (``"stop"``), or (``"skip"``) becomes its result ``{"file", "error"}`` and the other files go
     on; results stay in the order of ``files`` either way.
     """
-    if on_error not in ("stop", "skip"):
-        raise ConfigError(f"on_error must be 'stop' or 'skip', not {on_error!r}")
+    check_on_error(on_error)
     predictor = load_model(bundle)
     results = []
     for index, file in enumerate(files):

@@ -180,6 +180,24 @@ def test_model_of_either_alignment_classifies_every_annotated_and_given_beat(dat
     np.testing.assert_allclose(given["beat_table"]["time_s"], np.round(peaks / record.fs, 3))
 
 
+def test_record_balance_weighs_the_network_sampler_where_it_applies(dataset):
+    from meddx.learn.tasks.ecg_features import record_balance
+
+    with pytest.raises(ConfigError, match="record_balance_power"):  # would change nothing
+        recipe.make_plan(dataset, {"model": "cnn", "imbalance": "weighted_loss",
+                                   "record_balance_power": 0.5})
+    train = dataset.split("train")
+    balanced = recipe.EcgTask(recipe.component_plan(
+        recipe.make_plan(dataset, {"record_balance_power": 0.5}), "cnn"), train, None)
+    plain = recipe.EcgTask(recipe.component_plan(recipe.make_plan(dataset), "cnn"), train, None)
+    labels = np.asarray(train.labels)
+    weights, before = balanced.sample_weights.numpy(), plain.sample_weights.numpy()
+    for label in np.unique(labels):  # the same class totals, spread by record within a class
+        assert weights[labels == label].sum() == pytest.approx(before[labels == label].sum())
+    np.testing.assert_allclose(weights, before * record_balance(labels, train.records, 0.5))
+    assert not np.allclose(weights, before)
+
+
 def test_s_over_n_odds_turns_only_n_calls_into_s(dataset, tmp_path):
     from types import SimpleNamespace
 

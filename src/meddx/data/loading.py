@@ -53,6 +53,12 @@ def _resolve(target: str):
 ON_ERROR_MODES = ("skip", "stop")
 
 
+def check_on_error(on_error: str) -> None:
+    """A clear error for an ``on_error`` outside :data:`ON_ERROR_MODES`."""
+    if on_error not in ON_ERROR_MODES:
+        raise ConfigError(f"on_error must be one of {ON_ERROR_MODES}, got {on_error!r}")
+
+
 def _read(target: str, source: Any, data_dir: Any, on_error: str) -> Any:
     reader = _resolve(target)
     # Readers of single files fail on any bad input anyway, so only many-case readers take it.
@@ -69,8 +75,7 @@ def load_dataset(name_or_path: str | os.PathLike[str],
     ``on_error``: ``"skip"`` reports a bad case (volume, record) and loads the others; ``"stop"``
     raises on the first one.
     """
-    if on_error not in ON_ERROR_MODES:
-        raise ConfigError(f"on_error must be one of {ON_ERROR_MODES}, got {on_error!r}")
+    check_on_error(on_error)
     # "name:part" selects part of a catalog dataset (e.g. one centre of a multi-centre table).
     if isinstance(name_or_path, str) and name_or_path.partition(":")[0] in catalog.CATALOG:
         spec = catalog.get_spec(name_or_path.partition(":")[0])

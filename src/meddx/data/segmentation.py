@@ -39,7 +39,7 @@ import numpy as np
 from meddx.data import catalog
 from meddx.data.datasets import SPLIT_NAMES, _fingerprint
 from meddx.data.images import IMAGE_SUFFIXES, Image, read_image
-from meddx.data.loading import ON_ERROR_MODES
+from meddx.data.loading import check_on_error
 from meddx.errors import ConfigError, DataError, InputFileError
 
 __all__ = [
@@ -454,8 +454,7 @@ def load_segmentation_dataset(name_or_path: str | os.PathLike[str],
         DatasetNotFoundError: unknown catalog name or dataset files missing.
         InputFileError / DataError: a bad case with ``on_error="stop"``, or no readable case.
     """
-    if on_error not in ON_ERROR_MODES:
-        raise ConfigError(f"on_error must be one of {ON_ERROR_MODES}, got {on_error!r}")
+    check_on_error(on_error)
     class_names: list[str] | None = None
     kind, name, spatial_dims = "folder", None, None
     if isinstance(name_or_path, str) and name_or_path in catalog.CATALOG:

@@ -310,8 +310,7 @@ class EcgBeatClassifier(_EcgPredictor):
             return calls
         if isinstance(beats, BeatSplit):
             if second_calls is None:
-                second = self.second_opinion
-                second_calls = second.decide(second.predict_split(beats), beats)
+                second_calls = self.split_second_opinion(beats)
             return self._gated(calls, second_calls, beats.records)
         if second_calls is None:
             raise ValueError("one record's second opinion needs the record: "
@@ -327,6 +326,11 @@ class EcgBeatClassifier(_EcgPredictor):
             cut = beats.with_config(self.beat_config) if isinstance(beats, BeatSplit) else beats
             regular = regular_rhythm(cut.rr, self.beat_config.feature_set, limit)
         return beat_decisions(probs, self.class_names, self.plan.s_over_n_odds, regular)
+
+    def split_second_opinion(self, beats: BeatSplit) -> np.ndarray | None:
+        """The second opinion's classes (indices) of a split's beats; None without one."""
+        second = self.second_opinion
+        return None if second is None else second.decide(second.predict_split(beats), beats)
 
     def record_second_opinion(self, record: EcgRecord, beats: ExtractedBeats) -> np.ndarray:
         """The second opinion's classes (indices) of a record's beats (cut with this model's

@@ -237,8 +237,9 @@ class EcgPlan:
         imbalance_power: 1 = fully balanced, 0.5 = square-root tempered, 0 = natural.
         tree_imbalance_power: The class-weight power of a ``cnn+lightgbm`` model's trees
             (its ``imbalance_power`` is the network's; a ``lightgbm`` model's is its own).
-        record_balance_power: Beats: within each class, a training beat's sampling or loss
-            weight is divided by its record's beats of that class to this power
+        record_balance_power: Beats: within each class, a training beat's weight (the
+            network's draws, ``imbalance: sampler``; the trees' rows) is divided by its
+            record's beats of that class to this power
             (:func:`meddx.learn.tasks.ecg_features.record_balance`); 0 = class weights only,
             the default and the value of bundles written before it existed (0.5 raised S Se
             on every DS1 partition it ran but failed its confirmation: E32 in
@@ -410,6 +411,10 @@ def make_plan(dataset: BeatDataset | SeriesDataset,
         if not (_is_number(power) and 0 <= power <= 1):
             raise ConfigError(f"{name} must be a number from 0 (natural) to 1 (balanced), "
                               f"got {power!r}")
+    if plan.record_balance_power and not (plan.is_beats and (
+            plan.model != "cnn" or plan.imbalance == "sampler")):
+        raise ConfigError("record_balance_power needs a beat model whose network samples "
+                          "(imbalance sampler) or that has trees; it would change nothing here")
     if plan.selection not in SELECTION_METRICS:
         raise ConfigError(f"selection must be one of {SELECTION_METRICS}, got "
                           f"{plan.selection!r}")
@@ -677,9 +682,10 @@ class EcgTask:
             from meddx.learn.tasks.ecg_features import record_balance
 
             per_class = np.where(counts > 0, shares / np.maximum(counts, 1), 0)
+            # make_plan allows record balancing only where beats carry their records.
             within = (record_balance(self.train_y.numpy(), train.records,
                                      plan.record_balance_power)
-                      if isinstance(train, BeatSplit) else 1.0)
+                      if plan.record_balance_power else 1.0)
             self.sample_weights = torch.as_tensor(per_class[self.train_y.numpy()] * within,
                                                   dtype=torch.float64)
         elif plan.imbalance == "weighted_loss":
