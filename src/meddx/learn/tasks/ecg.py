@@ -244,6 +244,11 @@ class EcgPlan:
             the default and the value of bundles written before it existed (0.5 raised S Se
             on every DS1 partition it ran but failed its confirmation: E32 in
             docs/ecg-experiments.md).
+        synthetic_premature: Beats: add synthetic S beats to the training beats, N beats of
+            the training records made premature, alone or in runs
+            (:mod:`meddx.learn.tasks.ecg_synthetic`; options
+            :data:`~meddx.learn.tasks.ecg_synthetic.PREMATURE_OPTIONS`, ``{}`` for those
+            defaults); None: off, the value of bundles written before it existed.
         epoch_size: Inputs drawn per epoch (None: the training set size).
         label_smoothing: Cross-entropy label smoothing.
         augment: ``scale`` (amplitude sd), ``noise`` (sd), ``shift`` (max samples), ``baseline``.
@@ -297,6 +302,7 @@ class EcgPlan:
     imbalance_power: float = 0.5
     tree_imbalance_power: float = LGBM_IMBALANCE[1]
     record_balance_power: float = 0.0
+    synthetic_premature: dict[str, Any] | None = None
     epoch_size: int | None = None
     label_smoothing: float = 0.0
     augment: dict[str, float] = field(default_factory=lambda: {
@@ -415,6 +421,12 @@ def make_plan(dataset: BeatDataset | SeriesDataset,
             plan.model != "cnn" or plan.imbalance == "sampler")):
         raise ConfigError("record_balance_power needs a beat model whose network samples "
                           "(imbalance sampler) or that has trees; it would change nothing here")
+    if plan.synthetic_premature is not None:
+        from meddx.learn.tasks.ecg_synthetic import premature_options
+
+        if not (plan.is_beats and {"N", "S"} <= set(plan.class_names)):
+            raise ConfigError("synthetic_premature needs a beat model with classes N and S")
+        premature_options(plan.synthetic_premature)
     if plan.selection not in SELECTION_METRICS:
         raise ConfigError(f"selection must be one of {SELECTION_METRICS}, got "
                           f"{plan.selection!r}")
@@ -822,6 +834,8 @@ def _fit_plan(plan_obj: EcgPlan, dataset: BeatDataset | SeriesDataset, work_dir:
     """Fit one plan (see :func:`fit`): on train, or selection on train and refit on train+val."""
     train = dataset.split("train", seed=split_seed)
     val = dataset.split("val", seed=split_seed)
+    both = type(train).concat([train, val]) if plan_obj.fit_on == TRAIN_AND_VAL else None
+    train, both = (with_synthetic_beats(plan_obj, split, config.seed) for split in (train, both))
 
     def fit_kind(kind_plan, fit_split, val_split, folder=work_dir, cfg=config, rounds=None):
         return _fit_kind(kind_plan, fit_split, val_split, dataset, folder, cfg, resume,
@@ -829,7 +843,6 @@ def _fit_plan(plan_obj: EcgPlan, dataset: BeatDataset | SeriesDataset, work_dir:
 
     if plan_obj.fit_on == "train":
         return fit_kind(plan_obj, train, val)
-    both = type(train).concat([train, val])
     if not plan_obj.selects_on_validation:
         return fit_kind(plan_obj, both, None)
     selection = fit_kind(plan_obj, train, val, work_dir / "selection")
@@ -848,6 +861,22 @@ def _fit_plan(plan_obj: EcgPlan, dataset: BeatDataset | SeriesDataset, work_dir:
         **({"members": selection.metadata["members"]} if "members" in selection.metadata
            else {})}
     return final
+
+
+def with_synthetic_beats(plan_obj: EcgPlan, split, seed: int):
+    """A training split with the plan's synthetic premature beats added (the split itself when
+    the plan has none, or for None)."""
+    if split is None or plan_obj.synthetic_premature is None:
+        return split
+    from meddx.learn.tasks.ecg_synthetic import premature_options, synthetic_premature_beats
+
+    synthetic = synthetic_premature_beats(split, premature_options(plan_obj.synthetic_premature),
+                                          seed, S_OVER_N_MAX_IRREGULARITY)
+    if synthetic is None:
+        return split
+    log.info("synthetic premature beats: %d added to %d training beats", len(synthetic),
+             len(split))
+    return BeatSplit.concat([split, synthetic])
 
 
 def _with_second_opinion(plan_obj: EcgPlan, first: FitOutput, second: FitOutput,
