@@ -248,7 +248,9 @@ class EcgPlan:
             the training records made premature, alone or in runs
             (:mod:`meddx.learn.tasks.ecg_synthetic`; options
             :data:`~meddx.learn.tasks.ecg_synthetic.PREMATURE_OPTIONS`, ``{}`` for those
-            defaults); None: off, the value of bundles written before it existed.
+            defaults); None: off, the default and the value of bundles written before it
+            existed (``{}`` raised mean S Se 0.642 -> 0.780 on 6 DS1 partitions but scored
+            lower on 2 of them, so it failed its screen: E33 in docs/ecg-experiments.md).
         epoch_size: Inputs drawn per epoch (None: the training set size).
         label_smoothing: Cross-entropy label smoothing.
         augment: ``scale`` (amplitude sd), ``noise`` (sd), ``shift`` (max samples), ``baseline``.
