@@ -791,6 +791,7 @@ class _PostProcessing(NamedTuple):
     max_irregularity: float | None
     v_margin: float = 1.0
     v_margin_min_irregularity: float | None = None  # None: the V margin applies at any rhythm
+    irregular_s_margin: float = 0.0  # an S call in irregular rhythm needs p(S) >= this x p(N)
 
 
 def run_smoothing(args) -> dict:
@@ -933,8 +934,14 @@ def _post_processed(smoothed: np.ndarray, features: np.ndarray, variant: _PostPr
         irregular = ~recipe.regular_rhythm(features, feature_set,
                                            variant.v_margin_min_irregularity)
     decided, weak_v = _without_weak_v(probs, variant.v_margin, irregular)
-    return probs, recipe.beat_decisions(decided, list(AAMI_CLASSES), variant.s_over_n,
-                                        regular), weak_v
+    calls = recipe.beat_decisions(decided, list(AAMI_CLASSES), variant.s_over_n, regular)
+    if variant.irregular_s_margin:
+        s, n = AAMI_CLASSES.index("S"), AAMI_CLASSES.index("N")
+        in_irregular = ~recipe.regular_rhythm(features, feature_set,
+                                              recipe.S_OVER_N_MAX_IRREGULARITY)
+        calls[in_irregular & (calls == s)
+              & (probs[:, s] < variant.irregular_s_margin * probs[:, n])] = n
+    return probs, calls, weak_v
 
 
 def run_second_opinion(args) -> dict:
@@ -943,7 +950,9 @@ def run_second_opinion(args) -> dict:
     figures per partition, the records where the gate fired, and each record's gap (the share
     of its beats the second opinion calls S minus the share the first calls S). Both opinions
     are post-processed as the default is; at the built ``min_gap`` the figures are the
-    partitions part's own (a check that the files re-run the model)."""
+    partitions part's own (a check that the files re-run the model). ``--irregular-s-margins``
+    t: both opinions' S calls in irregular rhythm (the S-over-N odds' limit) also need p(S) >= t
+    p(N), or become N; the gate at the built ``min_gap`` (after E33, not built)."""
     from meddx.data.ecg import AAMI_CLASSES
     from meddx.learn.evaluation.metrics import classification_metrics
     from meddx.learn.tasks import ecg as recipe
@@ -952,8 +961,11 @@ def run_second_opinion(args) -> dict:
     default = _default_post_processing()
     s, n = AAMI_CLASSES.index("S"), AAMI_CLASSES.index("N")
     min_gaps = args.min_gaps or [recipe.SECOND_OPINION["min_gap"]]
+    margins = {f"irregular S margin x{t}": default._replace(irregular_s_margin=t)
+               for t in args.irregular_s_margins}
     per_partition: dict[str, list] = {"first opinion alone": [],
-                                      **{f"min_gap {gap}": [] for gap in min_gaps}}
+                                      **{f"min_gap {gap}": [] for gap in min_gaps},
+                                      **{name: [] for name in margins}}
     gaps: dict[str, list[float]] = {}
     for path in files:
         saved = dict(np.load(path))
@@ -961,16 +973,24 @@ def run_second_opinion(args) -> dict:
             raise SystemExit(f"{path.name} holds no second opinion: run part partitions with a "
                              "model that has one")
         labels, records = saved["labels"], saved["records"]
-        probs, first, _ = _post_processed(_smoothed_members(saved, default), saved["features"],
-                                          default)
-        _, second, _ = _post_processed(_smoothed_members(saved, default, "second_opinion_"),
-                                       saved["second_opinion_features"], default)
+        # The margins change decisions only: both opinions are smoothed once.
+        smoothed = _smoothed_members(saved, default)
+        second_smoothed = _smoothed_members(saved, default, "second_opinion_")
+        probs, first, _ = _post_processed(smoothed, saved["features"], default)
+        _, second, _ = _post_processed(second_smoothed, saved["second_opinion_features"],
+                                       default)
         for record, more, beats in zip(*recipe.second_opinion_gaps(first, second, records, s),
                                        strict=True):
             gaps.setdefault(str(record), []).append(round(float(more / beats), 4))
         calls = {"first opinion alone": first, **{
             f"min_gap {gap}": recipe.second_opinion_calls(first, second, records, s, n, gap)
             for gap in min_gaps}}
+        for name, variant in margins.items():
+            _, first_m, _ = _post_processed(smoothed, saved["features"], variant)
+            _, second_m, _ = _post_processed(second_smoothed, saved["second_opinion_features"],
+                                             variant)
+            calls[name] = recipe.second_opinion_calls(first_m, second_m, records, s, n,
+                                                      recipe.SECOND_OPINION["min_gap"])
         for name, decided in calls.items():
             metrics = classification_metrics(labels, probs, list(AAMI_CLASSES), n_bootstrap=0,
                                              decisions=decided)
@@ -1375,6 +1395,9 @@ def main() -> None:
     parser.add_argument("--irregular-v-margins", nargs="+", type=float, default=[],
                         help="part smoothing: the same margins on the beats in irregular "
                              "rhythm only (E31)")
+    parser.add_argument("--irregular-s-margins", nargs="+", type=float, default=[],
+                        help="part second_opinion: margins an S call in irregular rhythm needs "
+                             "over p(N) (looked at after E33, not built)")
     parser.add_argument("--min-gaps", nargs="+", type=float,
                         help="part second_opinion: the gate's min_gap values compared "
                              "(default: the default's)")

@@ -836,15 +836,14 @@ def _fit_plan(plan_obj: EcgPlan, dataset: BeatDataset | SeriesDataset, work_dir:
     """Fit one plan (see :func:`fit`): on train, or selection on train and refit on train+val."""
     train = dataset.split("train", seed=split_seed)
     val = dataset.split("val", seed=split_seed)
-    both = type(train).concat([train, val]) if plan_obj.fit_on == TRAIN_AND_VAL else None
-    train, both = (with_synthetic_beats(plan_obj, split, config.seed) for split in (train, both))
 
     def fit_kind(kind_plan, fit_split, val_split, folder=work_dir, cfg=config, rounds=None):
-        return _fit_kind(kind_plan, fit_split, val_split, dataset, folder, cfg, resume,
-                         progress, split_seed, rounds)
+        return _fit_kind(kind_plan, with_synthetic_beats(kind_plan, fit_split, cfg.seed),
+                         val_split, dataset, folder, cfg, resume, progress, split_seed, rounds)
 
     if plan_obj.fit_on == "train":
         return fit_kind(plan_obj, train, val)
+    both = type(train).concat([train, val])
     if not plan_obj.selects_on_validation:
         return fit_kind(plan_obj, both, None)
     selection = fit_kind(plan_obj, train, val, work_dir / "selection")
@@ -867,8 +866,8 @@ def _fit_plan(plan_obj: EcgPlan, dataset: BeatDataset | SeriesDataset, work_dir:
 
 def with_synthetic_beats(plan_obj: EcgPlan, split, seed: int):
     """A training split with the plan's synthetic premature beats added (the split itself when
-    the plan has none, or for None)."""
-    if split is None or plan_obj.synthetic_premature is None:
+    the plan has none)."""
+    if plan_obj.synthetic_premature is None:
         return split
     from meddx.learn.tasks.ecg_synthetic import premature_options, synthetic_premature_beats
 
