@@ -791,7 +791,7 @@ class _PostProcessing(NamedTuple):
     max_irregularity: float | None
     v_margin: float = 1.0
     v_margin_min_irregularity: float | None = None  # None: the V margin applies at any rhythm
-    irregular_s_margin: float = 0.0  # an S call in irregular rhythm needs p(S) >= this x p(N)
+    irregular_s_margin: float = 1.0  # EcgPlan.irregular_s_margin
 
 
 def run_smoothing(args) -> dict:
@@ -934,13 +934,8 @@ def _post_processed(smoothed: np.ndarray, features: np.ndarray, variant: _PostPr
         irregular = ~recipe.regular_rhythm(features, feature_set,
                                            variant.v_margin_min_irregularity)
     decided, weak_v = _without_weak_v(probs, variant.v_margin, irregular)
-    calls = recipe.beat_decisions(decided, list(AAMI_CLASSES), variant.s_over_n, regular)
-    if variant.irregular_s_margin:
-        s, n = AAMI_CLASSES.index("S"), AAMI_CLASSES.index("N")
-        in_irregular = ~recipe.regular_rhythm(features, feature_set,
-                                              recipe.S_OVER_N_MAX_IRREGULARITY)
-        calls[in_irregular & (calls == s)
-              & (probs[:, s] < variant.irregular_s_margin * probs[:, n])] = n
+    calls = recipe.beat_decisions(decided, list(AAMI_CLASSES), variant.s_over_n, regular,
+                                  variant.irregular_s_margin)
     return probs, calls, weak_v
 
 

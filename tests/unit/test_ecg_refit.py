@@ -198,6 +198,34 @@ def test_record_balance_weighs_the_network_sampler_where_it_applies(dataset):
     assert not np.allclose(weights, before)
 
 
+def test_irregular_s_margin_keeps_only_clear_s_calls_outside_regular_rhythm(dataset):
+    names = list(dataset.class_names)
+    n, s, v = (names.index(c) for c in "NSV")
+    probs = np.zeros((5, len(names)))
+    probs[0, [s, n]] = 0.7, 0.3    # irregular, 0.7 < 3 x 0.3: becomes N
+    probs[1, [s, n]] = 0.95, 0.05  # irregular, clear: stays S
+    probs[2, [s, n]] = 0.7, 0.3    # regular: the margin does not apply
+    probs[3, [n, s]] = 0.6, 0.4    # regular: the odds make it S, as without the margin
+    probs[4, [v, s, n]] = 0.5, 0.3, 0.2  # V calls are left alone
+    regular = np.array([False, False, True, True, False])
+    assert recipe.beat_decisions(probs, names, 2.0, regular).tolist() == [s, s, s, s, v]
+    assert recipe.beat_decisions(probs, names, 2.0, regular, 3.0).tolist() == [n, s, s, s, v]
+    with pytest.raises(ValueError, match="regular rhythm"):
+        recipe.beat_decisions(probs, names, 1.0, None, 3.0)
+    plan = recipe.make_plan(dataset, {"irregular_s_margin": 3})
+    assert plan.irregular_s_margin == 3  # the second opinion decides with it, members do not
+    assert recipe.second_opinion_plan(plan).irregular_s_margin == 3
+    assert recipe.component_plan(plan, "lightgbm").irregular_s_margin == 1.0
+    legacy = recipe.EcgPlan.from_dict({k: v for k, v in plan.to_dict().items()
+                                       if k != "irregular_s_margin"})
+    assert legacy.irregular_s_margin == 1.0  # bundles written before: off
+    for bad in (0.5, 0, "3", True, None):
+        with pytest.raises(ConfigError, match="irregular_s_margin must be"):
+            recipe.make_plan(dataset, {"irregular_s_margin": bad})
+    with pytest.raises(ConfigError, match="needs s_over_n_max_irregularity"):
+        recipe.make_plan(dataset, {"irregular_s_margin": 3, "s_over_n_max_irregularity": None})
+
+
 def test_s_over_n_odds_turns_only_n_calls_into_s(dataset, tmp_path):
     from types import SimpleNamespace
 
@@ -243,6 +271,12 @@ def test_s_over_n_odds_turns_only_n_calls_into_s(dataset, tmp_path):
     predictor.plan.s_over_n_max_irregularity = None  # the odds at any rhythm
     assert predictor.decide(probs, beats).tolist() == [s, n, v, s, s]
     predictor.plan.s_over_n_max_irregularity = 0.2
+    # In irregular rhythm an S call needs the margin: beat 3 (0.7 < 3 x 0.3) becomes N there.
+    features[3, feature_names("two_lead").index(recipe.IRREGULARITY_FEATURE)] = 0.35
+    assert predictor.decide(probs, beats).tolist() == [s, n, v, s, n]
+    predictor.plan.irregular_s_margin = 3.0
+    assert predictor.decide(probs, beats).tolist() == [s, n, v, n, n]
+    predictor.plan.irregular_s_margin = 1.0
     # evaluate scores the model's own calls, and predict reports them.
     val = dataset.split("val")
     metrics = evaluate_split(predictor, val, n_bootstrap=0)[0]

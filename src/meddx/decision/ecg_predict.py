@@ -325,7 +325,8 @@ class EcgBeatClassifier(_EcgPredictor):
         if limit is not None:  # only then are the features read (a split may need a re-cut)
             cut = beats.with_config(self.beat_config) if isinstance(beats, BeatSplit) else beats
             regular = regular_rhythm(cut.rr, self.beat_config.feature_set, limit)
-        return beat_decisions(probs, self.class_names, self.plan.s_over_n_odds, regular)
+        return beat_decisions(probs, self.class_names, self.plan.s_over_n_odds, regular,
+                              self.plan.irregular_s_margin)
 
     def split_second_opinion(self, beats: BeatSplit) -> np.ndarray | None:
         """The second opinion's classes (indices) of a split's beats; None without one."""

@@ -279,6 +279,11 @@ class EcgPlan:
             ``rr_irregularity_long`` feature is below this (regular rhythm, not atrial
             fibrillation); None = everywhere, the value of bundles written before it existed;
             ``cnn+lightgbm`` plans get :data:`S_OVER_N_MAX_IRREGULARITY`.
+        irregular_s_margin: Beats: an S call where the rhythm is not regular (the beat's
+            ``rr_irregularity_long`` at or above ``s_over_n_max_irregularity``) stands only
+            where p(S) is at least this times p(N), or becomes N. 1 = off (an S call there is
+            the arg-max, so p(S) >= p(N) already), the value of bundles written before it
+            existed. The second opinion's model decides with the same margin.
         second_opinion: Beats, ``cnn+lightgbm``: ``{"beat": {...}, "min_gap": g}``, a second
             model on the same records, the same plan with these beat options (from
             :data:`SECOND_OPINION_BEAT_OPTIONS`). In a record where it calls S on a share of the
@@ -319,6 +324,7 @@ class EcgPlan:
     fit_on: str = "train"
     s_over_n_odds: float = 1.0
     s_over_n_max_irregularity: float | None = None
+    irregular_s_margin: float = 1.0
     second_opinion: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -457,6 +463,12 @@ def make_plan(dataset: BeatDataset | SeriesDataset,
             plan.beat_config.get("feature_set", "rr"))):
         raise ConfigError(f"s_over_n_max_irregularity needs beat option feature_set two_lead "
                           f"(its {IRREGULARITY_FEATURE} feature)")
+    if not (_is_number(plan.irregular_s_margin) and plan.irregular_s_margin >= 1):
+        raise ConfigError(f"irregular_s_margin must be a number >= 1 (1 = off), got "
+                          f"{plan.irregular_s_margin!r}")
+    if plan.irregular_s_margin != 1 and limit is None:
+        raise ConfigError("irregular_s_margin needs s_over_n_max_irregularity (the limit of "
+                          "regular rhythm)")
     if plan.second_opinion is not None:
         second_opinion_plan(plan)  # a bad second opinion fails before any fit
     if plan.fit_on not in FIT_ON:
@@ -532,16 +544,26 @@ def second_opinion_calls(calls: np.ndarray, second: np.ndarray, records: np.ndar
 
 
 def beat_decisions(probs: np.ndarray, class_names: list[str], s_over_n_odds: float = 1.0,
-                   regular: np.ndarray | None = None) -> np.ndarray:
+                   regular: np.ndarray | None = None,
+                   irregular_s_margin: float = 1.0) -> np.ndarray:
     """Each beat's class (indices) from its probabilities: the arg-max, except that an N call
     becomes S when ``s_over_n_odds`` times p(S) exceeds p(N) (see ``EcgPlan.s_over_n_odds``),
-    on the beats ``regular`` marks (None: every beat; see :func:`regular_rhythm`)."""
+    on the beats ``regular`` marks (None: every beat; see :func:`regular_rhythm`), and that an
+    S call on the other beats becomes N unless p(S) >= ``irregular_s_margin`` times p(N) (see
+    ``EcgPlan.irregular_s_margin``; it needs ``regular``)."""
     probs = np.asarray(probs)
     classes = probs.argmax(axis=1)
+    if s_over_n_odds == 1 and irregular_s_margin == 1:
+        return classes
+    n, s = class_names.index("N"), class_names.index("S")
     if s_over_n_odds != 1:
-        n, s = class_names.index("N"), class_names.index("S")
         promote = (classes == n) & (s_over_n_odds * probs[:, s] > probs[:, n])
         classes[promote if regular is None else promote & regular] = s
+    if irregular_s_margin != 1:
+        if regular is None:
+            raise ValueError("irregular_s_margin needs the beats of regular rhythm")
+        classes[~regular & (classes == s)
+                & (probs[:, s] < irregular_s_margin * probs[:, n])] = n
     return classes
 
 
@@ -565,7 +587,7 @@ def component_plan(plan: EcgPlan, kind: str) -> EcgPlan:
     feature_set = MODEL_FEATURE_SET["cnn"] if kind == "cnn" else plan.beat_config["feature_set"]
     # The combined model smooths the averaged probabilities, not each member's.
     data = {**plan.to_dict(), "model": kind, "smoothing_neighbours": 0, "s_over_n_odds": 1.0,
-            "s_over_n_max_irregularity": None, "second_opinion": None,
+            "s_over_n_max_irregularity": None, "irregular_s_margin": 1.0, "second_opinion": None,
             "beat_config": {**plan.beat_config, "feature_set": feature_set}}
     if kind == "lightgbm":
         data["imbalance"], data["imbalance_power"] = LGBM_IMBALANCE[0], plan.tree_imbalance_power
