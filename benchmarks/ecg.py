@@ -947,7 +947,7 @@ def run_second_opinion(args) -> dict:
     are post-processed as the default is; at the built ``min_gap`` the figures are the
     partitions part's own (a check that the files re-run the model). ``--irregular-s-margins``
     t: both opinions' S calls in irregular rhythm (the S-over-N odds' limit) also need p(S) >= t
-    p(N), or become N; the gate at the built ``min_gap`` (after E33, not built)."""
+    p(N), or become N (``EcgPlan.irregular_s_margin``); the gate at the built ``min_gap``."""
     from meddx.data.ecg import AAMI_CLASSES
     from meddx.learn.evaluation.metrics import classification_metrics
     from meddx.learn.tasks import ecg as recipe

@@ -283,7 +283,9 @@ class EcgPlan:
             ``rr_irregularity_long`` at or above ``s_over_n_max_irregularity``) stands only
             where p(S) is at least this times p(N), or becomes N. 1 = off (an S call there is
             the arg-max, so p(S) >= p(N) already), the value of bundles written before it
-            existed. The second opinion's model decides with the same margin.
+            existed, and the default: 3 raised S +P on fresh DS1 partitions but took most S
+            calls away in records whose S beats are the majority, which read as irregular
+            (docs/ecg-experiments.md, E34, E35). The second opinion decides with it too.
         second_opinion: Beats, ``cnn+lightgbm``: ``{"beat": {...}, "min_gap": g}``, a second
             model on the same records, the same plan with these beat options (from
             :data:`SECOND_OPINION_BEAT_OPTIONS`). In a record where it calls S on a share of the
