@@ -947,7 +947,9 @@ def run_second_opinion(args) -> dict:
     are post-processed as the default is; at the built ``min_gap`` the figures are the
     partitions part's own (a check that the files re-run the model). ``--irregular-s-margins``
     t: both opinions' S calls in irregular rhythm (the S-over-N odds' limit) also need p(S) >= t
-    p(N), or become N (``EcgPlan.irregular_s_margin``); the gate at the built ``min_gap``."""
+    p(N), or become N (``EcgPlan.irregular_s_margin``); the gate at the built ``min_gap``; and
+    "where the gate stays shut": the first opinion's calls with the margin only in records
+    whose gate, read without it, stays shut (``irregular_s_margin_scope`` gate_shut, E36)."""
     from meddx.data.ecg import AAMI_CLASSES
     from meddx.learn.evaluation.metrics import classification_metrics
     from meddx.learn.tasks import ecg as recipe
@@ -958,9 +960,11 @@ def run_second_opinion(args) -> dict:
     min_gaps = args.min_gaps or [recipe.SECOND_OPINION["min_gap"]]
     margins = {f"irregular S margin x{t}": default._replace(irregular_s_margin=t)
                for t in args.irregular_s_margins}
+    shut = " where the gate stays shut"
     per_partition: dict[str, list] = {"first opinion alone": [],
                                       **{f"min_gap {gap}": [] for gap in min_gaps},
-                                      **{name: [] for name in margins}}
+                                      **{name + scope: [] for name in margins
+                                         for scope in ("", shut)}}
     gaps: dict[str, list[float]] = {}
     for path in files:
         saved = dict(np.load(path))
@@ -984,8 +988,10 @@ def run_second_opinion(args) -> dict:
             _, first_m, _ = _post_processed(smoothed, saved["features"], variant)
             _, second_m, _ = _post_processed(second_smoothed, saved["second_opinion_features"],
                                              variant)
-            calls[name] = recipe.second_opinion_calls(first_m, second_m, records, s, n,
-                                                      recipe.SECOND_OPINION["min_gap"])
+            gap = recipe.SECOND_OPINION["min_gap"]
+            calls[name] = recipe.second_opinion_calls(first_m, second_m, records, s, n, gap)
+            calls[name + shut] = recipe.second_opinion_calls(first, second, records, s, n, gap,
+                                                             shut_calls=first_m)
         for name, decided in calls.items():
             metrics = classification_metrics(labels, probs, list(AAMI_CLASSES), n_bootstrap=0,
                                              decisions=decided)

@@ -136,6 +136,18 @@ def test_default_model_carries_its_second_opinion(beat_bundle, train_folder, tmp
     n, s = predictor.class_names.index("N"), predictor.class_names.index("S")
     forced = predictor.decide(probs, split, second_calls=np.full(len(split), s))
     np.testing.assert_array_equal(forced, np.where(calls == n, s, calls))
+    # With the margin where the gate stays shut (E36): records the gate opens keep the calls
+    # without the margin; shut ones take the first opinion's with it; predict agrees.
+    predictor.plan.irregular_s_margin, predictor.plan.irregular_s_margin_scope = 3.0, "gate_shut"
+    np.testing.assert_array_equal(predictor.decide(probs, split, np.full(len(split), s)), forced)
+    shut = predictor.decide(probs, split, second_calls=first)
+    np.testing.assert_array_equal(shut, predictor.first_opinion(probs, split))
+    shut_calls = predictor.decide(probs, split)
+    for record in dataset.records[:2]:
+        rows = split.records == record.name
+        assert predictor.predict_record(record)["beat_table"]["class"] == [
+            predictor.class_names[c] for c in shut_calls[rows]]
+    predictor.plan.irregular_s_margin, predictor.plan.irregular_s_margin_scope = 1.0, "all_records"
     # A bundle that lost its second model says so.
     broken = tmp_path / "broken"
     shutil.copytree(bundle.path, broken)

@@ -224,6 +224,17 @@ def test_irregular_s_margin_keeps_only_clear_s_calls_outside_regular_rhythm(data
             recipe.make_plan(dataset, {"irregular_s_margin": bad})
     with pytest.raises(ConfigError, match="needs s_over_n_max_irregularity"):
         recipe.make_plan(dataset, {"irregular_s_margin": 3, "s_over_n_max_irregularity": None})
+    # gate_shut: the second opinion's gate reads calls without the margin, so its model has none.
+    shut = recipe.make_plan(dataset, {"irregular_s_margin": 3,
+                                      "irregular_s_margin_scope": "gate_shut"})
+    assert (recipe.second_opinion_plan(shut).irregular_s_margin,
+            recipe.second_opinion_plan(shut).irregular_s_margin_scope) == (1.0, "all_records")
+    assert recipe.component_plan(shut, "cnn").irregular_s_margin_scope == "all_records"
+    with pytest.raises(ConfigError, match="irregular_s_margin_scope must be"):
+        recipe.make_plan(dataset, {"irregular_s_margin_scope": "some"})
+    with pytest.raises(ConfigError, match="gate_shut needs a second_opinion"):
+        recipe.make_plan(dataset, {"irregular_s_margin_scope": "gate_shut",
+                                   "second_opinion": None})
 
 
 def test_s_over_n_odds_turns_only_n_calls_into_s(dataset, tmp_path):

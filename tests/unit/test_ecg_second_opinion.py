@@ -39,6 +39,15 @@ def test_gate_lets_the_second_opinion_speak_only_where_it_calls_many_more_s_beat
         recipe.second_opinion_calls(first, second, records, S, N, min_gap=0.21), only_c)
     np.testing.assert_array_equal(
         recipe.second_opinion_calls(first, second, records, S, N, min_gap=0.31), first)
+    # gate_shut: records where the gate opens (a, c) keep the gated calls; b, shut, takes
+    # shut_calls (there the margin's), whose S call at 19 went.
+    margin_calls = first.copy()
+    margin_calls[[9, 19]] = N
+    with_shut = recipe.second_opinion_calls(first, second, records, S, N, min_gap=0.15,
+                                            shut_calls=margin_calls)
+    np.testing.assert_array_equal(with_shut, np.where(records == "b", margin_calls, expected))
+    np.testing.assert_array_equal(
+        recipe.second_opinion_opens(first, second, records, S, min_gap=0.15), records != "b")
 
 
 @pytest.fixture(scope="module")

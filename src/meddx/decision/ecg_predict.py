@@ -250,7 +250,7 @@ class EcgBeatClassifier(_EcgPredictor):
         probs = self.record_probabilities(record, beats)
         first = classes = self.first_opinion(probs, beats)
         if self.second_opinion is not None:
-            classes = self._gated(first, self.record_second_opinion(record, beats))
+            classes = self.decide(probs, beats, self.record_second_opinion(record, beats))
         names = np.array(self.class_names)[classes]
         counts = {name: int((names == name).sum()) for name in self.class_names}
         n = len(classes)
@@ -308,25 +308,31 @@ class EcgBeatClassifier(_EcgPredictor):
         calls = self.first_opinion(probs, beats)
         if self.second_opinion is None:
             return calls
+        records = None
         if isinstance(beats, BeatSplit):
+            records = beats.records
             if second_calls is None:
                 second_calls = self.split_second_opinion(beats)
-            return self._gated(calls, second_calls, beats.records)
-        if second_calls is None:
+        elif second_calls is None:
             raise ValueError("one record's second opinion needs the record: "
                              "record_second_opinion")
-        return self._gated(calls, second_calls)
+        if self.plan.irregular_s_margin_scope == "gate_shut":
+            return self._gated(self.first_opinion(probs, beats, with_margin=False),
+                               second_calls, records, shut_calls=calls)
+        return self._gated(calls, second_calls, records)
 
-    def first_opinion(self, probs: np.ndarray, beats: BeatSplit | ExtractedBeats) -> np.ndarray:
+    def first_opinion(self, probs: np.ndarray, beats: BeatSplit | ExtractedBeats,
+                      with_margin: bool = True) -> np.ndarray:
         """Each beat's class (indices) by this model alone (``beat_decisions``), whose rule may
-        read the beats' rhythm features: :meth:`decide` without the second opinion."""
+        read the beats' rhythm features: :meth:`decide` without the second opinion.
+        ``with_margin``: False leaves out ``irregular_s_margin``."""
         limit = self.plan.s_over_n_max_irregularity
         regular = None
         if limit is not None:  # only then are the features read (a split may need a re-cut)
             cut = beats.with_config(self.beat_config) if isinstance(beats, BeatSplit) else beats
             regular = regular_rhythm(cut.rr, self.beat_config.feature_set, limit)
         return beat_decisions(probs, self.class_names, self.plan.s_over_n_odds, regular,
-                              self.plan.irregular_s_margin)
+                              self.plan.irregular_s_margin if with_margin else 1.0)
 
     def split_second_opinion(self, beats: BeatSplit) -> np.ndarray | None:
         """The second opinion's classes (indices) of a split's beats; None without one."""
@@ -341,13 +347,15 @@ class EcgBeatClassifier(_EcgPredictor):
         return second.decide(second.record_probabilities(record, own), own)
 
     def _gated(self, calls: np.ndarray, second_calls: np.ndarray,
-               records: np.ndarray | None = None) -> np.ndarray:
+               records: np.ndarray | None = None,
+               shut_calls: np.ndarray | None = None) -> np.ndarray:
         """``calls`` with the second opinion's S calls where its gate opens (``records``: each
-        beat's record; None: one record's beats)."""
+        beat's record; None: one record's beats; ``shut_calls``: see
+        ``second_opinion_calls``)."""
         return second_opinion_calls(
             calls, second_calls, np.zeros(len(calls)) if records is None else records,
             self.class_names.index("S"), self.class_names.index("N"),
-            self.plan.second_opinion["min_gap"])
+            self.plan.second_opinion["min_gap"], shut_calls)
 
     def _member_beats(self, member: EcgBeatClassifier, record: EcgRecord, beats):
         """The record's beats as a member model cuts them (same beats, its own features)."""

@@ -107,6 +107,8 @@ Screened on the out-of-fold probabilities of 6 partitions of DS1 (S Se/+P 0.633/
 S Se 0.589 -> 0.694 (higher on 6 of 6), S +P 0.645, macro-F1 0.513 -> 0.518 (benchmarks/ecg.py,
 docs/ecg-experiments.md, E21). The issue's S targets (Se 0.80, +P 0.60) against the default's
 +P margin."""
+IRREGULAR_S_MARGIN_SCOPES = ("all_records", "gate_shut")
+"""Where ``EcgPlan.irregular_s_margin`` applies (see ``EcgPlan.irregular_s_margin_scope``)."""
 IRREGULARITY_FEATURE = "rr_irregularity_long"
 """The beat feature ``EcgPlan.s_over_n_max_irregularity`` reads."""
 S_OVER_N_MAX_IRREGULARITY = 0.2
@@ -285,7 +287,11 @@ class EcgPlan:
             the arg-max, so p(S) >= p(N) already), the value of bundles written before it
             existed, and the default: 3 raised S +P on fresh DS1 partitions but took most S
             calls away in records whose S beats are the majority, which read as irregular
-            (docs/ecg-experiments.md, E34, E35). The second opinion decides with it too.
+            (docs/ecg-experiments.md, E34, E35). Where, by ``irregular_s_margin_scope``.
+        irregular_s_margin_scope: ``all_records``: both opinions decide with the margin, then
+            the second opinion's gate (E34, E35); ``gate_shut`` (needs a second opinion): the
+            gate is read on the calls without the margin, records where it opens keep those
+            gated calls, the others take the first opinion's calls with the margin (E36).
         second_opinion: Beats, ``cnn+lightgbm``: ``{"beat": {...}, "min_gap": g}``, a second
             model on the same records, the same plan with these beat options (from
             :data:`SECOND_OPINION_BEAT_OPTIONS`). In a record where it calls S on a share of the
@@ -327,6 +333,7 @@ class EcgPlan:
     s_over_n_odds: float = 1.0
     s_over_n_max_irregularity: float | None = None
     irregular_s_margin: float = 1.0
+    irregular_s_margin_scope: str = "all_records"
     second_opinion: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -471,6 +478,11 @@ def make_plan(dataset: BeatDataset | SeriesDataset,
     if plan.irregular_s_margin != 1 and limit is None:
         raise ConfigError("irregular_s_margin needs s_over_n_max_irregularity (the limit of "
                           "regular rhythm)")
+    if plan.irregular_s_margin_scope not in IRREGULAR_S_MARGIN_SCOPES:
+        raise ConfigError(f"irregular_s_margin_scope must be one of {IRREGULAR_S_MARGIN_SCOPES}"
+                          f", got {plan.irregular_s_margin_scope!r}")
+    if plan.irregular_s_margin_scope == "gate_shut" and plan.second_opinion is None:
+        raise ConfigError("irregular_s_margin_scope gate_shut needs a second_opinion (its gate)")
     if plan.second_opinion is not None:
         second_opinion_plan(plan)  # a bad second opinion fails before any fit
     if plan.fit_on not in FIT_ON:
@@ -518,7 +530,10 @@ def second_opinion_plan(plan: EcgPlan) -> EcgPlan:
     if config == plan.beat_config:
         raise ConfigError("second_opinion.beat changes nothing: the second model would be the "
                           "first")
-    return EcgPlan.from_dict({**plan.to_dict(), "beat_config": config, "second_opinion": None})
+    data = {**plan.to_dict(), "beat_config": config, "second_opinion": None}
+    if plan.irregular_s_margin_scope == "gate_shut":  # its gate reads calls without the margin
+        data.update(irregular_s_margin=1.0, irregular_s_margin_scope="all_records")
+    return EcgPlan.from_dict(data)
 
 
 def second_opinion_gaps(calls: np.ndarray, second: np.ndarray, records: np.ndarray,
@@ -532,15 +547,25 @@ def second_opinion_gaps(calls: np.ndarray, second: np.ndarray, records: np.ndarr
     return names, more, beats
 
 
-def second_opinion_calls(calls: np.ndarray, second: np.ndarray, records: np.ndarray,
-                         s_index: int, n_index: int, min_gap: float) -> np.ndarray:
-    """Beat classes (indices) with a second opinion: in each record where ``second`` calls S on
-    a share of the beats at least ``min_gap`` above ``calls``' share, the beats ``calls`` calls
-    N and ``second`` calls S become S (see ``EcgPlan.second_opinion``)."""
-    calls = np.asarray(calls).copy()
-    second = np.asarray(second)
+def second_opinion_opens(calls: np.ndarray, second: np.ndarray, records: np.ndarray,
+                         s_index: int, min_gap: float) -> np.ndarray:
+    """Whether each beat's record opens the second opinion's gate: ``second`` calls S on a
+    share of its beats at least ``min_gap`` above ``calls``' share."""
     names, more, beats = second_opinion_gaps(calls, second, records, s_index)
-    opens = np.isin(records, names[more >= min_gap * beats - 1e-9])
+    return np.isin(records, names[more >= min_gap * beats - 1e-9])
+
+
+def second_opinion_calls(calls: np.ndarray, second: np.ndarray, records: np.ndarray,
+                         s_index: int, n_index: int, min_gap: float,
+                         shut_calls: np.ndarray | None = None) -> np.ndarray:
+    """Beat classes (indices) with a second opinion: in each record where the gate opens
+    (:func:`second_opinion_opens`), the beats ``calls`` calls N and ``second`` calls S become
+    S (see ``EcgPlan.second_opinion``). ``shut_calls``: the calls of the records where it stays
+    shut (``irregular_s_margin_scope`` gate_shut); None: ``calls``."""
+    second = np.asarray(second)
+    opens = second_opinion_opens(calls, second, records, s_index, min_gap)
+    calls = np.asarray(calls if shut_calls is None else
+                       np.where(opens, calls, shut_calls)).copy()
     calls[opens & (calls == n_index) & (second == s_index)] = s_index
     return calls
 
@@ -589,7 +614,8 @@ def component_plan(plan: EcgPlan, kind: str) -> EcgPlan:
     feature_set = MODEL_FEATURE_SET["cnn"] if kind == "cnn" else plan.beat_config["feature_set"]
     # The combined model smooths the averaged probabilities, not each member's.
     data = {**plan.to_dict(), "model": kind, "smoothing_neighbours": 0, "s_over_n_odds": 1.0,
-            "s_over_n_max_irregularity": None, "irregular_s_margin": 1.0, "second_opinion": None,
+            "s_over_n_max_irregularity": None, "irregular_s_margin": 1.0,
+            "irregular_s_margin_scope": "all_records", "second_opinion": None,
             "beat_config": {**plan.beat_config, "feature_set": feature_set}}
     if kind == "lightgbm":
         data["imbalance"], data["imbalance_power"] = LGBM_IMBALANCE[0], plan.tree_imbalance_power
