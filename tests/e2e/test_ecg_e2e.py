@@ -122,6 +122,12 @@ def test_default_model_carries_its_second_opinion(beat_bundle, train_folder, tmp
     split = dataset.split("all")
     probs = predictor.predict_split(split)
     assert not np.allclose(second.predict_split(split), probs)  # its own model, not a copy
+    # The default decides with the irregular-rhythm S margin where the gate stays shut (E36);
+    # the gate alone first, then with it.
+    assert (predictor.plan.irregular_s_margin, predictor.plan.irregular_s_margin_scope) == (
+        recipe.IRREGULAR_S_MARGIN, "gate_shut")
+    assert "stays below that gap, an S call outside regular rhythm" in bundle.model_card
+    predictor.plan.irregular_s_margin, predictor.plan.irregular_s_margin_scope = 1.0, "all_records"
     # evaluate's calls (the whole split) are predict's (one record at a time).
     calls = predictor.decide(probs, split)
     first = predictor.first_opinion(probs, split)
@@ -136,7 +142,7 @@ def test_default_model_carries_its_second_opinion(beat_bundle, train_folder, tmp
     n, s = predictor.class_names.index("N"), predictor.class_names.index("S")
     forced = predictor.decide(probs, split, second_calls=np.full(len(split), s))
     np.testing.assert_array_equal(forced, np.where(calls == n, s, calls))
-    # With the margin where the gate stays shut (E36): records the gate opens keep the calls
+    # With the margin where the gate stays shut: records the gate opens keep the calls
     # without the margin; shut ones take the first opinion's with it; predict agrees.
     predictor.plan.irregular_s_margin, predictor.plan.irregular_s_margin_scope = 3.0, "gate_shut"
     np.testing.assert_array_equal(predictor.decide(probs, split, np.full(len(split), s)), forced)
@@ -147,7 +153,6 @@ def test_default_model_carries_its_second_opinion(beat_bundle, train_folder, tmp
         rows = split.records == record.name
         assert predictor.predict_record(record)["beat_table"]["class"] == [
             predictor.class_names[c] for c in shut_calls[rows]]
-    predictor.plan.irregular_s_margin, predictor.plan.irregular_s_margin_scope = 1.0, "all_records"
     # A bundle that lost its second model says so.
     broken = tmp_path / "broken"
     shutil.copytree(bundle.path, broken)

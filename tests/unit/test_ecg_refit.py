@@ -212,7 +212,8 @@ def test_irregular_s_margin_keeps_only_clear_s_calls_outside_regular_rhythm(data
     assert recipe.beat_decisions(probs, names, 2.0, regular, 3.0).tolist() == [n, s, s, s, v]
     with pytest.raises(ValueError, match="regular rhythm"):
         recipe.beat_decisions(probs, names, 1.0, None, 3.0)
-    plan = recipe.make_plan(dataset, {"irregular_s_margin": 3})
+    plan = recipe.make_plan(dataset, {"irregular_s_margin": 3,
+                                      "irregular_s_margin_scope": "all_records"})
     assert plan.irregular_s_margin == 3  # the second opinion decides with it, members do not
     assert recipe.second_opinion_plan(plan).irregular_s_margin == 3
     assert recipe.component_plan(plan, "lightgbm").irregular_s_margin == 1.0
@@ -225,8 +226,8 @@ def test_irregular_s_margin_keeps_only_clear_s_calls_outside_regular_rhythm(data
     with pytest.raises(ConfigError, match="needs s_over_n_max_irregularity"):
         recipe.make_plan(dataset, {"irregular_s_margin": 3, "s_over_n_max_irregularity": None})
     # gate_shut: the second opinion's gate reads calls without the margin, so its model has none.
-    shut = recipe.make_plan(dataset, {"irregular_s_margin": 3,
-                                      "irregular_s_margin_scope": "gate_shut"})
+    shut = recipe.make_plan(dataset, {"irregular_s_margin": 3})  # the default's scope
+    assert shut.irregular_s_margin_scope == "gate_shut"
     assert (recipe.second_opinion_plan(shut).irregular_s_margin,
             recipe.second_opinion_plan(shut).irregular_s_margin_scope) == (1.0, "all_records")
     assert recipe.component_plan(shut, "cnn").irregular_s_margin_scope == "all_records"

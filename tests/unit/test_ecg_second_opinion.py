@@ -63,8 +63,14 @@ def test_default_beat_plan_asks_a_second_opinion_of_a_model_anchored_on_regular_
     second = recipe.second_opinion_plan(plan)
     assert second.beat_config == {**plan.beat_config, "anchor_beats": "not_premature"}
     assert second.second_opinion is None
+    # The default decides with the irregular-rhythm S margin where the gate stays shut (E36);
+    # the gate reads calls without it, so the second model has none.
+    assert (plan.irregular_s_margin, plan.irregular_s_margin_scope) == (
+        recipe.IRREGULAR_S_MARGIN, "gate_shut")
+    assert (second.irregular_s_margin, second.irregular_s_margin_scope) == (1.0, "all_records")
     # Everything else is the first model's plan.
-    rest = {k: v for k, v in plan.to_dict().items() if k not in ("beat_config", "second_opinion")}
+    own = ("beat_config", "second_opinion", "irregular_s_margin", "irregular_s_margin_scope")
+    rest = {k: v for k, v in plan.to_dict().items() if k not in own}
     assert {k: v for k, v in second.to_dict().items() if k in rest} == rest
     for kind in recipe.COMPONENTS:  # the members are one model each, without a second opinion
         assert recipe.component_plan(plan, kind).second_opinion is None
@@ -72,7 +78,11 @@ def test_default_beat_plan_asks_a_second_opinion_of_a_model_anchored_on_regular_
     anchored = recipe.make_plan(dataset, {"beat": {"anchor_beats": "not_premature"}})
     assert anchored.second_opinion is None
     assert recipe.make_plan(dataset, {"model": "lightgbm"}).second_opinion is None
-    assert recipe.make_plan(dataset, {"second_opinion": None}).second_opinion is None
+    alone = recipe.make_plan(dataset, {"second_opinion": None})
+    assert alone.second_opinion is None and alone.irregular_s_margin == 1.0  # no gate: no margin
+    assert recipe.make_plan(dataset, {"irregular_s_margin": 2}).irregular_s_margin_scope == (
+        "gate_shut")
+    assert recipe.make_plan(dataset, {"irregular_s_margin_scope": "all_records"}).irregular_s_margin == 3
     legacy = {k: v for k, v in plan.to_dict().items() if k != "second_opinion"}
     assert recipe.EcgPlan.from_dict(legacy).second_opinion is None
 

@@ -107,6 +107,16 @@ Screened on the out-of-fold probabilities of 6 partitions of DS1 (S Se/+P 0.633/
 S Se 0.589 -> 0.694 (higher on 6 of 6), S +P 0.645, macro-F1 0.513 -> 0.518 (benchmarks/ecg.py,
 docs/ecg-experiments.md, E21). The issue's S targets (Se 0.80, +P 0.60) against the default's
 +P margin."""
+IRREGULAR_S_MARGIN = 3.0
+"""The ``cnn+lightgbm`` default's margin for S calls outside regular rhythm, in records where
+the second opinion's gate stays shut (``EcgPlan.irregular_s_margin``, scope ``gate_shut``): an S
+call there stands only where p(S) >= 3 p(N), since in atrial fibrillation a short RR does not
+make a beat supraventricular ectopic. Looked at after E33 on its saved files, then E36's rule
+written before seeds 66-71 were read. On those 6 partitions of DS1: mean of S-F1 and V-F1
+0.838 -> 0.861 (higher on 6 of 6), S Se/+P 0.754/0.761 -> 0.745/0.870, V unchanged, macro-F1
+0.540 -> 0.549; S-rich records cut down to their S beats keep their S calls (mean S Se 0.410
+either way), where the margin in every record cut it to 0.219 (docs/ecg-experiments.md,
+E34-E36)."""
 IRREGULAR_S_MARGIN_SCOPES = ("all_records", "gate_shut")
 """Where ``EcgPlan.irregular_s_margin`` applies (see ``EcgPlan.irregular_s_margin_scope``)."""
 IRREGULARITY_FEATURE = "rr_irregularity_long"
@@ -285,13 +295,16 @@ class EcgPlan:
             ``rr_irregularity_long`` at or above ``s_over_n_max_irregularity``) stands only
             where p(S) is at least this times p(N), or becomes N. 1 = off (an S call there is
             the arg-max, so p(S) >= p(N) already), the value of bundles written before it
-            existed, and the default: 3 raised S +P on fresh DS1 partitions but took most S
-            calls away in records whose S beats are the majority, which read as irregular
-            (docs/ecg-experiments.md, E34, E35). Where, by ``irregular_s_margin_scope``.
+            existed; ``cnn+lightgbm`` plans with a second opinion and the rhythm limit get
+            :data:`IRREGULAR_S_MARGIN` where the gate stays shut. In every record, 3 raised S
+            +P on fresh DS1 partitions but took most S calls away in records whose S beats are
+            the majority, which read as irregular (docs/ecg-experiments.md, E34, E35). Where,
+            by ``irregular_s_margin_scope``.
         irregular_s_margin_scope: ``all_records``: both opinions decide with the margin, then
-            the second opinion's gate (E34, E35); ``gate_shut`` (needs a second opinion): the
-            gate is read on the calls without the margin, records where it opens keep those
-            gated calls, the others take the first opinion's calls with the margin (E36).
+            the second opinion's gate (E34, E35); ``gate_shut`` (needs a second opinion; the
+            default where there is one): the gate is read on the calls without the margin,
+            records where it opens keep those gated calls, the others take the first opinion's
+            calls with the margin (E36).
         second_opinion: Beats, ``cnn+lightgbm``: ``{"beat": {...}, "min_gap": g}``, a second
             model on the same records, the same plan with these beat options (from
             :data:`SECOND_OPINION_BEAT_OPTIONS`). In a record where it calls S on a share of the
@@ -425,6 +438,12 @@ def make_plan(dataset: BeatDataset | SeriesDataset,
         if not hasattr(plan, key):
             raise ConfigError(f"unknown plan option {key!r}")
         setattr(plan, key, value)
+    if (plan.model == COMBINED and plan.second_opinion is not None
+            and plan.s_over_n_max_irregularity is not None):
+        if "irregular_s_margin" not in overrides:
+            plan.irregular_s_margin = IRREGULAR_S_MARGIN
+        if "irregular_s_margin_scope" not in overrides:
+            plan.irregular_s_margin_scope = "gate_shut"
     if "fit_on" not in overrides and (plan.is_beats or not plan.selects_on_validation):
         plan.fit_on = TRAIN_AND_VAL
     if plan.imbalance not in IMBALANCE_MODES:
@@ -930,6 +949,17 @@ def with_synthetic_beats(plan_obj: EcgPlan, split, seed: int):
     return BeatSplit.concat([split, synthetic])
 
 
+def _margin_description(plan_obj: EcgPlan) -> str:
+    """The bundle's words for the plan's irregular-rhythm S margin (empty when off)."""
+    if plan_obj.irregular_s_margin == 1:
+        return ""
+    where = ("in records where the second model's share stays below that gap"
+             if plan_obj.irregular_s_margin_scope == "gate_shut" else "in every record")
+    return (f"{where}, an S call outside regular rhythm ({IRREGULARITY_FEATURE} >= "
+            f"{plan_obj.s_over_n_max_irregularity}) stands only where p(S) >= "
+            f"{plan_obj.irregular_s_margin:g} p(N), else N")
+
+
 def _with_second_opinion(plan_obj: EcgPlan, first: FitOutput, second: FitOutput,
                          val: BeatSplit | None) -> FitOutput:
     """One model of a plan's first and second opinions: one bundle, one predictor."""
@@ -947,7 +977,8 @@ def _with_second_opinion(plan_obj: EcgPlan, first: FitOutput, second: FitOutput,
             first.metadata.get("post_processing"),
             f"in a record where a second model, the same plan with beat options "
             f"{option['beat']}, calls S on a share of the beats at least {option['min_gap']} "
-            "above this model's, the beats this model calls N and it calls S are called S")))}
+            "above this model's, the beats this model calls N and it calls S are called S",
+            _margin_description(plan_obj))))}
     predictor = predictor_for(metadata, first.state_dict, source="training",
                               lgbm_text=first.extra_files[LGBM_FILE],
                               second_opinion=second.predictor)
