@@ -944,12 +944,14 @@ def run_second_opinion(args) -> dict:
     model with a second opinion, ``--oof-probs``) at each of ``--min-gaps``: the pooled
     figures per partition, the records where the gate fired, and each record's gap (the share
     of its beats the second opinion calls S minus the share the first calls S). Both opinions
-    are post-processed as the default is; at the built ``min_gap`` the figures are the
-    partitions part's own (a check that the files re-run the model). ``--irregular-s-margins``
-    t: both opinions' S calls in irregular rhythm (the S-over-N odds' limit) also need p(S) >= t
-    p(N), or become N (``EcgPlan.irregular_s_margin``); the gate at the built ``min_gap``; and
-    "where the gate stays shut": the first opinion's calls with the margin only in records
-    whose gate, read without it, stays shut (``irregular_s_margin_scope`` gate_shut, E36)."""
+    are post-processed as the default is, without its irregular-rhythm S margin (the default
+    before E36). ``--irregular-s-margins`` t (default: the built one): both opinions' S calls in
+    irregular rhythm (the S-over-N odds' limit) also need p(S) >= t p(N), or become N
+    (``EcgPlan.irregular_s_margin``), the gate at the built ``min_gap``; and "where the gate
+    stays shut": the first opinion's calls with the margin only in records whose gate, read
+    without it, stays shut (``irregular_s_margin_scope`` gate_shut). At the built margin and
+    ``min_gap``, where the gate stays shut, the figures are the partitions part's own for a
+    model trained with E36 built (a check that the files re-run the model)."""
     from meddx.data.ecg import AAMI_CLASSES
     from meddx.learn.evaluation.metrics import classification_metrics
     from meddx.learn.tasks import ecg as recipe
@@ -959,7 +961,7 @@ def run_second_opinion(args) -> dict:
     s, n = AAMI_CLASSES.index("S"), AAMI_CLASSES.index("N")
     min_gaps = args.min_gaps or [recipe.SECOND_OPINION["min_gap"]]
     margins = {f"irregular S margin x{t}": default._replace(irregular_s_margin=t)
-               for t in args.irregular_s_margins}
+               for t in args.irregular_s_margins or [recipe.IRREGULAR_S_MARGIN]}
     shut = " where the gate stays shut"
     per_partition: dict[str, list] = {"first opinion alone": [],
                                       **{f"min_gap {gap}": [] for gap in min_gaps},
@@ -1396,9 +1398,9 @@ def main() -> None:
     parser.add_argument("--irregular-v-margins", nargs="+", type=float, default=[],
                         help="part smoothing: the same margins on the beats in irregular "
                              "rhythm only (E31)")
-    parser.add_argument("--irregular-s-margins", nargs="+", type=float, default=[],
+    parser.add_argument("--irregular-s-margins", nargs="+", type=float,
                         help="part second_opinion: margins an S call in irregular rhythm needs "
-                             "over p(N) (looked at after E33, not built)")
+                             "over p(N) (default: the built one, 3)")
     parser.add_argument("--min-gaps", nargs="+", type=float,
                         help="part second_opinion: the gate's min_gap values compared "
                              "(default: the default's)")

@@ -82,7 +82,8 @@ def test_default_beat_plan_asks_a_second_opinion_of_a_model_anchored_on_regular_
     assert alone.second_opinion is None and alone.irregular_s_margin == 1.0  # no gate: no margin
     assert recipe.make_plan(dataset, {"irregular_s_margin": 2}).irregular_s_margin_scope == (
         "gate_shut")
-    assert recipe.make_plan(dataset, {"irregular_s_margin_scope": "all_records"}).irregular_s_margin == 3
+    everywhere = recipe.make_plan(dataset, {"irregular_s_margin_scope": "all_records"})
+    assert everywhere.irregular_s_margin == recipe.IRREGULAR_S_MARGIN
     legacy = {k: v for k, v in plan.to_dict().items() if k != "second_opinion"}
     assert recipe.EcgPlan.from_dict(legacy).second_opinion is None
 
