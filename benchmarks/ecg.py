@@ -482,7 +482,6 @@ def _fit_fold(dataset, fold: int, train_records: list[str], test_records: list[s
 
 def run_mitdb(args) -> dict:
     from meddx.data.ecg import R_PEAK_CORRECTIONS
-    from meddx.learn.evaluation.metrics import classification_metrics
 
     dataset = _beat_dataset(args)
     labels_all, probs_all, decisions_all, records_all = [], [], [], []
@@ -505,8 +504,7 @@ def run_mitdb(args) -> dict:
             detected.setdefault(correction, []).extend(
                 _on_detected_beats(predictor, record, correction) for record in dataset.records
                 if record.name in test_records)
-        fold_metrics = classification_metrics(test.labels, probs, dataset.class_names,
-                                              n_bootstrap=0, decisions=decisions)
+        fold_metrics = _beat_metrics(test.labels, probs, n_bootstrap=0, decisions=decisions)
         training = fitted.metadata["training"]
         # A refit on train + val has no validation figures of its own: the selection fit's.
         val_metrics = (fitted.metadata["metrics"].get("val")
@@ -528,10 +526,9 @@ def run_mitdb(args) -> dict:
         # Out-of-fold probabilities for error analysis (not stored in the results JSON).
         np.savez_compressed(args.oof_probs, labels=labels, probs=probs,
                             records=np.concatenate(records_all).astype(str))
-    metrics = classification_metrics(labels, probs, dataset.class_names,
-                                     decisions=np.concatenate(decisions_all))
-    per_class = {c: {"sensitivity": v["sensitivity"], "ppv": v["ppv"], "support": v["support"],
-                     "ci": v["ci"]} for c, v in metrics["per_class"].items()}
+    metrics = _beat_metrics(labels, probs, decisions=np.concatenate(decisions_all))
+    kept = ("sensitivity", "ppv", "ppv_all_calls", "support", "ci")
+    per_class = {c: {k: v[k] for k in kept if k in v} for c, v in metrics["per_class"].items()}
     gross = _s_v_figures(per_class)
     return {"evaluation": f"{args.folds}-fold leave-records-out CV on the 22 DS1 records "
                           "(stratified record folds, patient-wise validation inside each "
@@ -573,7 +570,6 @@ def run_partitions(args) -> dict:
     their mean and range. With 22 patients a CV figure owes much to which patients share a
     fold: this is that spread.
     """
-    from meddx.learn.evaluation.metrics import classification_metrics
     from meddx.learn.tasks.ecg import COMBINED
 
     if args.oof_probs and args.beat_model != COMBINED:
@@ -598,16 +594,14 @@ def run_partitions(args) -> dict:
         if args.oof_probs:
             _save_partition_probabilities(args.oof_probs, partition, labels, unsmoothed)
         labels, probs, decisions = (np.concatenate(a) for a in (labels, probs, decisions))
-        metrics = classification_metrics(labels, probs, dataset.class_names, n_bootstrap=0,
-                                         decisions=decisions)
+        metrics = _beat_metrics(labels, probs, n_bootstrap=0, decisions=decisions)
         name = ("0: stratified folds (part mitdb)" if partition == 0
                 else f"{partition}: random folds (seed {partition})")
         rows[name] = {"test_records": [test for _, test in folds], **_pooled_row(metrics)}
         if first:  # the model alone, and the records where its second opinion changed a call
             alone = np.concatenate(first)
             rows[name].update({f"first_opinion_{k}": v for k, v in _pooled_row(
-                classification_metrics(labels, probs, dataset.class_names, n_bootstrap=0,
-                                       decisions=alone)).items()})
+                _beat_metrics(labels, probs, n_bootstrap=0, decisions=alone)).items()})
             rows[name]["second_opinion_records"] = sorted(
                 set(np.concatenate(records)[decisions != alone].tolist()))
         console.print(f"partitions {done}/{args.partitions}: " + ", ".join(
@@ -671,7 +665,6 @@ def run_s_majority(args) -> dict:
     (:func:`s_majority_record`).
     """
     from meddx.data.ecg import beats_of, feature_names
-    from meddx.learn.evaluation.metrics import classification_metrics
     from meddx.learn.tasks import ecg as recipe
 
     if args.beat_model != recipe.COMBINED:
@@ -695,8 +688,7 @@ def run_s_majority(args) -> dict:
                 probs = predictor.predict_split(split)
                 second = predictor.split_second_opinion(split)
                 calls = predictor.decide(probs, split, second)
-                metrics = classification_metrics(split.labels, probs, dataset.class_names,
-                                                 n_bootstrap=0, decisions=calls)
+                metrics = _beat_metrics(split.labels, probs, n_bootstrap=0, decisions=calls)
                 confusion = metrics["confusion_matrix"]
                 # What the S beats look like to the model: medians over them.
                 members = _member_probabilities(predictor, split)
@@ -810,7 +802,6 @@ def run_smoothing(args) -> dict:
     Isolated ectopic beats: those of records with at most 20 beats of the class, found.
     """
     from meddx.data.ecg import AAMI_CLASSES, feature_names
-    from meddx.learn.evaluation.metrics import classification_metrics
     from meddx.learn.tasks import ecg as recipe
     from meddx.learn.tasks.ecg_features import smooth_over_similar_beats
 
@@ -842,8 +833,7 @@ def run_smoothing(args) -> dict:
             if key not in smoothed:
                 smoothed[key] = _smoothed_members(saved, variant)
             probs, predicted, weak_v = _post_processed(smoothed[key], saved["features"], variant)
-            metrics = classification_metrics(labels, probs, list(AAMI_CLASSES), n_bootstrap=0,
-                                             decisions=predicted)
+            metrics = _beat_metrics(labels, probs, n_bootstrap=0, decisions=predicted)
             isolated = {}
             for cls in ("S", "V"):
                 k = AAMI_CLASSES.index(cls)
@@ -953,7 +943,6 @@ def run_second_opinion(args) -> dict:
     ``min_gap``, where the gate stays shut, the figures are the partitions part's own for a
     model trained with E36 built (a check that the files re-run the model)."""
     from meddx.data.ecg import AAMI_CLASSES
-    from meddx.learn.evaluation.metrics import classification_metrics
     from meddx.learn.tasks import ecg as recipe
 
     files = _saved_partitions(args, "second_opinion")
@@ -995,8 +984,7 @@ def run_second_opinion(args) -> dict:
             calls[name + shut] = recipe.second_opinion_calls(first, second, records, s, n, gap,
                                                              shut_calls=first_m)
         for name, decided in calls.items():
-            metrics = classification_metrics(labels, probs, list(AAMI_CLASSES), n_bootstrap=0,
-                                             decisions=decided)
+            metrics = _beat_metrics(labels, probs, n_bootstrap=0, decisions=decided)
             per_partition[name].append({
                 **_with_s_v_score(_pooled_row(metrics)),
                 "fired_on": sorted(set(records[decided != first].tolist()))})
@@ -1042,10 +1030,21 @@ def _pooled_row(metrics: dict) -> dict:
             **_s_v_figures(metrics["per_class"])}
 
 
+def _beat_metrics(labels, probs, **options) -> dict:
+    """Classification figures of AAMI beats, +P as EC57 scores it (see ``AAMI_EXCUSED_CALLS``)."""
+    from meddx.data.ecg import AAMI_CLASSES, AAMI_EXCUSED_CALLS
+    from meddx.learn.evaluation.metrics import classification_metrics
+
+    return classification_metrics(labels, probs, list(AAMI_CLASSES),
+                                  excused_calls=AAMI_EXCUSED_CALLS, **options)
+
+
 def _s_v_figures(per_class: dict, prefix: str = "") -> dict:
-    """``S_se``, ``S_ppv``, ``V_se``, ``V_ppv`` (after ``prefix``) of per-class figures."""
-    return {f"{prefix}{c}_{m}": per_class[c][key] for c in ("S", "V")
-            for m, key in (("se", "sensitivity"), ("ppv", "ppv"))}
+    """``S_se``, ``S_ppv``, ``V_se``, ``V_ppv`` (+P as EC57 scores it) and ``S_ppv_all_calls``,
+    ``V_ppv_all_calls`` (every call counted), after ``prefix``, of per-class figures."""
+    return {f"{prefix}{c}_{m}": per_class[c].get(key) for c in ("S", "V")
+            for m, key in (("se", "sensitivity"), ("ppv", "ppv"),
+                           ("ppv_all_calls", "ppv_all_calls"))}
 
 
 def _scores_by_round(booster, features: np.ndarray, num_classes: int):
@@ -1082,7 +1081,6 @@ def run_tree_stopping(args) -> dict:
     Fixed round counts are printed for reference (they would be tuned on this CV itself).
     """
     from meddx.data.ecg import BeatConfig, BeatSplit, feature_names, load_wfdb_dataset
-    from meddx.learn.evaluation.metrics import classification_metrics
     from meddx.learn.tasks import ecg as recipe
     from meddx.learn.tasks import ecg_features as trees
 
@@ -1141,8 +1139,7 @@ def run_tree_stopping(args) -> dict:
     labels = np.concatenate(labels)
     rows = {}
     for name, parts in probs.items():
-        metrics = classification_metrics(labels, np.concatenate(parts), dataset.class_names,
-                                         n_bootstrap=0)
+        metrics = _beat_metrics(labels, np.concatenate(parts), n_bootstrap=0)
         rows[name] = {"rounds": rounds[name], **_pooled_row(metrics)}
     eligible = [name for name in rows if "reference" not in name]
     return {"evaluation": "the default cnn+lightgbm on the mitdb part's folds, trees refitted "
@@ -1158,7 +1155,6 @@ def run_archs(args) -> dict:
     split are not looked at here.
     """
     from meddx.data.ecg import load_wfdb_dataset
-    from meddx.learn.evaluation.metrics import classification_metrics
     from meddx.learn.tasks import ecg as recipe
 
     dataset = load_wfdb_dataset("mitdb-ds1", args.data_dir, progress=False)
@@ -1171,8 +1167,7 @@ def run_archs(args) -> dict:
                                 plan={**args.beat_plan, "model": "cnn", "arch": arch},
                                 progress=False)
             train_s = time.perf_counter() - start
-        metrics = classification_metrics(val.labels, fitted.predictor.predict_split(val),
-                                         dataset.class_names, n_bootstrap=0)
+        metrics = _beat_metrics(val.labels, fitted.predictor.predict_split(val), n_bootstrap=0)
         rows[arch] = {"val_macro_f1_selection": fitted.metadata["training"]["model_selection"][0]
                       ["val_macro_f1"],
                       "best_epoch": fitted.metadata["training"]["best_epoch"],
@@ -1191,7 +1186,6 @@ def run_models(args) -> dict:
     selection). The seed-0 test records are not looked at here.
     """
     from meddx.data.ecg import load_wfdb_dataset
-    from meddx.learn.evaluation.metrics import classification_metrics
     from meddx.learn.tasks import ecg as recipe
 
     dataset = load_wfdb_dataset("mitdb-ds1", args.data_dir, progress=False)
@@ -1205,7 +1199,7 @@ def run_models(args) -> dict:
                                 plan=plan, progress=False)
             train_s = time.perf_counter() - start
         probs = fitted.predictor.predict_split(val)
-        metrics = classification_metrics(val.labels, probs, dataset.class_names, n_bootstrap=0)
+        metrics = _beat_metrics(val.labels, probs, n_bootstrap=0)
         rows[model] = {"val_macro_f1_selection": recipe.selection_scores(val.labels, probs)
                        ["macro_f1"],
                        **_s_v_figures(metrics["per_class"], "val_"),

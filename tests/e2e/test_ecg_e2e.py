@@ -273,3 +273,12 @@ def test_real_ds1_evaluation_path(shared_data, tmp_path):
     assert metrics["n"] == 51021
     assert set(metrics["per_class"]) == {"N", "S", "V", "F", "Q"}
     assert metrics["per_class"]["S"]["support"] == 944
+    # +P as EC57 scores beats: V calls on F and Q beats count neither way.
+    assert metrics["excused_calls"] == {"V": ["F", "Q"], "S": ["Q"]}
+    cm = np.array(metrics["confusion_matrix"])
+    v_calls = cm[:, 2]
+    v = metrics["per_class"]["V"]
+    if v_calls[:3].sum():
+        assert v["ppv"] == pytest.approx(v_calls[2] / v_calls[:3].sum())
+    if v_calls.sum():
+        assert v["ppv_all_calls"] == pytest.approx(v_calls[2] / v_calls.sum())

@@ -421,3 +421,40 @@ def test_multiclass_decisions_replace_the_arg_max():
     with pytest.raises(ConfigError, match="decisions"):
         classification_metrics(np.array([0, 1]), np.array([[0.6, 0.4], [0.3, 0.7]]),
                                ["a", "b"], decisions=np.array([0, 1]))
+
+
+def test_excused_calls_follow_ec57():
+    """V calls on F and Q beats and S calls on Q beats count neither way in +P (PhysioNet's
+    bxb: VEB FP = Nv + Sv, SVEB FP = Ns + Vs + Fs); sensitivity and F1 are unchanged."""
+    names = ["N", "S", "V", "F", "Q"]
+    cm = np.array([[90, 4, 6, 0, 0],   # true N: 4 called S, 6 called V
+                   [3, 10, 2, 0, 0],   # true S: 2 called V
+                   [1, 1, 20, 0, 0],
+                   [2, 1, 8, 4, 0],    # true F: 8 called V (excused), 1 called S (counted)
+                   [0, 2, 3, 0, 1]])   # true Q: 3 called V, 2 called S (all excused)
+    y = np.repeat(np.repeat(np.arange(5), 5), cm.ravel())
+    pred = np.tile(np.arange(5), 5).repeat(cm.ravel())
+    probs = np.full((len(y), 5), 0.2)
+    m = classification_metrics(y, probs, names, n_bootstrap=50, decisions=pred,
+                               excused_calls={"V": ["F", "Q"], "S": ["Q"], "X": ["N"]})
+    v, s = m["per_class"]["V"], m["per_class"]["S"]
+    assert m["excused_calls"] == {"V": ["F", "Q"], "S": ["Q"]}  # unknown names dropped
+    assert v["ppv"] == pytest.approx(20 / (20 + 6 + 2))
+    assert v["ppv_all_calls"] == pytest.approx(20 / 39)
+    assert s["ppv"] == pytest.approx(10 / (10 + 4 + 1 + 1))
+    assert s["ppv_all_calls"] == pytest.approx(10 / 18)
+    # Specificity leaves the excused calls out of both false positives and true negatives.
+    v_negatives = 158 - 22 - 11  # all non-V beats less those excused
+    assert v["specificity"] == pytest.approx((v_negatives - 8) / v_negatives)
+    assert v["specificity_all_calls"] == pytest.approx((136 - 19) / 136)
+    plain = classification_metrics(y, probs, names, n_bootstrap=0, decisions=pred)
+    assert plain["excused_calls"] is None and "ppv_all_calls" not in plain["per_class"]["V"]
+    assert plain["per_class"]["V"]["ppv"] == pytest.approx(v["ppv_all_calls"])
+    for name in names:
+        assert m["per_class"][name]["sensitivity"] == plain["per_class"][name]["sensitivity"]
+        assert m["per_class"][name]["f1"] == plain["per_class"][name]["f1"]
+    assert m["macro_f1"] == plain["macro_f1"]
+    assert m["per_class"]["N"]["ppv"] == plain["per_class"]["N"]["ppv"]
+    low, high = v["ci"]["ppv"]
+    assert low <= v["ppv"] <= high and high > v["ppv_all_calls"]
+    json.dumps(m, allow_nan=False)

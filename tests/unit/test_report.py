@@ -166,3 +166,18 @@ def test_report_rejects_mismatched_class_names(tmp_path):
     metrics = classification_metrics(y, p, ["a", "b"], n_bootstrap=0)
     with pytest.raises(DataError):
         write_classification_report(tmp_path, metrics, y, p, ["x", "y"], title="t")
+
+
+def test_report_says_which_calls_ppv_leaves_out(tmp_path):
+    y, p = _multiclass_case()
+    names = ["N", "S", "V", "F", "Q"]
+    metrics = classification_metrics(y, p, names, n_bootstrap=0,
+                                     excused_calls={"V": ["F", "Q"], "S": ["Q"]})
+    write_classification_report(tmp_path, metrics, y, p, names, title="ECG beats")
+    text = (tmp_path / "report.md").read_text()
+    assert "as ANSI/AAMI EC57 scores beats: V calls on F, Q cases; S calls on Q cases" in text
+    assert f"V {metrics['per_class']['V']['ppv_all_calls']:.3f}" in text
+    assert "EC57" in (tmp_path / "report.html").read_text()
+    plain = classification_metrics(y, p, names, n_bootstrap=0)
+    write_classification_report(tmp_path / "plain", plain, y, p, names, title="ECG beats")
+    assert "EC57" not in (tmp_path / "plain" / "report.md").read_text()

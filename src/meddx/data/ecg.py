@@ -55,6 +55,7 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "AAMI_CLASSES",
+    "AAMI_EXCUSED_CALLS",
     "AAMI_MAP",
     "ANCHOR_BEATS",
     "BeatConfig",
@@ -87,6 +88,13 @@ __all__ = [
 AAMI_CLASSES: tuple[str, ...] = ("N", "S", "V", "F", "Q")
 """AAMI EC57 beat classes: normal/bundle-branch, supraventricular ectopic, ventricular ectopic,
 fusion, unknown/paced."""
+
+AAMI_EXCUSED_CALLS: dict[str, tuple[str, ...]] = {"V": ("F", "Q"), "S": ("Q",)}
+"""Calls EC57's gross statistics count neither for nor against a class's +P: V calls on fusion
+or unclassifiable beats, S calls on unclassifiable beats (PhysioNet's ``bxb``, the standard's
+reference comparator: VEB FP = Nv + Sv, SVEB FP = Ns + Vs + Fs; Mondejar-Guerra et al. 2019's
+published code excuses F beats called V too). Passed to the metrics as ``excused_calls`` for
+beat tasks, so per-class +P is the figure the inter-patient papers compare."""
 
 # MIT-BIH beat symbols -> AAMI class (de Chazal et al. 2004, Table I). Symbols beyond MIT-BIH's
 # own (B, n, r, ?) occur in other PhysioNet databases (INCART, ...); they map as AAMI EC57 says.

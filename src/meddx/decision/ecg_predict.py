@@ -34,6 +34,7 @@ import torch  # noqa: E402
 from meddx.data.datasets import SplitData  # noqa: E402
 from meddx.data.ecg import (  # noqa: E402
     AAMI_CLASSES,
+    AAMI_EXCUSED_CALLS,
     AAMI_MAP,
     BeatConfig,
     BeatSplit,
@@ -194,6 +195,8 @@ class EcgBeatClassifier(_EcgPredictor):
     # upload does not carry).
     input_suffixes = (".hea", ".dat", ".atr")
     study_kind = "ecg"
+    # Per-class +P as EC57 scores beats (evaluate_split passes it to the metrics).
+    excused_calls = AAMI_EXCUSED_CALLS
 
     def __init__(self, metadata: dict[str, Any], state_dict: dict[str, torch.Tensor] | None,
                  device: torch.device | None = None, source: str = "bundle",

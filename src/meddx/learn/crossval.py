@@ -173,7 +173,8 @@ def cross_validate(dataset: Any, *, config: TrainConfig | None = None,
                             predictor.predict_split_by_model(test).items():
                         m = _flatten(classification_metrics(
                             test.labels, model_probs, dataset.class_names, threshold=threshold,
-                            n_bootstrap=0))
+                            n_bootstrap=0,
+                            excused_calls=getattr(predictor, "excused_calls", None)))
                         per_model.setdefault(name, []).append(m)
                         record["models"][name] = m
                     record["chosen_model"] = getattr(predictor, "model_name", None)

@@ -298,7 +298,8 @@ def member_figures(predictor: Any, val: Any | None, test: Any) -> list[dict[str,
         for name, (split, probs) in parts.items():
             metrics = classification_metrics(np.asarray(split.labels), probs,
                                              predictor.class_names, threshold=threshold,
-                                             n_bootstrap=0)
+                                             n_bootstrap=0, excused_calls=getattr(
+                                                 predictor, "excused_calls", None))
             figures[name] = {key: metrics[key] for key in MEMBER_FIGURES if key in metrics}
         rows.append({"member": index + 1, "threshold": threshold, **figures})
     return rows

@@ -33,7 +33,8 @@ def evaluate_split(predictor, split: SplitData, n_bootstrap: int = 1000,
     decisions = predictor.decide(probs, split) if hasattr(predictor, "decide") else None
     metrics = classification_metrics(labels, probs, predictor.class_names,
                                       threshold=predictor.threshold, n_bootstrap=n_bootstrap,
-                                      seed=seed, decisions=decisions)
+                                      seed=seed, decisions=decisions,
+                                      excused_calls=getattr(predictor, "excused_calls", None))
     return metrics, labels, probs
 
 

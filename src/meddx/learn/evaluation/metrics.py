@@ -25,6 +25,13 @@ Conventions:
   threshold other than 0.5 is in use. ``brier`` is ``mean((p1 - y)**2)`` for binary tasks (as
   ``sklearn.metrics.brier_score_loss``) and the multi-class form ``mean(sum_k (p_k - y_k)**2)``
   (Brier, 1950) otherwise.
+* **Excused calls.** ``excused_calls={"V": ["F", "Q"], "S": ["Q"]}`` says a call of class V on
+  a case whose true class is F or Q counts neither for nor against V's ``ppv`` and
+  ``specificity`` (it is neither a false positive nor a true negative of V). This is ANSI/AAMI
+  EC57's rule for the VEB and SVEB gross statistics of beat classifiers (PhysioNet's ``bxb``:
+  VEB FP = Nv + Sv, SVEB FP = Ns + Vs + Fs). Sensitivity, ``f1`` and ``macro_f1`` are unchanged
+  (scikit-learn's, counting every call); each excused class also reports ``ppv_all_calls`` and
+  ``specificity_all_calls``, its figures when every call counts.
 * **Confidence intervals** come from a non-parametric percentile bootstrap over cases. All
   resamples are summarised as weighted sums (``weights @ per-case features``), so 1,000 resamples
   of 5,000 cases cost a fraction of a second. Resamples in which a metric is undefined are
@@ -357,7 +364,7 @@ def expected_calibration_error(
 
 
 def _count_metrics(
-    cm: np.ndarray, binary: bool
+    cm: np.ndarray, binary: bool, excused: np.ndarray | None = None
 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Metrics derived from a stack of confusion matrices.
 
@@ -365,6 +372,9 @@ def _count_metrics(
         cm: ``(B, K, K)`` (weighted) confusion matrices, rows = true class, cols = predicted.
         binary: Report positive-class (index 1) values at the top level instead of macro
             averages.
+        excused: Optional ``(K, K)`` boolean mask of (true, predicted) cells that count neither
+            as false positives nor as true negatives of the predicted class in ``ppv`` and
+            ``specificity`` (see "Excused calls" in the module docstring).
 
     Returns:
         ``(scalars, per_class)``: scalars map a metric name to a ``(B,)`` array, per_class map a
@@ -377,10 +387,11 @@ def _count_metrics(
     fn = support - tp
     fp = predicted - tp
     tn = n[:, None] - tp - fn - fp
+    counted_fp = fp if excused is None else fp - (cm * excused).sum(axis=1)
     per_class = {
         "sensitivity": _safe_div(tp, support),
-        "specificity": _safe_div(tn, tn + fp),
-        "ppv": _safe_div(tp, predicted),
+        "specificity": _safe_div(tn, tn + counted_fp),
+        "ppv": _safe_div(tp, tp + counted_fp),
         "npv": _safe_div(tn, tn + fn),
         # 2TP / (2TP + FP + FN) is defined whenever the class is present or predicted, as in
         # scikit-learn (where a never-predicted class gets F1 = 0, not undefined).
@@ -461,9 +472,11 @@ class _WeightedEvaluator:
         pred: np.ndarray,
         top_k: Sequence[int],
         n_bins: int = ECE_BINS,
+        excused: np.ndarray | None = None,
     ) -> None:
         n, k = p.shape
         self.n_classes = k
+        self.excused = excused
         self.binary = k == 2
         self.top_k = tuple(top_k)
         onehot = np.eye(k)[y]
@@ -503,7 +516,7 @@ class _WeightedEvaluator:
         total = weights.sum(axis=1)
         k = self.n_classes
         cm = np.asarray(self._cells_t @ weights.T).T.reshape(-1, k, k)
-        scalars, per_class = _count_metrics(cm, self.binary)
+        scalars, per_class = _count_metrics(cm, self.binary, self.excused)
         per_class["auc"] = np.column_stack([_weighted_auc(pl, weights) for pl in self._auc_plans])
         scalars["auc"] = per_class["auc"][:, 1] if self.binary else _nanmean(per_class["auc"])
         scalars["brier"] = sums[:, self._slices["brier"]] / total
@@ -576,6 +589,7 @@ def classification_metrics(
     ci_level: float = 0.95,
     top_k: Sequence[int] = (1, 3),
     decisions: ArrayLike | None = None,
+    excused_calls: Mapping[str, Sequence[str]] | None = None,
 ) -> dict[str, Any]:
     """Evaluate class probabilities against labels, with bootstrap confidence intervals.
 
@@ -597,6 +611,9 @@ def classification_metrics(
         decisions: Multi-class only: the class decided for each case, when the model's
             decision rule is not the arg-max (``(N,)`` integers in ``0..K-1``). The
             threshold-free figures (AUC, log-loss, top-k) still come from ``probs``.
+        excused_calls: ``{predicted class: [true classes]}``: calls that count neither for nor
+            against the predicted class's ``ppv`` and ``specificity`` (ANSI/AAMI EC57's rule
+            for beats; see the module docstring). Names not among ``class_names`` are ignored.
 
     Returns:
         A JSON-safe dict with keys ``task`` ("binary" or "multiclass"), ``n``,
@@ -604,8 +621,10 @@ def classification_metrics(
         the scalars in :data:`SCALAR_METRICS`, ``top_k_accuracy`` (``{"top_1": ..}``),
         ``ci`` (``{metric: [lo, hi]}`` for every scalar, plus ``top_<k>_accuracy``),
         ``confusion_matrix`` (rows = true class, columns = predicted), ``per_class``
-        (``{name: {sensitivity, specificity, ppv, npv, f1, auc, support, ci}}``) and
-        ``bootstrap`` (resamples, level, seed, method). Undefined values are ``None``.
+        (``{name: {sensitivity, specificity, ppv, npv, f1, auc, support, ci}}``, plus
+        ``ppv_all_calls`` and ``specificity_all_calls`` for a class with excused calls),
+        ``excused_calls`` (those applied, or ``None``) and ``bootstrap`` (resamples, level,
+        seed, method). Undefined values are ``None``.
 
     Raises:
         DataError: Malformed labels or probabilities.
@@ -648,7 +667,8 @@ def classification_metrics(
         if pred.shape[0] != n:
             raise DataError(f"decisions: {pred.shape[0]} values for {n} cases")
 
-    evaluator = _WeightedEvaluator(y, p, pred, ks)
+    excused, applied = _excused_mask(excused_calls, names)
+    evaluator = _WeightedEvaluator(y, p, pred, ks, excused=excused)
     point, point_per_class = evaluator(np.ones((1, n)))
     values = {name: float(v[0]) for name, v in point.items()}
     per_class_values = point_per_class[0]  # (K, M)
@@ -674,6 +694,7 @@ def classification_metrics(
 
     support = np.bincount(y, minlength=k)
     cm = np.bincount(y * k + pred, minlength=k * k).reshape(k, k)
+    all_calls = _count_metrics(cm[None].astype(np.float64), binary)[1] if applied else {}
     top_k_names = [f"top_{kk}_accuracy" for kk in ks]
     result: dict[str, Any] = {
         "task": "binary" if binary else "multiclass",
@@ -689,6 +710,8 @@ def classification_metrics(
             name: {
                 **{m: per_class_values[c, j] for j, m in enumerate(PER_CLASS_METRICS)},
                 "support": int(support[c]),
+                **({f"{m}_all_calls": float(all_calls[m][0, c]) for m in ("ppv", "specificity")}
+                   if name in applied else {}),
                 "ci": {
                     m: as_ci(per_class_ci[0, c, j], per_class_ci[1, c, j])
                     for j, m in enumerate(PER_CLASS_METRICS)
@@ -696,6 +719,7 @@ def classification_metrics(
             }
             for c, name in enumerate(names)
         },
+        "excused_calls": applied or None,
         "bootstrap": {
             "n_resamples": int(n_bootstrap),
             "ci_level": float(ci_level),
@@ -704,6 +728,23 @@ def classification_metrics(
         },
     }
     return json_safe(result)
+
+
+def _excused_mask(excused_calls: Mapping[str, Sequence[str]] | None,
+                 names: list[str]) -> tuple[np.ndarray | None, dict[str, list[str]]]:
+    """The ``(K, K)`` (true, predicted) mask of excused calls, and the calls it applies."""
+    applied = {
+        called: [t for t in trues if t in names and t != called]
+        for called, trues in (excused_calls or {}).items() if called in names
+    }
+    applied = {called: trues for called, trues in applied.items() if trues}
+    if not applied:
+        return None, {}
+    mask = np.zeros((len(names), len(names)), bool)
+    for called, trues in applied.items():
+        for true in trues:
+            mask[names.index(true), names.index(called)] = True
+    return mask, applied
 
 
 def quick_auc(labels: np.ndarray, probs: np.ndarray) -> float:

@@ -404,6 +404,20 @@ def _per_class_rows(metrics: Mapping[str, Any]) -> list[list[str]]:
     return rows
 
 
+def _excused_note(metrics: Mapping[str, Any]) -> str:
+    """Say which calls PPV and specificity leave out (EC57's rule for beats), if any."""
+    excused = metrics.get("excused_calls") or {}
+    if not excused:
+        return ""
+    per_class = metrics.get("per_class") or {}
+    rules = "; ".join(f"{called} calls on {', '.join(trues)} cases" for called, trues in
+                      excused.items())
+    plain = ", ".join(f"{called} {_fmt(per_class.get(called, {}).get('ppv_all_calls'), None)}"
+                      for called in excused)
+    return (f"PPV (+P) and specificity leave out, as ANSI/AAMI EC57 scores beats: {rules}. "
+            f"Counting every call, PPV is {plain}.")
+
+
 _PER_CLASS_HEADER = ["Class", "Support", "Sensitivity", "Specificity", "PPV (+P)", "F1", "AUC"]
 _BASELINE_HEADER = ["Method", "AUC", "ACC", "Source"]
 
@@ -536,6 +550,8 @@ def write_classification_report(
         md += [*_md_table(["", ""], context_rows), ""]
     md += ["## Metrics", "", *_md_table(metric_header, metric_rows), ""]
     md += ["## Per class (one-vs-rest)", "", *_md_table(_PER_CLASS_HEADER, per_class_rows), ""]
+    if _excused_note(metrics):
+        md += [_excused_note(metrics), ""]
     md += ["## Confusion matrix", "", *_md_table(cm_header, cm_rows), ""]
     if baseline_rows:
         md += ["## Published baselines", "", *_md_table(_BASELINE_HEADER, baseline_rows), ""]
@@ -563,6 +579,7 @@ def write_classification_report(
         _html_table(metric_header, metric_rows, numeric=[False, True, False]),
         "<h2>Per class (one-vs-rest)</h2>",
         _html_table(_PER_CLASS_HEADER, per_class_rows, numeric=[False] + [True] * 6),
+        f"<p>{esc(_excused_note(metrics))}</p>" if _excused_note(metrics) else "",
         "<h2>Confusion matrix</h2>",
         _html_table(cm_header, cm_rows, numeric=[False] + [True] * len(names)),
     ]
