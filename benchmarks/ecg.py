@@ -417,7 +417,11 @@ def _on_detected_beats(predictor, record, correction: str | None = PREDICT_DETEC
 
 
 def _detected_beat_figures(parts: list[dict], class_names: list[str]) -> dict:
-    """Pooled beat detection Se/+P and the S/V Se/+P of the classes on detected beats."""
+    """Pooled beat detection Se/+P and the S/V Se/+P of the classes on detected beats (+P as
+    EC57 scores it: a call on an unmatched detection counts against it, a V call on an F or Q
+    beat does not; ``_ppv_all_calls`` counts every call)."""
+    from meddx.data.ecg import AAMI_EXCUSED_CALLS
+
     reference = np.concatenate([p["reference"] for p in parts])
     predicted = np.concatenate([p["predicted"] for p in parts])
     extra = np.concatenate([p["extra"] for p in parts])
@@ -431,8 +435,11 @@ def _detected_beat_figures(parts: list[dict], class_names: list[str]) -> dict:
         k = class_names.index(name)
         hits = int(((reference == k) & (predicted == k)).sum())
         calls = int((predicted == k).sum() + (extra == k).sum())
+        excused = [class_names.index(c) for c in AAMI_EXCUSED_CALLS.get(name, ())]
+        counted = calls - int(((predicted == k) & np.isin(reference, excused)).sum())
         figures[f"{name}_se"] = hits / max(int((reference == k).sum()), 1)
-        figures[f"{name}_ppv"] = hits / calls if calls else None
+        figures[f"{name}_ppv"] = hits / counted if counted else None
+        figures[f"{name}_ppv_all_calls"] = hits / calls if calls else None
     # Per record and class (S, V): reference beats, those found as the class, calls made.
     figures["per_record"] = {
         p["record"]: {"missed_beats": int((p["predicted"] < 0).sum()),
@@ -447,10 +454,12 @@ def _detected_beat_figures(parts: list[dict], class_names: list[str]) -> dict:
 
 def _with_s_v_score(figures: dict) -> dict:
     """Pooled figures (per-record detail left out) with their score: the mean of the S and V
-    F1, the score every post-processing and peak-correction choice was made by."""
+    F1, the score every post-processing and peak-correction choice was made by. F1 counts
+    every call (as scikit-learn's), so it takes +P with every call counted."""
     row = {k: v for k, v in figures.items() if k != "per_record"}
-    f1 = [2 * row[f"{c}_se"] * row[f"{c}_ppv"] / (row[f"{c}_se"] + row[f"{c}_ppv"])
-          if row[f"{c}_ppv"] else 0.0 for c in ("S", "V")]
+    ppv = {c: row.get(f"{c}_ppv_all_calls", row[f"{c}_ppv"]) for c in ("S", "V")}
+    f1 = [2 * row[f"{c}_se"] * ppv[c] / (row[f"{c}_se"] + ppv[c]) if ppv[c] else 0.0
+          for c in ("S", "V")]
     return {**row, "mean_S_V_f1": float(np.mean(f1))}
 
 
