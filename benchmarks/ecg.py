@@ -559,8 +559,8 @@ def run_mitdb(args) -> dict:
             "detected_beats_by_correction": {
                 str(correction): _with_s_v_score(_detected_beat_figures(parts, dataset.class_names))
                 for correction, parts in detected.items()},
-            "targets": {k: TARGETS[k] for k in gross},
-            "meets_targets": {k: (gross[k] or 0) >= TARGETS[k] for k in gross},
+            "targets": {k: TARGETS[k] for k in gross if k in TARGETS},
+            "meets_targets": {k: (gross[k] or 0) >= TARGETS[k] for k in gross if k in TARGETS},
             "anchors_ds1_to_ds2_percent": ANCHORS["mitdb"]}
 
 
