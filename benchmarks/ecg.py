@@ -457,8 +457,8 @@ def _with_s_v_score(figures: dict) -> dict:
     F1, the score every post-processing and peak-correction choice was made by. F1 counts
     every call (as scikit-learn's), so it takes +P with every call counted."""
     row = {k: v for k, v in figures.items() if k != "per_record"}
-    ppv = {c: row.get(f"{c}_ppv_all_calls", row[f"{c}_ppv"]) for c in ("S", "V")}
-    f1 = [2 * row[f"{c}_se"] * ppv[c] / (row[f"{c}_se"] + ppv[c]) if ppv[c] else 0.0
+    f1 = [2 * row[f"{c}_se"] * row[f"{c}_ppv_all_calls"]
+          / (row[f"{c}_se"] + row[f"{c}_ppv_all_calls"]) if row[f"{c}_ppv_all_calls"] else 0.0
           for c in ("S", "V")]
     return {**row, "mean_S_V_f1": float(np.mean(f1))}
 
@@ -1051,7 +1051,7 @@ def _beat_metrics(labels, probs, **options) -> dict:
 def _s_v_figures(per_class: dict, prefix: str = "") -> dict:
     """``S_se``, ``S_ppv``, ``V_se``, ``V_ppv`` (+P as EC57 scores it) and ``S_ppv_all_calls``,
     ``V_ppv_all_calls`` (every call counted), after ``prefix``, of per-class figures."""
-    return {f"{prefix}{c}_{m}": per_class[c].get(key) for c in ("S", "V")
+    return {f"{prefix}{c}_{m}": per_class[c][key] for c in ("S", "V")
             for m, key in (("se", "sensitivity"), ("ppv", "ppv"),
                            ("ppv_all_calls", "ppv_all_calls"))}
 
@@ -1271,14 +1271,18 @@ def print_table(results: dict) -> None:
                       f"{_fmt(r['cv_macro_f1'])} / {_fmt(r['cv_balanced_accuracy'])}", "")
 
     def target_rows(evaluation: str, figures: dict) -> None:
-        for key, label in (("V_se", "V Se"), ("V_ppv", "V +P"), ("S_se", "S Se"),
-                           ("S_ppv", "S +P")):
+        # +P both ways: as EC57 scores it (the anchors' way) and with every call counted.
+        for key, label in (("V_se", "V Se"), ("V_ppv", "V +P (EC57)"),
+                           ("V_ppv_all_calls", "V +P (every call)"), ("S_se", "S Se"),
+                           ("S_ppv", "S +P (EC57)"), ("S_ppv_all_calls", "S +P (every call)")):
+            figure = key.removesuffix("_all_calls")
+            target = TARGETS[figure]
             table.add_row("MIT-BIH DS1", evaluation, label,
                           f"{figures[key]:.4f}",  # 0.8997 is not 0.900
-                          f"target >= {TARGETS[key]:.2f} "
-                          f"({'met' if (figures[key] or 0) >= TARGETS[key] else 'missed'}); "
+                          f"target >= {target:.2f} "
+                          f"({'met' if (figures[key] or 0) >= target else 'missed'}); "
                           "Mondejar-Guerra (DS2) "
-                          f"{ANCHORS['mitdb']['Mondejar-Guerra 2019'][key] / 100:.3f}")
+                          f"{ANCHORS['mitdb']['Mondejar-Guerra 2019'][figure] / 100:.3f}")
 
     for name in sorted(k for k in results if k.startswith("mitdb_")):
         r = results[name]
@@ -1330,9 +1334,11 @@ def print_table(results: dict) -> None:
                                                                     "V_se", "V_ppv"))], ""),
         "partitions": ("the beat model's DS1 CV over partitions of the patients (pooled); "
                        "targets S Se / +P {S_se} / {S_ppv}, V {V_se} / {V_ppv}".format(**TARGETS),
-                       ("partition", "macro-F1", "S Se", "S +P", "V Se", "V +P"),
+                       ("partition", "macro-F1", "S Se", "S +P", "V Se", "V +P (EC57)",
+                        "V +P (every call)"),
                        lambda row: [_fmt(row[key]) for key in ("macro_f1", "S_se", "S_ppv",
-                                                               "V_se", "V_ppv")], ""),
+                                                               "V_se", "V_ppv",
+                                                               "V_ppv_all_calls")], ""),
         "smoothing": ("post-processing variants on the partitions' out-of-fold probabilities "
                       "(means over partitions; score: mean of S-F1 and V-F1)",
                       ("variant", "score", "higher on", "macro-F1", "S Se", "S +P", "V Se",

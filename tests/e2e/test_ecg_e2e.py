@@ -278,7 +278,9 @@ def test_real_ds1_evaluation_path(shared_data, tmp_path):
     cm = np.array(metrics["confusion_matrix"])
     v_calls = cm[:, 2]
     v = metrics["per_class"]["V"]
-    if v_calls[:3].sum():
-        assert v["ppv"] == pytest.approx(v_calls[2] / v_calls[:3].sum())
-    if v_calls.sum():
-        assert v["ppv_all_calls"] == pytest.approx(v_calls[2] / v_calls.sum())
+
+    def share(hits: int, calls: int) -> float | None:  # undefined (None) without calls
+        return hits / calls if calls else None
+
+    assert v["ppv"] == pytest.approx(share(v_calls[2], v_calls[:3].sum()))
+    assert v["ppv_all_calls"] == pytest.approx(share(v_calls[2], v_calls.sum()))

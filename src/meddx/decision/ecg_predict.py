@@ -105,6 +105,8 @@ class _EcgPredictor:
 
     task = ""
     explanation_suffix = "saliency"
+    # Calls the metrics leave out of +P (evaluate_split passes it on): EC57's rule for beats.
+    excused_calls: dict[str, tuple[str, ...]] | None = None
 
     def __init__(self, metadata: dict[str, Any], state_dict: dict[str, torch.Tensor] | None,
                  device: torch.device | None = None, source: str = "bundle",
@@ -195,7 +197,6 @@ class EcgBeatClassifier(_EcgPredictor):
     # upload does not carry).
     input_suffixes = (".hea", ".dat", ".atr")
     study_kind = "ecg"
-    # Per-class +P as EC57 scores beats (evaluate_split passes it to the metrics).
     excused_calls = AAMI_EXCUSED_CALLS
 
     def __init__(self, metadata: dict[str, Any], state_dict: dict[str, torch.Tensor] | None,

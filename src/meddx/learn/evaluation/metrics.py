@@ -733,18 +733,14 @@ def classification_metrics(
 def _excused_mask(excused_calls: Mapping[str, Sequence[str]] | None,
                  names: list[str]) -> tuple[np.ndarray | None, dict[str, list[str]]]:
     """The ``(K, K)`` (true, predicted) mask of excused calls, and the calls it applies."""
-    applied = {
-        called: [t for t in trues if t in names and t != called]
-        for called, trues in (excused_calls or {}).items() if called in names
-    }
-    applied = {called: trues for called, trues in applied.items() if trues}
-    if not applied:
-        return None, {}
     mask = np.zeros((len(names), len(names)), bool)
-    for called, trues in applied.items():
+    applied: dict[str, list[str]] = {}
+    for called, trues in (excused_calls or {}).items():
         for true in trues:
-            mask[names.index(true), names.index(called)] = True
-    return mask, applied
+            if called in names and true in names and true != called:
+                mask[names.index(true), names.index(called)] = True
+                applied.setdefault(called, []).append(true)
+    return (mask if applied else None), applied
 
 
 def quick_auc(labels: np.ndarray, probs: np.ndarray) -> float:

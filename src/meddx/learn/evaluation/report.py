@@ -539,6 +539,7 @@ def write_classification_report(
     metric_header = ["Metric", f"Value ({_ci_label(metrics)})", "Definition"]
     metric_rows = _metric_rows(metrics)
     per_class_rows = _per_class_rows(metrics)
+    excused_note = _excused_note(metrics)
     cm_header = ["true \\ predicted", *names]
     cm_rows = [[name, *row] for name, row in zip(names, metrics["confusion_matrix"], strict=True)]
     context_rows = [[str(k), str(v)] for k, v in context.items()]
@@ -550,8 +551,8 @@ def write_classification_report(
         md += [*_md_table(["", ""], context_rows), ""]
     md += ["## Metrics", "", *_md_table(metric_header, metric_rows), ""]
     md += ["## Per class (one-vs-rest)", "", *_md_table(_PER_CLASS_HEADER, per_class_rows), ""]
-    if _excused_note(metrics):
-        md += [_excused_note(metrics), ""]
+    if excused_note:
+        md += [excused_note, ""]
     md += ["## Confusion matrix", "", *_md_table(cm_header, cm_rows), ""]
     if baseline_rows:
         md += ["## Published baselines", "", *_md_table(_BASELINE_HEADER, baseline_rows), ""]
@@ -579,7 +580,7 @@ def write_classification_report(
         _html_table(metric_header, metric_rows, numeric=[False, True, False]),
         "<h2>Per class (one-vs-rest)</h2>",
         _html_table(_PER_CLASS_HEADER, per_class_rows, numeric=[False] + [True] * 6),
-        f"<p>{esc(_excused_note(metrics))}</p>" if _excused_note(metrics) else "",
+        f"<p>{esc(excused_note)}</p>" if excused_note else "",
         "<h2>Confusion matrix</h2>",
         _html_table(cm_header, cm_rows, numeric=[False] + [True] * len(names)),
     ]

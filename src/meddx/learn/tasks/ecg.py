@@ -40,7 +40,6 @@ from torch.nn import functional
 
 from meddx.data.datasets import SplitData
 from meddx.data.ecg import (
-    AAMI_EXCUSED_CALLS,
     TREE_FEATURE_SETS,
     BeatConfig,
     BeatDataset,
@@ -1084,14 +1083,14 @@ def _fit_networks(plan_obj: EcgPlan, dataset, train, val, work_dir: Path, config
         **result.extra,  # an ensemble's members and their validation figures
         "metrics": {},
     }
-    if task.has_validation:
-        metadata["metrics"]["val"] = classification_metrics(
-            task.val_y, task.val_probabilities(result.model), final_plan.class_names,
-            n_bootstrap=200, excused_calls=AAMI_EXCUSED_CALLS if final_plan.is_beats else None)
     if final_plan.is_beats:
         metadata["record_split"] = dataset.record_split(split_seed)
     state = {k: v.detach().cpu() for k, v in result.model.state_dict().items()}
     predictor = predictor_for(metadata, state, source=str(work_dir))
+    if task.has_validation:
+        metadata["metrics"]["val"] = classification_metrics(
+            task.val_y, task.val_probabilities(result.model), final_plan.class_names,
+            n_bootstrap=200, excused_calls=predictor.excused_calls)
     return FitOutput(metadata, state, predictor)
 
 

@@ -32,7 +32,6 @@ from typing import Any
 import numpy as np
 
 from meddx.data.ecg import (
-    AAMI_EXCUSED_CALLS,
     EXTENDED_RR_FEATURES,
     IRREGULARITY_FEATURES,
     SECOND_LEAD_PREFIX,
@@ -200,7 +199,7 @@ def fit_lightgbm(plan, dataset: BeatDataset, train: BeatSplit, val: BeatSplit | 
     predictor = predictor_for(metadata, None, source="training", lgbm_text=text)
     metadata["metrics"] = {} if val is None else {"val": classification_metrics(
         np.asarray(val.labels), predictor.predict_split(val), plan.class_names,
-        n_bootstrap=200, excused_calls=AAMI_EXCUSED_CALLS)}
+        n_bootstrap=200, excused_calls=predictor.excused_calls)}
     return FitOutput(metadata, None, predictor, extra_files={LGBM_FILE: text})
 
 
