@@ -950,7 +950,9 @@ def run_second_opinion(args) -> dict:
     stays shut": the first opinion's calls with the margin only in records whose gate, read
     without it, stays shut (``irregular_s_margin_scope`` gate_shut). At the built margin and
     ``min_gap``, where the gate stays shut, the figures are the partitions part's own for a
-    model trained with E36 built (a check that the files re-run the model)."""
+    model trained with E36 built (a check that the files re-run the model). ``--s-over-n`` m
+    (E38): the whole default decision, as built, with both opinions' S-over-N odds m in
+    regular rhythm (what ``s_over_n_odds: m`` in the plan gives)."""
     from meddx.data.ecg import AAMI_CLASSES
     from meddx.learn.tasks import ecg as recipe
 
@@ -961,10 +963,13 @@ def run_second_opinion(args) -> dict:
     margins = {f"irregular S margin x{t}": default._replace(irregular_s_margin=t)
                for t in args.irregular_s_margins or [recipe.IRREGULAR_S_MARGIN]}
     shut = " where the gate stays shut"
+    odds = {f"S over N x{m}, as built": default._replace(s_over_n=m) for m in args.s_over_n
+            if m != default.s_over_n}
     per_partition: dict[str, list] = {"first opinion alone": [],
                                       **{f"min_gap {gap}": [] for gap in min_gaps},
                                       **{name + scope: [] for name in margins
-                                         for scope in ("", shut)}}
+                                         for scope in ("", shut)},
+                                      **{name: [] for name in odds}}
     gaps: dict[str, list[float]] = {}
     for path in files:
         saved = dict(np.load(path))
@@ -984,14 +989,23 @@ def run_second_opinion(args) -> dict:
         calls = {"first opinion alone": first, **{
             f"min_gap {gap}": recipe.second_opinion_calls(first, second, records, s, n, gap)
             for gap in min_gaps}}
+        gap = recipe.SECOND_OPINION["min_gap"]
         for name, variant in margins.items():
             _, first_m, _ = _post_processed(smoothed, saved["features"], variant)
             _, second_m, _ = _post_processed(second_smoothed, saved["second_opinion_features"],
                                              variant)
-            gap = recipe.SECOND_OPINION["min_gap"]
             calls[name] = recipe.second_opinion_calls(first_m, second_m, records, s, n, gap)
             calls[name + shut] = recipe.second_opinion_calls(first, second, records, s, n, gap,
                                                              shut_calls=first_m)
+        for name, variant in odds.items():
+            # The gate reads both opinions without the margin; shut records get it.
+            _, first_o, _ = _post_processed(smoothed, saved["features"], variant)
+            _, second_o, _ = _post_processed(second_smoothed, saved["second_opinion_features"],
+                                             variant)
+            _, first_om, _ = _post_processed(smoothed, saved["features"], variant._replace(
+                irregular_s_margin=recipe.IRREGULAR_S_MARGIN))
+            calls[name] = recipe.second_opinion_calls(first_o, second_o, records, s, n, gap,
+                                                      shut_calls=first_om)
         for name, decided in calls.items():
             metrics = _beat_metrics(labels, probs, n_bootstrap=0, decisions=decided)
             per_partition[name].append({
@@ -1396,8 +1410,8 @@ def main() -> None:
     parser.add_argument("--s-scales", nargs="+", type=float, default=[1.5, 2, 3],
                         help="part smoothing: S probability multipliers after smoothing")
     parser.add_argument("--s-over-n", nargs="+", type=float, default=[1.0, 2.0],
-                        help="part smoothing: S-over-N odds of the decision compared (1: the "
-                             "arg-max)")
+                        help="parts smoothing and second_opinion: S-over-N odds of the "
+                             "decision compared (1: the arg-max)")
     parser.add_argument("--max-irregularity", nargs="+", type=float, default=[0.15, 0.3],
                         help="part smoothing: rhythm irregularity limits of the S-over-N odds "
                              "compared (the default's, and no limit, always)")
