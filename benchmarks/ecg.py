@@ -52,6 +52,7 @@ Model choices (architecture, epochs, imbalance handling) use validation data onl
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import sys
@@ -698,6 +699,8 @@ def run_s_majority(args) -> dict:
                 second = predictor.split_second_opinion(split)
                 calls = predictor.decide(probs, split, second)
                 metrics = _beat_metrics(split.labels, probs, n_bootstrap=0, decisions=calls)
+                after_gate = _beat_metrics(split.labels, probs, n_bootstrap=0,
+                                           decisions=_after_gate_calls(predictor, probs, split))
                 confusion = metrics["confusion_matrix"]
                 # What the S beats look like to the model: medians over them.
                 members = _member_probabilities(predictor, split)
@@ -708,6 +711,8 @@ def run_s_majority(args) -> dict:
                     "S_se": metrics["per_class"]["S"]["sensitivity"],
                     "S_ppv": metrics["per_class"]["S"]["ppv"],  # None: no beat called S
                     "N_called_S": confusion[n][s],
+                    "S_se_margin_after_gate": after_gate["per_class"]["S"]["sensitivity"],
+                    "S_ppv_margin_after_gate": after_gate["per_class"]["S"]["ppv"],
                     **_second_opinion_gap(predictor, probs, split, second, s),
                     "S_beats_median": {
                         **{f"p_S_{member}": float(np.median(members[f"probs_{member}"][is_s, s]))
@@ -719,7 +724,7 @@ def run_s_majority(args) -> dict:
                 for cut, row in rows[record.name].items()))
     # +P averaged over the records where it is defined (some beat called S), with their count.
     mean = {cut: {**{key: float(np.mean([rows[record][cut][key] for record in rows]))
-                     for key in ("S_share", "S_se")},
+                     for key in ("S_share", "S_se", "S_se_margin_after_gate")},
                   "S_ppv": _mean_defined([rows[record][cut]["S_ppv"] for record in rows]),
                   "records_with_S_calls": sum(rows[record][cut]["S_ppv"] is not None
                                               for record in rows)} for cut in cuts}
@@ -728,6 +733,26 @@ def run_s_majority(args) -> dict:
                           "beats (S the majority)",
             "plan": _beat_plan(args), "epochs": args.epochs,
             "results": {**rows, "mean over records": mean}}
+
+
+def _after_gate_calls(predictor, probs: np.ndarray, split) -> np.ndarray:
+    """E39's calls on a split: the model's gate read as built (both opinions without the
+    margin), then both opinions' calls with the first's ``irregular_s_margin`` in every
+    record."""
+    from dataclasses import replace
+
+    from meddx.learn.tasks import ecg as recipe
+
+    second = copy.copy(predictor.second_opinion)
+    second_probs = second.predict_split(split)
+    second_without = second.decide(second_probs, split)
+    second.plan = replace(second.plan, irregular_s_margin=predictor.plan.irregular_s_margin)
+    second_with = second.first_opinion(second_probs, split)
+    s, n = (predictor.class_names.index(name) for name in ("S", "N"))
+    return recipe.second_opinion_calls(
+        predictor.first_opinion(probs, split, with_margin=False), second_without,
+        split.records, s, n, predictor.plan.second_opinion["min_gap"],
+        margin_calls=(predictor.first_opinion(probs, split), second_with))
 
 
 def _second_opinion_gap(predictor, probs: np.ndarray, split, second: np.ndarray | None,
@@ -950,7 +975,9 @@ def run_second_opinion(args) -> dict:
     stays shut": the first opinion's calls with the margin only in records whose gate, read
     without it, stays shut (``irregular_s_margin_scope`` gate_shut). At the built margin and
     ``min_gap``, where the gate stays shut, the figures are the partitions part's own for a
-    model trained with E36 built (a check that the files re-run the model). ``--s-over-n`` m
+    model trained with E36 built (a check that the files re-run the model); "after the gate":
+    the gate read without the margin, then both opinions' calls with it in every record (E39).
+    ``--s-over-n`` m
     (E38): the whole default decision, as built, with both opinions' S-over-N odds m in
     regular rhythm (what ``s_over_n_odds: m`` in the plan gives)."""
     from meddx.data.ecg import AAMI_CLASSES
@@ -962,13 +989,13 @@ def run_second_opinion(args) -> dict:
     min_gaps = args.min_gaps or [recipe.SECOND_OPINION["min_gap"]]
     margins = {f"irregular S margin x{t}": default._replace(irregular_s_margin=t)
                for t in args.irregular_s_margins or [recipe.IRREGULAR_S_MARGIN]}
-    shut = " where the gate stays shut"
+    shut, after = " where the gate stays shut", " after the gate"
     odds = {f"S over N x{m}, as built": default._replace(s_over_n=m) for m in args.s_over_n
             if m != default.s_over_n}
     per_partition: dict[str, list] = {"first opinion alone": [],
                                       **{f"min_gap {gap}": [] for gap in min_gaps},
                                       **{name + scope: [] for name in margins
-                                         for scope in ("", shut)},
+                                         for scope in ("", shut, after)},
                                       **{name: [] for name in odds}}
     gaps: dict[str, list[float]] = {}
     for path in files:
@@ -997,6 +1024,8 @@ def run_second_opinion(args) -> dict:
             calls[name] = recipe.second_opinion_calls(first_m, second_m, records, s, n, gap)
             calls[name + shut] = recipe.second_opinion_calls(first, second, records, s, n, gap,
                                                              shut_calls=first_m)
+            calls[name + after] = recipe.second_opinion_calls(first, second, records, s, n, gap,
+                                                              margin_calls=(first_m, second_m))
         for name, variant in odds.items():
             # The gate reads both opinions without the margin; shut records get it.
             _, first_o, _ = _post_processed(smoothed, saved["features"], variant)

@@ -576,16 +576,21 @@ def second_opinion_opens(calls: np.ndarray, second: np.ndarray, records: np.ndar
 
 def second_opinion_calls(calls: np.ndarray, second: np.ndarray, records: np.ndarray,
                          s_index: int, n_index: int, min_gap: float,
-                         shut_calls: np.ndarray | None = None) -> np.ndarray:
+                         shut_calls: np.ndarray | None = None,
+                         margin_calls: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """Beat classes (indices) with a second opinion: in each record where the gate opens
     (:func:`second_opinion_opens`), the beats ``calls`` calls N and ``second`` calls S become
     S (see ``EcgPlan.second_opinion``). ``shut_calls``: the calls of the records where it stays
-    shut (``irregular_s_margin_scope`` gate_shut); None: ``calls``."""
-    second = np.asarray(second)
-    opens = second_opinion_opens(calls, second, records, s_index, min_gap)
-    calls = np.asarray(calls if shut_calls is None else
-                       np.where(opens, calls, shut_calls)).copy()
-    calls[opens & (calls == n_index) & (second == s_index)] = s_index
+    shut (``irregular_s_margin_scope`` gate_shut); None: ``calls``. ``margin_calls``: both
+    opinions' calls with the margin, which the gate read on ``calls`` and ``second`` is then
+    applied to in every record (E39)."""
+    opens = second_opinion_opens(calls, np.asarray(second), records, s_index, min_gap)
+    if margin_calls is not None:
+        calls, second = margin_calls
+    elif shut_calls is not None:
+        calls = np.where(opens, calls, shut_calls)
+    calls = np.array(calls, copy=True)
+    calls[opens & (calls == n_index) & (np.asarray(second) == s_index)] = s_index
     return calls
 
 
