@@ -699,8 +699,10 @@ def run_s_majority(args) -> dict:
                 second = predictor.split_second_opinion(split)
                 calls = predictor.decide(probs, split, second)
                 metrics = _beat_metrics(split.labels, probs, n_bootstrap=0, decisions=calls)
-                after_gate = _beat_metrics(split.labels, probs, n_bootstrap=0,
-                                           decisions=_after_gate_calls(predictor, probs, split))
+                variants = {name: _beat_metrics(split.labels, probs, n_bootstrap=0,
+                                                decisions=decided)["per_class"]["S"]
+                            for name, decided in _margin_scope_calls(predictor, probs,
+                                                                     split).items()}
                 confusion = metrics["confusion_matrix"]
                 # What the S beats look like to the model: medians over them.
                 members = _member_probabilities(predictor, split)
@@ -711,8 +713,8 @@ def run_s_majority(args) -> dict:
                     "S_se": metrics["per_class"]["S"]["sensitivity"],
                     "S_ppv": metrics["per_class"]["S"]["ppv"],  # None: no beat called S
                     "N_called_S": confusion[n][s],
-                    "S_se_margin_after_gate": after_gate["per_class"]["S"]["sensitivity"],
-                    "S_ppv_margin_after_gate": after_gate["per_class"]["S"]["ppv"],
+                    **{f"S_{figure}_{name}": per_class[key] for name, per_class in variants.items()
+                       for figure, key in (("se", "sensitivity"), ("ppv", "ppv"))},
                     **_second_opinion_gap(predictor, probs, split, second, s),
                     "S_beats_median": {
                         **{f"p_S_{member}": float(np.median(members[f"probs_{member}"][is_s, s]))
@@ -724,7 +726,7 @@ def run_s_majority(args) -> dict:
                 for cut, row in rows[record.name].items()))
     # +P averaged over the records where it is defined (some beat called S), with their count.
     mean = {cut: {**{key: float(np.mean([rows[record][cut][key] for record in rows]))
-                     for key in ("S_share", "S_se", "S_se_margin_after_gate")},
+                     for key in ("S_share", "S_se", *(f"S_se_{name}" for name in MARGIN_SCOPES))},
                   "S_ppv": _mean_defined([rows[record][cut]["S_ppv"] for record in rows]),
                   "records_with_S_calls": sum(rows[record][cut]["S_ppv"] is not None
                                               for record in rows)} for cut in cuts}
@@ -735,10 +737,14 @@ def run_s_majority(args) -> dict:
             "results": {**rows, "mean over records": mean}}
 
 
-def _after_gate_calls(predictor, probs: np.ndarray, split) -> np.ndarray:
-    """E39's calls on a split: the model's gate read as built (both opinions without the
-    margin), then both opinions' calls with the first's ``irregular_s_margin`` in every
-    record."""
+MARGIN_SCOPES = ("margin_after_gate", "margin_on_first_opinion")
+"""Where else the irregular-rhythm S margin could go, the gate read as built (both opinions
+without the margin): on both opinions' calls in every record (E39), or on the first
+opinion's in every record, the second opinion's conversions without it (E40)."""
+
+
+def _margin_scope_calls(predictor, probs: np.ndarray, split) -> dict[str, np.ndarray]:
+    """The calls of :data:`MARGIN_SCOPES` on a split, from the model's own opinions."""
     from dataclasses import replace
 
     from meddx.learn.tasks import ecg as recipe
@@ -749,10 +755,12 @@ def _after_gate_calls(predictor, probs: np.ndarray, split) -> np.ndarray:
     second.plan = replace(second.plan, irregular_s_margin=predictor.plan.irregular_s_margin)
     second_with = second.first_opinion(second_probs, split)
     s, n = (predictor.class_names.index(name) for name in ("S", "N"))
-    return recipe.second_opinion_calls(
-        predictor.first_opinion(probs, split, with_margin=False), second_without,
-        split.records, s, n, predictor.plan.second_opinion["min_gap"],
-        margin_calls=(predictor.first_opinion(probs, split), second_with))
+    first_without = predictor.first_opinion(probs, split, with_margin=False)
+    first_with = predictor.first_opinion(probs, split)
+    return {name: recipe.second_opinion_calls(
+        first_without, second_without, split.records, s, n,
+        predictor.plan.second_opinion["min_gap"], margin_calls=(first_with, second))
+        for name, second in zip(MARGIN_SCOPES, (second_with, second_without), strict=True)}
 
 
 def _second_opinion_gap(predictor, probs: np.ndarray, split, second: np.ndarray | None,
@@ -976,7 +984,8 @@ def run_second_opinion(args) -> dict:
     without it, stays shut (``irregular_s_margin_scope`` gate_shut). At the built margin and
     ``min_gap``, where the gate stays shut, the figures are the partitions part's own for a
     model trained with E36 built (a check that the files re-run the model); "after the gate":
-    the gate read without the margin, then both opinions' calls with it in every record (E39).
+    the gate read without the margin, then both opinions' calls with it in every record (E39);
+    "on the first opinion": the same with the second opinion's calls without it (E40).
     ``--s-over-n`` m
     (E38): the whole default decision, as built, with both opinions' S-over-N odds m in
     regular rhythm (what ``s_over_n_odds: m`` in the plan gives)."""
@@ -989,13 +998,14 @@ def run_second_opinion(args) -> dict:
     min_gaps = args.min_gaps or [recipe.SECOND_OPINION["min_gap"]]
     margins = {f"irregular S margin x{t}": default._replace(irregular_s_margin=t)
                for t in args.irregular_s_margins or [recipe.IRREGULAR_S_MARGIN]}
-    shut, after = " where the gate stays shut", " after the gate"
+    shut, after, on_first = (" where the gate stays shut", " after the gate",
+                             " on the first opinion")
     odds = {f"S over N x{m}, as built": default._replace(s_over_n=m) for m in args.s_over_n
             if m != default.s_over_n}
     per_partition: dict[str, list] = {"first opinion alone": [],
                                       **{f"min_gap {gap}": [] for gap in min_gaps},
                                       **{name + scope: [] for name in margins
-                                         for scope in ("", shut, after)},
+                                         for scope in ("", shut, after, on_first)},
                                       **{name: [] for name in odds}}
     gaps: dict[str, list[float]] = {}
     for path in files:
@@ -1026,6 +1036,8 @@ def run_second_opinion(args) -> dict:
                                                              shut_calls=first_m)
             calls[name + after] = recipe.second_opinion_calls(first, second, records, s, n, gap,
                                                               margin_calls=(first_m, second_m))
+            calls[name + on_first] = recipe.second_opinion_calls(
+                first, second, records, s, n, gap, margin_calls=(first_m, second))
         for name, variant in odds.items():
             # The gate reads both opinions without the margin; shut records get it.
             _, first_o, _ = _post_processed(smoothed, saved["features"], variant)
