@@ -48,6 +48,19 @@ def test_gate_lets_the_second_opinion_speak_only_where_it_calls_many_more_s_beat
     np.testing.assert_array_equal(with_shut, np.where(records == "b", margin_calls, expected))
     np.testing.assert_array_equal(
         recipe.second_opinion_opens(first, second, records, S, min_gap=0.15), records != "b")
+    # margin_calls (E39, E40): the gate is read on first and second as above (a and c open),
+    # then applied in every record to both opinions' calls with the margin, which took a's own
+    # S call (9) and three of the second opinion's (1, 9, 22).
+    first_with = first.copy()
+    first_with[9] = N
+    second_with = second.copy()
+    second_with[[1, 9, 22]] = N
+    applied = recipe.second_opinion_calls(first, second, records, S, N, min_gap=0.15,
+                                          margin_calls=(first_with, second_with))
+    expected_applied = first_with.copy()
+    expected_applied[[0, 21]] = S  # b stays shut: its second-opinion S call (10) is not taken
+    np.testing.assert_array_equal(applied, expected_applied)
+    np.testing.assert_array_equal(first_with[[0, 21]], [N, N])  # the inputs are not touched
 
 
 @pytest.fixture(scope="module")
