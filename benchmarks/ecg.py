@@ -986,9 +986,8 @@ def run_second_opinion(args) -> dict:
     model trained with E36 built (a check that the files re-run the model); "after the gate":
     the gate read without the margin, then both opinions' calls with it in every record (E39);
     "on the first opinion": the same with the second opinion's calls without it (E40).
-    ``--s-over-n`` m
-    (E38): the whole default decision, as built, with both opinions' S-over-N odds m in
-    regular rhythm (what ``s_over_n_odds: m`` in the plan gives)."""
+    ``--s-over-n`` m (E38): the whole default decision, as built, with both opinions'
+    S-over-N odds m in regular rhythm (what ``s_over_n_odds: m`` in the plan gives)."""
     from meddx.data.ecg import AAMI_CLASSES
     from meddx.learn.tasks import ecg as recipe
 

@@ -581,9 +581,9 @@ def second_opinion_calls(calls: np.ndarray, second: np.ndarray, records: np.ndar
     """Beat classes (indices) with a second opinion: in each record where the gate opens
     (:func:`second_opinion_opens`), the beats ``calls`` calls N and ``second`` calls S become
     S (see ``EcgPlan.second_opinion``). ``shut_calls``: the calls of the records where it stays
-    shut (``irregular_s_margin_scope`` gate_shut); None: ``calls``. ``margin_calls``: both
-    opinions' calls with the margin, which the gate read on ``calls`` and ``second`` is then
-    applied to in every record (E39)."""
+    shut (``irregular_s_margin_scope`` gate_shut); None: ``calls``. ``margin_calls``: the
+    (first, second) opinions' calls that the gate, read on ``calls`` and ``second``, is applied
+    to in every record instead (the margin scopes E39 and E40 compared, not built)."""
     opens = second_opinion_opens(calls, np.asarray(second), records, s_index, min_gap)
     if margin_calls is not None:
         calls, second = margin_calls
