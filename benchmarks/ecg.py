@@ -696,13 +696,15 @@ def run_s_majority(args) -> dict:
                 derived = record if widen is None else s_majority_record(record, widen)
                 split = beats_of([derived], predictor.beat_config)
                 probs = predictor.predict_split(split)
-                second = predictor.split_second_opinion(split)
+                # predictor.split_second_opinion's calls, its probabilities kept for E39/E40.
+                second_probs = predictor.second_opinion.predict_split(split)
+                second = predictor.second_opinion.decide(second_probs, split)
                 calls = predictor.decide(probs, split, second)
                 metrics = _beat_metrics(split.labels, probs, n_bootstrap=0, decisions=calls)
                 variants = {name: _beat_metrics(split.labels, probs, n_bootstrap=0,
                                                 decisions=decided)["per_class"]["S"]
-                            for name, decided in _margin_scope_calls(predictor, probs,
-                                                                     split).items()}
+                            for name, decided in _margin_scope_calls(
+                                predictor, probs, split, second_probs, second).items()}
                 confusion = metrics["confusion_matrix"]
                 # What the S beats look like to the model: medians over them.
                 members = _member_probabilities(predictor, split)
@@ -743,15 +745,16 @@ without the margin): on both opinions' calls in every record (E39), or on the fi
 opinion's in every record, the second opinion's conversions without it (E40)."""
 
 
-def _margin_scope_calls(predictor, probs: np.ndarray, split) -> dict[str, np.ndarray]:
-    """The calls of :data:`MARGIN_SCOPES` on a split, from the model's own opinions."""
+def _margin_scope_calls(predictor, probs: np.ndarray, split, second_probs: np.ndarray,
+                        second_without: np.ndarray) -> dict[str, np.ndarray]:
+    """The calls of :data:`MARGIN_SCOPES` on a split, from the model's own opinions
+    (``second_probs``, ``second_without``: the second opinion's probabilities and its calls,
+    which carry no margin)."""
     from dataclasses import replace
 
     from meddx.learn.tasks import ecg as recipe
 
     second = copy.copy(predictor.second_opinion)
-    second_probs = second.predict_split(split)
-    second_without = second.decide(second_probs, split)
     second.plan = replace(second.plan, irregular_s_margin=predictor.plan.irregular_s_margin)
     second_with = second.first_opinion(second_probs, split)
     s, n = (predictor.class_names.index(name) for name in ("S", "N"))
@@ -1007,6 +1010,7 @@ def run_second_opinion(args) -> dict:
                                          for scope in ("", shut, after, on_first)},
                                       **{name: [] for name in odds}}
     gaps: dict[str, list[float]] = {}
+    set_aside: list[dict] = []
     for path in files:
         saved = dict(np.load(path))
         if "second_opinion_probs_cnn" not in saved:
@@ -1027,9 +1031,7 @@ def run_second_opinion(args) -> dict:
             for gap in min_gaps}}
         gap = recipe.SECOND_OPINION["min_gap"]
         for name, variant in margins.items():
-            _, first_m, _ = _post_processed(smoothed, saved["features"], variant)
-            _, second_m, _ = _post_processed(second_smoothed, saved["second_opinion_features"],
-                                             variant)
+            first_m, second_m = _opinions(smoothed, second_smoothed, saved, variant)
             calls[name] = recipe.second_opinion_calls(first_m, second_m, records, s, n, gap)
             calls[name + shut] = recipe.second_opinion_calls(first, second, records, s, n, gap,
                                                              shut_calls=first_m)
@@ -1038,14 +1040,11 @@ def run_second_opinion(args) -> dict:
             calls[name + on_first] = recipe.second_opinion_calls(
                 first, second, records, s, n, gap, margin_calls=(first_m, second))
         for name, variant in odds.items():
-            # The gate reads both opinions without the margin; shut records get it.
-            _, first_o, _ = _post_processed(smoothed, saved["features"], variant)
-            _, second_o, _ = _post_processed(second_smoothed, saved["second_opinion_features"],
-                                             variant)
-            _, first_om, _ = _post_processed(smoothed, saved["features"], variant._replace(
-                irregular_s_margin=recipe.IRREGULAR_S_MARGIN))
-            calls[name] = recipe.second_opinion_calls(first_o, second_o, records, s, n, gap,
-                                                      shut_calls=first_om)
+            calls[name] = _as_built_calls(smoothed, second_smoothed, saved, variant)
+        if args.set_aside:
+            built = _as_built_calls(smoothed, second_smoothed, saved, default)
+            set_aside.append(_set_aside_figures(labels, records, built, probs, saved["features"],
+                                                args.set_aside))
         for name, decided in calls.items():
             metrics = _beat_metrics(labels, probs, n_bootstrap=0, decisions=decided)
             per_partition[name].append({
@@ -1056,11 +1055,129 @@ def run_second_opinion(args) -> dict:
                       if key != "fired_on"}, "partitions": parts}
             for name, parts in per_partition.items()}
     largest = sorted(gaps.items(), key=lambda item: -max(item[1]))
+    if set_aside:
+        pooled = _pooled_set_aside(set_aside)
+        console.print(
+            f"set aside {', '.join(args.set_aside)}: S Se {pooled['S_se']['mean']:.3f} -> "
+            f"{pooled['S_se_without']['mean']:.3f} without them; V +P (EC57) "
+            f"{pooled['V_ppv']['mean']:.3f} -> "
+            f"{pooled['V_ppv_without_their_S_called_V']['mean']:.3f} without their S beats "
+            f"called V; S missed per partition {pooled['per_partition']['S_missed']:.1f}, by "
+            "record " + ", ".join(f"{record} {count:.1f}" for record, count in
+                                  pooled["per_partition"]["S_missed_by_record"].items()))
     return {"evaluation": f"offline on {len(files)} partitions' out-of-fold probabilities "
                           f"({args.oof_probs.stem}_p*.npz) of a model with a second opinion",
             "results": rows,
             "gap_by_record": {record: {"max": max(values), "per_partition": values}
-                              for record, values in largest}}
+                              for record, values in largest},
+            **({"set_aside": pooled} if set_aside else {})}
+
+
+def _opinions(smoothed: np.ndarray, second_smoothed: np.ndarray, saved: dict,
+              variant: _PostProcessing) -> tuple[np.ndarray, np.ndarray]:
+    """Both opinions' calls (indices) of a saved partition under one post-processing
+    variant."""
+    _, first, _ = _post_processed(smoothed, saved["features"], variant)
+    _, second, _ = _post_processed(second_smoothed, saved["second_opinion_features"], variant)
+    return first, second
+
+
+def _as_built_calls(smoothed: np.ndarray, second_smoothed: np.ndarray, saved: dict,
+                    variant: _PostProcessing) -> np.ndarray:
+    """The default's whole decision with a variant's odds: the gate read on both opinions
+    without the margin, the built margin where it stays shut (``gate_shut``)."""
+    from meddx.data.ecg import AAMI_CLASSES
+    from meddx.learn.tasks import ecg as recipe
+
+    first, second = _opinions(smoothed, second_smoothed, saved, variant)
+    first_margin, _ = _opinions(smoothed, second_smoothed, saved,
+                                variant._replace(irregular_s_margin=recipe.IRREGULAR_S_MARGIN))
+    return recipe.second_opinion_calls(
+        first, second, saved["records"], AAMI_CLASSES.index("S"), AAMI_CLASSES.index("N"),
+        recipe.SECOND_OPINION["min_gap"], shut_calls=first_margin)
+
+
+SET_ASIDE_FEATURES = ("pre_rr", "prev_pre_rr", "qrs_width_z")
+"""Features whose medians describe the set-aside records' beats (an Ashman beat is premature,
+after a long cycle, and wide)."""
+
+
+def _set_aside_figures(labels: np.ndarray, records: np.ndarray, calls: np.ndarray,
+                       probs: np.ndarray, features: np.ndarray, set_aside: list[str]) -> dict:
+    """One partition's account of what ``set_aside`` records' beats do to S Se and V +P
+    (``--set-aside``): the S beats missed, per record; S Se without those records; V +P as
+    EC57 scores it without their S beats called V; the false V calls per record; and, per
+    set-aside record, its S beats' calls, and the class probabilities and features of its S
+    beats called V, its S beats called N and its V beats (pooled by
+    :func:`_pooled_set_aside`)."""
+    from meddx.data.ecg import AAMI_CLASSES, feature_names
+    from meddx.learn.tasks import ecg as recipe
+
+    n, s, v = (AAMI_CLASSES.index(name) for name in ("N", "S", "V"))
+    names = feature_names(recipe.MODEL_FEATURE_SET[recipe.COMBINED])
+    is_s, aside = labels == s, np.isin(records, set_aside)
+    v_calls = calls == v
+    s_called_v_aside = int((is_s & aside & v_calls).sum())
+    true_v = int((v_calls & (labels == v)).sum())
+    false_v = int((v_calls & np.isin(labels, [n, s])).sum())  # EC57: VEB FP = Nv + Sv
+    per_record = {}
+    for record in set_aside:
+        mine = is_s & (records == record)
+        groups = {"S called V": mine & v_calls, "S called N": mine & (calls == n),
+                  "V": (records == record) & (labels == v)}
+        per_record[record] = {
+            "S_beats": int(mine.sum()), "S_found": int((mine & (calls == s)).sum()),
+            "S_called_V": int(groups["S called V"].sum()),
+            "S_called_N": int(groups["S called N"].sum()),
+            "beats": {group: {**{f"p_{name}": probs[rows, AAMI_CLASSES.index(name)].tolist()
+                                 for name in ("N", "S", "V")},
+                              **{name: features[rows, names.index(name)].tolist()
+                                 for name in SET_ASIDE_FEATURES}}
+                      for group, rows in groups.items()}}
+    return {"S_missed": int((is_s & (calls != s)).sum()),
+            "S_missed_by_record": _counts(records[is_s & (calls != s)]),
+            "S_se": float((is_s & (calls == s)).sum() / is_s.sum()),
+            "S_se_without": float((is_s & ~aside & (calls == s)).sum() / (is_s & ~aside).sum()),
+            "V_ppv": true_v / (true_v + false_v),
+            "V_ppv_without_their_S_called_V": true_v / (true_v + false_v - s_called_v_aside),
+            "S_called_V_in_them": s_called_v_aside, "false_V": false_v,
+            "N_called_V_by_record": _counts(records[v_calls & (labels == n)]),
+            "records": per_record}
+
+
+def _pooled_set_aside(parts: list[dict]) -> dict:
+    """:func:`_set_aside_figures` over partitions: means (min-max) of the figures, counts per
+    partition, and per set-aside record its counts per partition with the medians of the
+    probabilities and features over every partition's beats."""
+    def spread(key: str) -> dict:
+        values = [part[key] for part in parts]
+        return {"mean": float(np.mean(values)), "min": min(values), "max": max(values)}
+
+    def per_partition(key: str) -> dict:
+        names = sorted({name for part in parts for name in part[key]},
+                       key=lambda name: -sum(part[key].get(name, 0) for part in parts))
+        return {name: sum(part[key].get(name, 0) for part in parts) / len(parts)
+                for name in names}
+
+    records = {}
+    for record in parts[0]["records"]:
+        mine = [part["records"][record] for part in parts]
+        records[record] = {
+            **{key: sum(row[key] for row in mine) / len(parts)
+               for key in ("S_beats", "S_found", "S_called_V", "S_called_N")},
+            "medians": {group: {key: float(np.median(
+                sum((row["beats"][group][key] for row in mine), []) or [np.nan]))
+                for key in beats} for group, beats in mine[0]["beats"].items()}}
+    return {"records_set_aside": list(parts[0]["records"]),
+            **{key: spread(key) for key in ("S_se", "S_se_without", "V_ppv",
+                                            "V_ppv_without_their_S_called_V")},
+            "per_partition": {"S_missed": sum(part["S_missed"] for part in parts) / len(parts),
+                              "S_called_V_in_them": sum(part["S_called_V_in_them"]
+                                                        for part in parts) / len(parts),
+                              "false_V": sum(part["false_V"] for part in parts) / len(parts),
+                              "S_missed_by_record": per_partition("S_missed_by_record"),
+                              "N_called_V_by_record": per_partition("N_called_V_by_record")},
+            "records": records}
 
 
 def _without_weak_v(probs: np.ndarray, margin: float,
@@ -1464,6 +1581,10 @@ def main() -> None:
     parser.add_argument("--irregular-s-margins", nargs="+", type=float,
                         help="part second_opinion: margins an S call in irregular rhythm needs "
                              "over p(N) (default: the built one, 3)")
+    parser.add_argument("--set-aside", nargs="+", default=[],
+                        help="part second_opinion: records whose missed S beats and S beats "
+                             "called V are accounted for (S Se without them, V +P without "
+                             "their S beats called V), for the default as built")
     parser.add_argument("--min-gaps", nargs="+", type=float,
                         help="part second_opinion: the gate's min_gap values compared "
                              "(default: the default's)")
