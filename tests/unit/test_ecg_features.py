@@ -316,3 +316,17 @@ def test_plan_choices_for_the_tree_model(tmp_path):
         recipe.make_plan(dataset, {"model": "cnn+lightgbm", "beat": {"feature_set": "rr"}})
     with pytest.raises(BundleError, match="no network weights"):
         predictor_for({**metadata, "plan": both.to_dict()}, None, lgbm_text="unused")
+
+
+def test_a_longer_window_shows_the_network_the_cycle_before_and_leaves_the_beat_alone(tmp_path):
+    record = read_wfdb_record(write_record(tmp_path, "912", seed=5, duration_s=30))
+    short = extract_beats(record, BeatConfig(feature_set="two_lead"))
+    long = extract_beats(record, BeatConfig(feature_set="two_lead", pre_s=0.5))
+    start = BeatConfig(pre_s=0.5).beat_start
+    assert start == 30 and BeatConfig().beat_start == 0
+    assert long.windows.shape[2] == short.windows.shape[2] + start
+    # The beat itself keeps its baseline and scale; the tree features do not move.
+    np.testing.assert_allclose(long.windows[:, 0, start:], short.windows[:, 0], atol=1e-6)
+    np.testing.assert_array_equal(long.rr, short.rr)
+    # Before the beat: the previous beat's T wave and the diastole (not a copy of the beat).
+    assert np.abs(long.windows[5:-5, 0, :start]).max() > 0.05

@@ -519,6 +519,11 @@ MORPHOLOGY_FEATURES = (
 P_WAVE_FEATURES = ("corr_p", "rms_p", "p_energy")
 """The morphology features of the P-wave region."""
 
+BEAT_PRE_S = 0.25
+"""The beat itself starts this long before its R peak (room for its P wave). Its baseline, the
+record's scale and the tree features are taken over the beat; a window with a longer ``pre_s``
+also shows the network the end of the cycle before (E41 in docs/ecg-experiments.md)."""
+
 SHAPE_POINTS = 14
 """Samples of the down-sampled beat and of the beat minus the median beat in the feature set."""
 
@@ -739,7 +744,8 @@ class BeatConfig:
 
     Attributes:
         fs: Model sampling rate in Hz (records are resampled to it).
-        pre_s: Window start before the R peak, seconds.
+        pre_s: Window start before the R peak, seconds. Beyond :data:`BEAT_PRE_S` the
+            window holds the end of the cycle before, for the network only.
         post_s: Window end after the R peak, seconds.
         lead: Preferred lead name (falls back to the first lead when absent).
         highpass_hz: Baseline-wander cut-off.
@@ -789,6 +795,11 @@ class BeatConfig:
     @property
     def length(self) -> int:
         return self.pre + int(round(self.post_s * self.fs))
+
+    @property
+    def beat_start(self) -> int:
+        """Index in the window where the beat itself starts (:data:`BEAT_PRE_S`)."""
+        return max(0, self.pre - int(round(BEAT_PRE_S * self.fs)))
 
     @property
     def in_channels(self) -> int:
@@ -884,12 +895,13 @@ def extract_beats(record: EcgRecord, config: BeatConfig,
         if config.template_channel:
             channels.append(lead_windows - median_beat(lead_windows, anchors)[None, :])
     if config.feature_set in TREE_FEATURE_SETS:
+        start, pre = config.beat_start, config.pre - config.beat_start
         parts = [extended_rr_features(times, config.local_beats, anchors),
-                 lead_morphology(windows, config.pre, config.fs, anchors)]
+                 lead_morphology(windows[:, start:], pre, config.fs, anchors)]
         if config.feature_set == "two_lead":
             parts.append(rr_irregularity_features(times, config.local_beats))
             if second is not None:
-                parts.append(lead_morphology(second, config.pre, config.fs, anchors))
+                parts.append(lead_morphology(second[:, start:], pre, config.fs, anchors))
             else:
                 parts.append(np.full((len(samples), len(_morphology_names())), np.nan,
                                      np.float32))
@@ -916,9 +928,10 @@ def _lead_windows(raw: np.ndarray, fs: float, samples: np.ndarray,
     # Edge padding keeps every annotated beat (the first and last ones included).
     padded = np.pad(trace, (pre, length), mode="edge")
     windows = padded[peaks[:, None] + np.arange(length)[None, :]]
-    windows = windows - np.median(windows, axis=1, keepdims=True)
+    beat = slice(config.beat_start, None)
+    windows = windows - np.median(windows[:, beat], axis=1, keepdims=True)
     # Gain differs between recorders and patients: scale by the median beat amplitude.
-    scale = float(np.median(np.ptp(windows, axis=1)))
+    scale = float(np.median(np.ptp(windows[:, beat], axis=1)))
     scale = scale if scale > 1e-6 else 1.0
     return windows / scale, trace / scale, scale
 
