@@ -52,7 +52,6 @@ Model choices (architecture, epochs, imbalance handling) use validation data onl
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import os
 import sys
@@ -750,18 +749,14 @@ def _margin_scope_calls(predictor, probs: np.ndarray, split, second_probs: np.nd
     """The calls of :data:`MARGIN_SCOPES` on a split, from the model's own opinions
     (``second_probs``, ``second_without``: the second opinion's probabilities and its calls,
     which carry no margin)."""
-    from dataclasses import replace
-
     from meddx.learn.tasks import ecg as recipe
 
-    second = copy.copy(predictor.second_opinion)
-    second.plan = replace(second.plan, irregular_s_margin=predictor.plan.irregular_s_margin)
-    second_with = second.first_opinion(second_probs, split)
+    second_with = predictor.second_opinion.first_opinion(
+        second_probs, split, margin=predictor.plan.irregular_s_margin)
     s, n = (predictor.class_names.index(name) for name in ("S", "N"))
-    first_without = predictor.first_opinion(probs, split, with_margin=False)
     first_with = predictor.first_opinion(probs, split)
     return {name: recipe.second_opinion_calls(
-        first_without, second_without, split.records, s, n,
+        predictor.gate_reading(probs, split, first_with), second_without, split.records, s, n,
         predictor.plan.second_opinion["min_gap"], margin_calls=(first_with, second))
         for name, second in zip(MARGIN_SCOPES, (second_with, second_without), strict=True)}
 
@@ -769,14 +764,15 @@ def _margin_scope_calls(predictor, probs: np.ndarray, split, second_probs: np.nd
 def _second_opinion_gap(predictor, probs: np.ndarray, split, second: np.ndarray | None,
                         s: int) -> dict:
     """One record's gap (what the gate reads: the share of its beats the second opinion calls
-    S minus the share the first opinion calls S) and the first opinion's S Se; empty for a
-    model without a second opinion (``second``: its calls)."""
+    S minus the share the first opinion calls S, :meth:`gate_reading`) and the first opinion's
+    S Se; empty for a model without a second opinion (``second``: its calls)."""
     if second is None:
         return {}
     from meddx.learn.tasks import ecg as recipe
 
     first = predictor.first_opinion(probs, split)
-    _, more, beats = recipe.second_opinion_gaps(first, second, split.records, s)
+    _, more, beats = recipe.second_opinion_gaps(predictor.gate_reading(probs, split, first),
+                                                second, split.records, s)
     is_s = split.labels == s
     return {"second_opinion_gap": round(float(more[0] / beats[0]), 4),
             "first_opinion_S_se": float(np.mean(first[is_s] == s)) if is_s.any() else None}
@@ -1090,8 +1086,8 @@ def _as_built_calls(smoothed: np.ndarray, second_smoothed: np.ndarray, saved: di
     from meddx.learn.tasks import ecg as recipe
 
     first, second = _opinions(smoothed, second_smoothed, saved, variant)
-    first_margin, _ = _opinions(smoothed, second_smoothed, saved,
-                                variant._replace(irregular_s_margin=recipe.IRREGULAR_S_MARGIN))
+    _, first_margin, _ = _post_processed(
+        smoothed, saved["features"], variant._replace(irregular_s_margin=recipe.IRREGULAR_S_MARGIN))
     return recipe.second_opinion_calls(
         first, second, saved["records"], AAMI_CLASSES.index("S"), AAMI_CLASSES.index("N"),
         recipe.SECOND_OPINION["min_gap"], shut_calls=first_margin)

@@ -146,6 +146,8 @@ def test_default_model_carries_its_second_opinion(beat_bundle, train_folder, tmp
     # without the margin; shut ones take the first opinion's with it; predict agrees.
     predictor.plan.irregular_s_margin, predictor.plan.irregular_s_margin_scope = 3.0, "gate_shut"
     np.testing.assert_array_equal(predictor.decide(probs, split, np.full(len(split), s)), forced)
+    # The gate reads the first opinion without the margin (computed above with the plan's 1.0).
+    np.testing.assert_array_equal(predictor.gate_reading(probs, split), first)
     shut = predictor.decide(probs, split, second_calls=first)
     np.testing.assert_array_equal(shut, predictor.first_opinion(probs, split))
     shut_calls = predictor.decide(probs, split)

@@ -320,23 +320,31 @@ class EcgBeatClassifier(_EcgPredictor):
         elif second_calls is None:
             raise ValueError("one record's second opinion needs the record: "
                              "record_second_opinion")
-        if self.plan.irregular_s_margin_scope == "gate_shut":
-            return self._gated(self.first_opinion(probs, beats, with_margin=False),
-                               second_calls, records, shut_calls=calls)
-        return self._gated(calls, second_calls, records)
+        return self._gated(self.gate_reading(probs, beats, calls), second_calls, records,
+                           shut_calls=calls)
 
     def first_opinion(self, probs: np.ndarray, beats: BeatSplit | ExtractedBeats,
-                      with_margin: bool = True) -> np.ndarray:
+                      margin: float | None = None) -> np.ndarray:
         """Each beat's class (indices) by this model alone (``beat_decisions``), whose rule may
         read the beats' rhythm features: :meth:`decide` without the second opinion.
-        ``with_margin``: False leaves out ``irregular_s_margin``."""
+        ``margin``: the ``irregular_s_margin`` applied (None: the plan's; 1: none)."""
         limit = self.plan.s_over_n_max_irregularity
         regular = None
         if limit is not None:  # only then are the features read (a split may need a re-cut)
             cut = beats.with_config(self.beat_config) if isinstance(beats, BeatSplit) else beats
             regular = regular_rhythm(cut.rr, self.beat_config.feature_set, limit)
         return beat_decisions(probs, self.class_names, self.plan.s_over_n_odds, regular,
-                              self.plan.irregular_s_margin if with_margin else 1.0)
+                              self.plan.irregular_s_margin if margin is None else margin)
+
+    def gate_reading(self, probs: np.ndarray, beats: BeatSplit | ExtractedBeats,
+                     calls: np.ndarray | None = None) -> np.ndarray:
+        """The first opinion's calls the second opinion's gate reads: without the irregular-S
+        margin where the margin applies only where the gate stays shut
+        (``irregular_s_margin_scope`` gate_shut), else :meth:`first_opinion`'s (``calls``,
+        when already made)."""
+        if self.plan.irregular_s_margin_scope == "gate_shut":
+            return self.first_opinion(probs, beats, margin=1.0)
+        return self.first_opinion(probs, beats) if calls is None else calls
 
     def split_second_opinion(self, beats: BeatSplit) -> np.ndarray | None:
         """The second opinion's classes (indices) of a split's beats; None without one."""
@@ -444,9 +452,10 @@ class EcgBeatClassifier(_EcgPredictor):
         for index in inside:
             name = self.class_names[classes[index]]
             colour = CLASS_COLOURS.get(name, "grey")
-            start = times[index] - config.pre_s
-            top.axvspan(start, start + config.pre_s + config.post_s, color=colour, alpha=0.18,
-                        lw=0)
+            # The beat itself: a longer window's start (``BeatConfig.beat_start``) is the
+            # cycle before, the previous beat's span.
+            start = times[index] - (config.pre - config.beat_start) / config.fs
+            top.axvspan(start, times[index] + config.post_s, color=colour, alpha=0.18, lw=0)
             top.text(times[index], 1.02, name, transform=top.get_xaxis_transform(),
                      ha="center", va="bottom", color=colour, fontsize=9, fontweight="bold")
         handles = [plt.Rectangle((0, 0), 1, 1, color=CLASS_COLOURS[c], alpha=0.5)
