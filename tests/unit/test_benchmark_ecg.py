@@ -1,0 +1,61 @@
+"""The ECG benchmark's resampling protocol and its result store (benchmarks/ecg.py)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "ecg.py"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("ecg_benchmark", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    yield module
+    sys.modules.pop(spec.name, None)
+
+
+def test_resample_zero_is_the_official_split(bench):
+    labels = np.array([0, 1, 1, 0, 1, 0, 0, 1, 1, 1])
+    train, test = bench.ecg200_resample(labels, 4, 0)
+    assert train.tolist() == [0, 1, 2, 3] and test.tolist() == list(range(4, 10))
+
+
+def test_resamples_keep_train_class_counts_and_partition_the_pool(bench):
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, 60)
+    labels[:2], labels[30:32] = (0, 1), (0, 1)  # both classes on both sides
+    n_train = 30
+    seen = set()
+    for resample in (1, 2, 3):
+        train, test = bench.ecg200_resample(labels, n_train, resample)
+        assert sorted(np.concatenate([train, test]).tolist()) == list(range(60))
+        assert np.bincount(labels[train], minlength=2).tolist() == \
+            np.bincount(labels[:n_train], minlength=2).tolist()
+        again, _ = bench.ecg200_resample(labels, n_train, resample)
+        assert train.tolist() == again.tolist()  # reproducible from its number
+        seen.add(tuple(sorted(train.tolist())))
+    assert len(seen) == 3
+
+
+def test_store_merges_resample_rows_of_separate_runs(bench, tmp_path):
+    out = tmp_path / "ecg.json"
+    out.write_text(json.dumps({"other_part": {"kept": True}}))
+    name = "minirocket"
+    bench._store(out, "ecg200_resamples", {"rows": {name: {"0": {"test_accuracy": 0.8}}}})
+    bench._store(out, "ecg200_resamples", {"rows": {name: {"1": {"test_accuracy": 0.9}}}})
+    stored = json.loads(out.read_text())
+    assert stored["other_part"] == {"kept": True}
+    entry = stored["ecg200_resamples"]
+    assert set(entry["rows"][name]) == {"0", "1"}
+    assert entry["summary"][name]["resamples"] == 2
+    assert entry["summary"][name]["mean_accuracy"] == pytest.approx(0.85)
+    assert entry["summary"][name]["sd_accuracy"] == pytest.approx(np.std([0.8, 0.9], ddof=1))
