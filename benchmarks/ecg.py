@@ -1081,6 +1081,17 @@ def _post_processed(smoothed: np.ndarray, features: np.ndarray, variant: _PostPr
     return probs, calls, weak_v
 
 
+GATE_SHUT = " where the gate stays shut"
+
+
+def built_row_name() -> str:
+    """Part second_opinion's row that scores the default decision as built (E36's margin in
+    the records where the gate stays shut)."""
+    from meddx.learn.tasks import ecg as recipe
+
+    return f"irregular S margin x{recipe.IRREGULAR_S_MARGIN}{GATE_SHUT}"
+
+
 def run_second_opinion(args) -> dict:
     """The default's second-opinion gate re-run offline on part partitions' saved files (a
     model with a second opinion, ``--oof-probs``) at each of ``--min-gaps``: the pooled
@@ -1107,8 +1118,7 @@ def run_second_opinion(args) -> dict:
     min_gaps = args.min_gaps or [recipe.SECOND_OPINION["min_gap"]]
     margins = {f"irregular S margin x{t}": default._replace(irregular_s_margin=t)
                for t in args.irregular_s_margins or [recipe.IRREGULAR_S_MARGIN]}
-    shut, after, on_first = (" where the gate stays shut", " after the gate",
-                             " on the first opinion")
+    shut, after, on_first = GATE_SHUT, " after the gate", " on the first opinion"
     odds = {f"S over N x{m}, as built": default._replace(s_over_n=m) for m in args.s_over_n
             if m != default.s_over_n}
     per_partition: dict[str, list] = {"first opinion alone": [],
@@ -1534,7 +1544,7 @@ def _store(out: Path, key: str, result: dict) -> dict:
     import fcntl
 
     out.parent.mkdir(parents=True, exist_ok=True)
-    with open(out.with_name(f"{out.name}.lock"), "w") as lock:
+    with open(out.with_name(f".{out.name}.lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         results = json.loads(out.read_text()) if out.exists() else {}
         results[key] = _merge_stored(key, results.get(key, {}), result)
@@ -1675,9 +1685,96 @@ def print_table(results: dict) -> None:
                           f"{row['median_offset_ms']:.1f}")
         console.print(table)
 
+FRESH_DEFAULT_SETS = ("72_77", "78_83", "84_89", "90_95")
+"""The partition sets read with the default as it is (E36 built), each never read before."""
+
+
+def _save_figure(figure, path: Path) -> None:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    FigureCanvasAgg(figure)
+    figure.tight_layout()
+    tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.png")
+    figure.savefig(tmp, dpi=110)
+    os.replace(tmp, path)
+    console.print(f"plot: {path}")
+
+
+def plot_ecg200_resamples(entry: dict, path: Path) -> None:
+    """Each set-up's test accuracy on every resample, its mean, the official split, and the
+    published 30-resample means and the target."""
+    from matplotlib.figure import Figure
+
+    rows = []
+    for name, by_resample in entry["rows"].items():
+        rows.append((name, {int(r): row["test_accuracy"] for r, row in by_resample.items()}))
+        if any("member_test_accuracy" in row for row in by_resample.values()):
+            rows.append((f"{name}: member 1 alone (one network)",
+                         {int(r): row["member_test_accuracy"][0]
+                          for r, row in by_resample.items()}))
+    figure = Figure(figsize=(8, 1.2 + 0.8 * len(rows)))
+    axes = figure.add_subplot()
+    rng = np.random.default_rng(0)
+    for y, (_, accuracy) in enumerate(rows):
+        values = np.array(list(accuracy.values()))
+        axes.scatter(values, y + rng.uniform(-0.15, 0.15, len(values)), s=14, alpha=0.5,
+                     color="tab:blue")
+        axes.plot(values.mean(), y, "D", color="black", markersize=8)
+        if 0 in accuracy:
+            axes.plot(accuracy[0], y, "o", mfc="none", mec="tab:red", markersize=11)
+        axes.annotate(f"mean {values.mean():.3f} ({len(values)})", (values.mean(), y + 0.3),
+                      ha="center", fontsize=8)
+    for label, value, style in [*((f"{k} {v}", v, ":") for k, v in RESAMPLE_ANCHORS.items()),
+                                (f"target {TARGETS['ecg200_accuracy']}",
+                                 TARGETS["ecg200_accuracy"], "--")]:
+        axes.axvline(value, linestyle=style, color="grey")
+        axes.text(value, len(rows) - 0.45, label, rotation=90, fontsize=7, va="top")
+    axes.set_yticks(range(len(rows)), [name for name, _ in rows], fontsize=8)
+    axes.set_ylim(-0.6, len(rows) - 0.4)
+    axes.set_xlabel("test accuracy (dots: resamples; diamond: mean; red ring: official split)")
+    axes.set_title("ECG200 over resamples of TRAIN + TEST")
+    _save_figure(figure, path)
+
+
+def plot_partitions(results: dict, path: Path) -> None:
+    """S and V sensitivity against +P on each fresh partition of DS1 read with the default as
+    built, with the targets."""
+    from matplotlib.figure import Figure
+
+    built = built_row_name()
+    figure = Figure(figsize=(10, 4.5))
+    panels = {"S": figure.add_subplot(1, 2, 1), "V": figure.add_subplot(1, 2, 2)}
+    for seeds in FRESH_DEFAULT_SETS:
+        entry = results.get(f"second_opinion_default_seeds_{seeds}")
+        if entry is None or built not in entry["results"]:
+            continue
+        parts = entry["results"][built]["partitions"]
+        for cls, axes in panels.items():
+            axes.scatter([p[f"{cls}_ppv"] for p in parts], [p[f"{cls}_se"] for p in parts],
+                         label=f"seeds {seeds.replace('_', '-')}", s=28, alpha=0.8)
+    for cls, axes in panels.items():
+        axes.axhline(TARGETS[f"{cls}_se"], linestyle="--", color="grey")
+        axes.axvline(TARGETS[f"{cls}_ppv"], linestyle="--", color="grey")
+        axes.set_xlabel(f"{cls} +P (as EC57 scores it)")
+        axes.set_ylabel(f"{cls} Se")
+        axes.set_title(f"{cls} beats, one point per partition (dashed: targets)")
+    panels["S"].legend(fontsize=8, loc="center left")
+    figure.suptitle("MIT-BIH DS1, the default over fresh partitions of the 22 patients")
+    _save_figure(figure, path)
+
+
+def write_plots(results: dict, folder: Path) -> None:
+    """The plots of the stored results that have them, beside the JSON."""
+    if results.get("ecg200_resamples", {}).get("rows"):
+        plot_ecg200_resamples(results["ecg200_resamples"], folder / "ecg200_resamples.png")
+    if any(f"second_opinion_default_seeds_{seeds}" in results for seeds in FRESH_DEFAULT_SETS):
+        plot_partitions(results, folder / "ecg_ds1_partitions.png")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--parts", nargs="+", default=["ecg200", "ecg5000", "mitdb"],
+    parser.add_argument("--parts", nargs="*", default=["ecg200", "ecg5000", "mitdb"],
+                        help="parts to run (none: only the table and plots of stored results)",
                         choices=["ecg200", "ecg200_selection", "ecg200_resamples", "ecg5000",
                                  "mitdb", "archs", "models", "tree_stopping", "rpeaks",
                                  "partitions", "smoothing", "s_majority", "second_opinion"])
@@ -1775,10 +1872,12 @@ def main() -> None:
                and args.series_model != "cnn" else part) + args.tag
         _store(args.out, key, {**runners[part](args),
                                "wall_s": round(time.perf_counter() - start, 1)})
-    results = _store(args.out, "machine", {"cpu_count": os.cpu_count(),
-                                           "torch_threads": args.threads,
-                                           "python": sys.version.split()[0]})
+    results = (_store(args.out, "machine", {"cpu_count": os.cpu_count(),
+                                            "torch_threads": args.threads,
+                                            "python": sys.version.split()[0]})
+               if args.parts else json.loads(args.out.read_text()))
     print_table(results)
+    write_plots(results, args.out.parent)
     console.print(f"results: {args.out}")
 
 
