@@ -1709,30 +1709,34 @@ def plot_ecg200_resamples(entry: dict, path: Path) -> None:
     for name, by_resample in entry["rows"].items():
         rows.append((name, {int(r): row["test_accuracy"] for r, row in by_resample.items()}))
         if any("member_test_accuracy" in row for row in by_resample.values()):
-            rows.append((f"{name}: member 1 alone (one network)",
+            rows.append(("its member 1 alone (one network)",
                          {int(r): row["member_test_accuracy"][0]
                           for r, row in by_resample.items()}))
-    figure = Figure(figsize=(8, 1.2 + 0.8 * len(rows)))
+    figure = Figure(figsize=(10, 1.6 + 0.8 * len(rows)))
     axes = figure.add_subplot()
     rng = np.random.default_rng(0)
-    for y, (_, accuracy) in enumerate(rows):
+    labels = []
+    for y, (name, accuracy) in enumerate(rows):
         values = np.array(list(accuracy.values()))
         axes.scatter(values, y + rng.uniform(-0.15, 0.15, len(values)), s=14, alpha=0.5,
-                     color="tab:blue")
-        axes.plot(values.mean(), y, "D", color="black", markersize=8)
+                     color="tab:blue", label="a resample" if y == 0 else None)
+        axes.plot(values.mean(), y, "D", color="black", markersize=8,
+                  label="mean" if y == 0 else None)
         if 0 in accuracy:
-            axes.plot(accuracy[0], y, "o", mfc="none", mec="tab:red", markersize=11)
-        axes.annotate(f"mean {values.mean():.3f} ({len(values)})", (values.mean(), y + 0.3),
-                      ha="center", fontsize=8)
-    for label, value, style in [*((f"{k} {v}", v, ":") for k, v in RESAMPLE_ANCHORS.items()),
-                                (f"target {TARGETS['ecg200_accuracy']}",
-                                 TARGETS["ecg200_accuracy"], "--")]:
-        axes.axvline(value, linestyle=style, color="grey")
-        axes.text(value, len(rows) - 0.45, label, rotation=90, fontsize=7, va="top")
-    axes.set_yticks(range(len(rows)), [name for name, _ in rows], fontsize=8)
+            axes.plot(accuracy[0], y, "o", mfc="none", mec="tab:red", markersize=11,
+                      label="official split" if y == 0 else None)
+        labels.append(f"{name}\nmean {values.mean():.3f} over {len(values)}")
+    for (label, value), colour in zip(RESAMPLE_ANCHORS.items(), ("tab:green", "tab:purple"),
+                                      strict=True):
+        axes.axvline(value, linestyle=":", color=colour, label=f"{label} {value} (published)")
+    axes.axvline(TARGETS["ecg200_accuracy"], linestyle="--", color="grey",
+                 label=f"target {TARGETS['ecg200_accuracy']}")
+    axes.set_yticks(range(len(rows)), labels, fontsize=8)
     axes.set_ylim(-0.6, len(rows) - 0.4)
-    axes.set_xlabel("test accuracy (dots: resamples; diamond: mean; red ring: official split)")
-    axes.set_title("ECG200 over resamples of TRAIN + TEST")
+    axes.invert_yaxis()
+    axes.set_xlabel("test accuracy")
+    axes.legend(fontsize=7, bbox_to_anchor=(1.01, 1), loc="upper left")
+    axes.set_title("ECG200 over resamples of TRAIN + TEST (100 train / 100 test series each)")
     _save_figure(figure, path)
 
 
