@@ -586,14 +586,16 @@ def _beat_dataset(args):
 
 
 def _fit_fold(dataset, fold: int, train_records: list[str], test_records: list[str], args):
-    """The command line's beat model fitted as the recipe does on one fold's training records:
-    the fitted model, the held-out records' beats and the training seconds."""
+    """The command line's beat model fitted as the recipe does on one fold's training records
+    (training seed: the fold's number plus ``--seed-offset``): the fitted model, the held-out
+    records' beats and the training seconds."""
     from meddx.learn.tasks import ecg as recipe
 
     inner = dataset.subset(train_records, f"mitdb-ds1-fold{fold}", test_fraction=0.0)
     with tempfile.TemporaryDirectory() as scratch:
         start = time.perf_counter()
-        fitted = recipe.fit(inner, Path(scratch), _config(args.epochs, fold, args.threads),
+        fitted = recipe.fit(inner, Path(scratch),
+                            _config(args.epochs, fold + args.seed_offset, args.threads),
                             plan=_beat_plan(args), progress=False)
         train_s = time.perf_counter() - start
     every = dataset.split("all")
@@ -1832,6 +1834,10 @@ def main() -> None:
     parser.add_argument("--first-partition", type=int, default=0,
                         help="part partitions: the number of the first one (default 0)")
     parser.add_argument("--epochs", type=int, default=6, help="beat model epochs")
+    parser.add_argument("--seed-offset", type=int, default=0,
+                        help="parts mitdb, partitions and s_majority: added to each fold's "
+                             "training seed (the fold's number), to see how much the figures "
+                             "owe to one training")
     parser.add_argument("--series-epochs", type=int, default=150,
                         help="ECG200 epochs (part ecg200_selection compares 150 and 300)")
     parser.add_argument("--series-ensemble", type=int, default=5,
