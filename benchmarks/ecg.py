@@ -61,6 +61,7 @@ import json
 import os
 import sys
 import tempfile
+import textwrap
 import time
 from collections import Counter
 from pathlib import Path
@@ -197,6 +198,28 @@ SERIES_CANDIDATES = {
 }
 
 
+def _candidate_names(args, default) -> list[str]:
+    """``--series-candidates`` (else ``default``), each a key of :data:`SERIES_CANDIDATES`."""
+    names = list(args.series_candidates or default)
+    unknown = sorted(set(names) - set(SERIES_CANDIDATES))
+    if unknown:
+        raise SystemExit(f"--series-candidates: unknown {unknown}; known: "
+                         f"{list(SERIES_CANDIDATES)}")
+    return names
+
+
+def _fit_candidate(dataset, name: str, seed: int, threads: int):
+    """One :data:`SERIES_CANDIDATES` set-up fitted by the recipe on ``dataset``'s train split;
+    its predictor and the number of networks it averages."""
+    from meddx.learn.tasks import ecg as recipe
+
+    plan, epochs, ensemble = (*SERIES_CANDIDATES[name], 1)[:3]
+    with tempfile.TemporaryDirectory() as scratch:
+        fitted = recipe.fit(dataset, Path(scratch), _config(epochs, seed, threads, ensemble),
+                            plan=plan, progress=False)
+    return fitted.predictor, ensemble
+
+
 def run_ecg200_selection(args) -> dict:
     """The ECG200 set-up, picked by stratified 5-fold CV on the 100 TRAIN series only.
 
@@ -216,22 +239,14 @@ def run_ecg200_selection(args) -> dict:
     folds = list(StratifiedKFold(n_splits=args.folds, shuffle=True, random_state=0).split(
         np.zeros(len(data)), data.labels))
     rows = {}
-    unknown = sorted(set(args.series_candidates or []) - set(SERIES_CANDIDATES))
-    if unknown:
-        raise SystemExit(f"--series-candidates: unknown {unknown}; known: "
-                         f"{list(SERIES_CANDIDATES)}")
-    for name in args.series_candidates or SERIES_CANDIDATES:
-        plan, epochs, ensemble = (*SERIES_CANDIDATES[name], 1)[:3]
+    for name in _candidate_names(args, SERIES_CANDIDATES):
         start = time.perf_counter()
         probs = np.zeros((len(data), len(full.class_names)))
         for fold, (train_index, test_index) in enumerate(folds):
             splits = {"train": data.subset(train_index), "test": data.subset(test_index)}
-            dataset = _series_fold(full, splits, f"ecg200-fold{fold}")
-            with tempfile.TemporaryDirectory() as scratch:
-                fitted = recipe.fit(dataset, Path(scratch),
-                                    _config(epochs, fold, args.threads, ensemble),
-                                    plan=plan, progress=False)
-            probs[test_index] = fitted.predictor.predict_split(splits["test"])
+            predictor, _ = _fit_candidate(_series_fold(full, splits, f"ecg200-fold{fold}"),
+                                          name, fold, args.threads)
+            probs[test_index] = predictor.predict_split(splits["test"])
         scores = recipe.selection_scores(np.asarray(data.labels), probs)
         rows[name] = {"cv_accuracy": scores["accuracy"], "cv_log_loss": -scores["neg_log_loss"],
                       "train_s": round(time.perf_counter() - start, 1)}
@@ -248,22 +263,14 @@ RESAMPLED_CANDIDATES = ("inception x5 ensemble, 150 epochs", "minirocket")
 
 
 def _ecg200_pooled(args):
-    """ECG200's TRAIN then TEST series in file order (the order resampling code shuffles)."""
+    """The ECG200 dataset, its TRAIN then TEST series in file order (the order resampling code
+    shuffles) and the number of TRAIN series."""
     from meddx.data.datasets import SplitData
     from meddx.data.ecg import load_series_dataset
 
     full = load_series_dataset("ecg200", args.data_dir)
-    train = [full.split("train"), full.split("val")]
-    images = [x for split in train for x in split.images]
-    labels = np.concatenate([split.labels for split in train])
-    sources = [x for split in train for x in split.sources]
-    # The recipe's val carve-out reorders TRAIN: back to the file's line order.
-    order = sorted(range(len(sources)), key=lambda i: int(sources[i].split("[")[1][:-1]))
-    test = full.split("test")
-    pooled = SplitData([images[i] for i in order] + list(test.images),
-                       np.concatenate([labels[order], test.labels]),
-                       [sources[i] for i in order] + list(test.sources))
-    return full, pooled, len(order)
+    files = full.data.splits  # the files' own splits, before the recipe carves out val
+    return full, SplitData.concat([files["train"], files["test"]]), len(files["train"])
 
 
 def ecg200_resample(labels: np.ndarray, n_train: int, resample: int
@@ -286,20 +293,71 @@ def ecg200_resample(labels: np.ndarray, n_train: int, resample: int
     return x_train["i"].to_numpy(), x_test["i"].to_numpy()
 
 
-def _resample_summary(rows: dict) -> dict:
-    """Mean, SD and range of each set-up's test accuracy over the resamples it has run."""
-    summary = {}
+MEMBER_ONE = ": member 1 alone (one network)"
+
+
+def resample_accuracies(rows: dict) -> dict[str, dict[int, float]]:
+    """Test accuracy by resample of each set-up, and of an ensemble's first member alone."""
+    series = {}
     for name, by_resample in rows.items():
-        accuracy = np.array([r["test_accuracy"] for r in by_resample.values()])
+        series[name] = {int(r): row["test_accuracy"] for r, row in by_resample.items()}
+        members = {int(r): row["member_test_accuracy"][0] for r, row in by_resample.items()
+                   if "member_test_accuracy" in row}
+        if members:
+            series[name + MEMBER_ONE] = members
+    return series
+
+
+def _resample_summary(rows: dict) -> dict:
+    """Each set-up's test accuracy over the resamples it has run: mean, SD, range, how often
+    at the target, and against its official-split figure."""
+    series = resample_accuracies(rows)
+    summary = {}
+    for name, by_resample in series.items():
+        accuracy = np.array(list(by_resample.values()))
+        official = by_resample.get(0)
         summary[name] = {"resamples": len(accuracy), "mean_accuracy": float(accuracy.mean()),
                          "sd_accuracy": float(accuracy.std(ddof=1)) if len(accuracy) > 1
                          else None,
                          "min_accuracy": float(accuracy.min()),
-                         "max_accuracy": float(accuracy.max())}
-        members = [m for r in by_resample.values() for m in r.get("member_test_accuracy", [])]
+                         "max_accuracy": float(accuracy.max()),
+                         "at_or_above_target": int(np.sum(accuracy >= TARGETS[
+                             "ecg200_accuracy"] - 1e-9)),
+                         "official_split_accuracy": official}
+        if official is not None:
+            summary[name]["resamples_above_official"] = int(np.sum(accuracy > official + 1e-9))
+            summary[name]["resamples_below_official"] = int(np.sum(accuracy < official - 1e-9))
+        members = [m for r in rows.get(name, {}).values()
+                   for m in r.get("member_test_accuracy", [])]
         if members:
             summary[name]["member_mean_accuracy"] = float(np.mean(members))
     return summary
+
+
+def _resample_pairs(rows: dict) -> dict:
+    """Each pair of set-ups compared on their common resamples: wins, losses, ties and the
+    Wilcoxon signed-rank p."""
+    from scipy.stats import wilcoxon
+
+    series = resample_accuracies(rows)
+    pairs = {}
+    names = list(series)
+    for i, first in enumerate(names):
+        for second in names[i + 1:]:
+            common = sorted(set(series[first]) & set(series[second]))
+            a = np.array([series[first][r] for r in common])
+            b = np.array([series[second][r] for r in common])
+            differs = np.abs(a - b) > 1e-9
+            pairs[f"{first} vs {second}"] = {
+                "resamples": len(common), "wins": int(np.sum(differs & (a > b))),
+                "losses": int(np.sum(differs & (a < b))), "ties": int(np.sum(~differs)),
+                "wilcoxon_p": float(wilcoxon(a, b).pvalue) if differs.any() else None}
+    return pairs
+
+
+def _accuracy(predictor, split) -> float:
+    """Arg-max accuracy of a series predictor on a split."""
+    return float((predictor.predict_split(split).argmax(1) == np.asarray(split.labels)).mean())
 
 
 def run_ecg200_resamples(args) -> dict:
@@ -311,40 +369,32 @@ def run_ecg200_resamples(args) -> dict:
     different resamples (``--first-resample``, ``--resamples``) fill one entry.
     """
     from meddx.learn.ensemble import member_predictors
-    from meddx.learn.tasks import ecg as recipe
 
     full, pooled, n_train = _ecg200_pooled(args)
-    names = args.series_candidates or list(RESAMPLED_CANDIDATES)
-    unknown = sorted(set(names) - set(SERIES_CANDIDATES))
-    if unknown:
-        raise SystemExit(f"--series-candidates: unknown {unknown}; known: "
-                         f"{list(SERIES_CANDIDATES)}")
-    key = "ecg200_resamples" + args.tag
-    done: dict = {}
+    names = _candidate_names(args, RESAMPLED_CANDIDATES)
+    result = {"evaluation": "resample 0: the official split; 1-29: sktime's "
+                            "stratified_resample of TRAIN + TEST (random_state = resample); "
+                            "100 train / 100 test series each; seed = resample; nothing "
+                            "chosen on them",
+              "anchors_mean_of_30_resamples": RESAMPLE_ANCHORS, "rows": {}}
     for resample in range(args.first_resample, args.first_resample + args.resamples):
         train_index, test_index = ecg200_resample(np.asarray(pooled.labels), n_train, resample)
         splits = {"train": pooled.subset(train_index), "test": pooled.subset(test_index)}
-        dataset = _series_fold(full, splits, f"ecg200-resample{resample}")
-        labels = np.asarray(splits["test"].labels)
         for name in names:
-            plan, epochs, ensemble = (*SERIES_CANDIDATES[name], 1)[:3]
             start = time.perf_counter()
-            with tempfile.TemporaryDirectory() as scratch:
-                fitted = recipe.fit(dataset, Path(scratch),
-                                    _config(epochs, resample, args.threads, ensemble),
-                                    plan=plan, progress=False)
-            row = {"test_accuracy": float(
-                       (fitted.predictor.predict_split(splits["test"]).argmax(1) == labels)
-                       .mean()),
+            predictor, ensemble = _fit_candidate(
+                _series_fold(full, splits, f"ecg200-resample{resample}"), name, resample,
+                args.threads)
+            row = {"test_accuracy": _accuracy(predictor, splits["test"]),
                    "fit_s": round(time.perf_counter() - start, 1)}
             if ensemble > 1:
-                row["member_test_accuracy"] = [
-                    float((member.predict_split(splits["test"]).argmax(1) == labels).mean())
-                    for member in member_predictors(fitted.predictor)]
-            done.setdefault(name, {})[str(resample)] = row
+                row["member_test_accuracy"] = [_accuracy(member, splits["test"])
+                                               for member in member_predictors(predictor)]
+            result["rows"].setdefault(name, {})[str(resample)] = row
             console.print(f"ecg200 resample {resample} {name}: {row}")
-        stored = _store(args.out, key, {"rows": done})[key]
-    return stored
+        # Stored resample by resample: a stopped run keeps what it finished.
+        _store(args.out, "ecg200_resamples" + args.tag, result)
+    return result
 
 
 def run_ecg5000(args) -> dict:
@@ -868,8 +918,9 @@ def _margin_scope_calls(predictor, probs: np.ndarray, split, second_probs: np.nd
         second_probs, split, margin=predictor.plan.irregular_s_margin)
     s, n = (predictor.class_names.index(name) for name in ("S", "N"))
     first_with = predictor.first_opinion(probs, split)
+    gate = predictor.gate_reading(probs, split, first_with)
     return {name: recipe.second_opinion_calls(
-        predictor.gate_reading(probs, split, first_with), second_without, split.records, s, n,
+        gate, second_without, split.records, s, n,
         predictor.plan.second_opinion["min_gap"], margin_calls=(first_with, second))
         for name, second in zip(MARGIN_SCOPES, (second_with, second_without), strict=True)}
 
@@ -1525,14 +1576,11 @@ def _merge_stored(key: str, stored: dict, result: dict) -> dict:
         return {**stored, **result, "results": rows,
                 "chosen": max(rows, key=lambda m: rows[m][MERGED_ROWS[key]])}
     if key.startswith("ecg200_resamples"):
-        rows = {name: {**stored.get("rows", {}).get(name, {}), **by_resample}
-                for name, by_resample in result["rows"].items()}
-        rows = {**stored.get("rows", {}), **rows}
+        rows = dict(stored.get("rows", {}))
+        for name, by_resample in result["rows"].items():
+            rows[name] = {**rows.get(name, {}), **by_resample}
         return {**stored, **result, "rows": rows, "summary": _resample_summary(rows),
-                "anchors_mean_of_30_resamples": RESAMPLE_ANCHORS,
-                "evaluation": "resample 0: the official split; 1-29: sktime's stratified_resample "
-                              "of TRAIN + TEST (random_state = resample); 100 train / 100 test "
-                              "series each; seed = resample; nothing chosen on them"}
+                "paired": _resample_pairs(rows)}
     return result
 
 
@@ -1571,10 +1619,19 @@ def print_table(results: dict) -> None:
         if "ensemble" in r:
             table.add_row("", f"ensemble of {r['ensemble']['members']}; members alone (mean)",
                           "accuracy", _fmt(r["ensemble"]["member_test_accuracy_mean"]), "")
-    for name, row in results.get("ecg200_resamples", {}).get("summary", {}).items():
-        table.add_row("ECG200", f"{row['resamples']} resamples, {name}", "mean accuracy",
-                      _fmt(row["mean_accuracy"]),
-                      "HIVE-COTE 2 0.887, InceptionTime 0.897 (30 resamples)")
+    resampled = results.get("ecg200_resamples", {}).get("rows", {})
+    anchors = ", ".join(f"{k} {v}" for k, v in RESAMPLE_ANCHORS.items())
+    for name, row in _resample_summary(resampled).items():
+        table.add_row("ECG200", f"{row['resamples']} resamples, {name}",
+                      "mean accuracy (SD; range); at target",
+                      f"{_fmt(row['mean_accuracy'])} ({_fmt(row['sd_accuracy'])}; "
+                      f"{_fmt(row['min_accuracy'])}-{_fmt(row['max_accuracy'])}); "
+                      f"{row.get('at_or_above_target', 'n/a')}",
+                      f"{anchors} (30 resamples); target {TARGETS['ecg200_accuracy']}")
+    for pair, row in _resample_pairs(resampled).items():
+        table.add_row("", pair, "wins / losses / ties (Wilcoxon p)",
+                      f"{row['wins']} / {row['losses']} / {row['ties']} "
+                      f"({_fmt(row['wilcoxon_p'])})", "")
     for key in (k for k in ("ecg5000", "ecg5000_minirocket") if k in results):
         r = results[key]
         table.add_row("ECG5000", f"5-fold CV, 500 train beats, {r['arch']}", "accuracy",
@@ -1598,6 +1655,14 @@ def print_table(results: dict) -> None:
                           "Mondejar-Guerra (DS2) "
                           f"{ANCHORS['mitdb']['Mondejar-Guerra 2019'][figure] / 100:.3f}")
 
+    fresh = fresh_partitions_summary(results)
+    for key, target in FRESH_FIGURES.items() if fresh else ():
+        row = fresh[key]
+        table.add_row("MIT-BIH DS1", f"default over {fresh['partitions']} fresh partitions",
+                      f"{key}: mean (min-max)",
+                      f"{row['mean']:.3f} ({row['min']:.3f}-{row['max']:.3f})",
+                      "" if target is None else f"target >= {TARGETS[target]:.2f}; below on "
+                      f"{row['below_target']} of {fresh['partitions']}")
     for name in sorted(k for k in results if k.startswith("mitdb_")):
         r = results[name]
         target_rows(f"leave-records-out CV, {name[6:]}", r["gross"])
@@ -1707,13 +1772,7 @@ def plot_ecg200_resamples(entry: dict, path: Path) -> None:
     published 30-resample means and the target."""
     from matplotlib.figure import Figure
 
-    rows = []
-    for name, by_resample in entry["rows"].items():
-        rows.append((name, {int(r): row["test_accuracy"] for r, row in by_resample.items()}))
-        if any("member_test_accuracy" in row for row in by_resample.values()):
-            rows.append(("its member 1 alone (one network)",
-                         {int(r): row["member_test_accuracy"][0]
-                          for r, row in by_resample.items()}))
+    rows = list(resample_accuracies(entry["rows"]).items())
     figure = Figure(figsize=(10, 1.6 + 0.8 * len(rows)))
     axes = figure.add_subplot()
     rng = np.random.default_rng(0)
@@ -1727,7 +1786,8 @@ def plot_ecg200_resamples(entry: dict, path: Path) -> None:
         if 0 in accuracy:
             axes.plot(accuracy[0], y, "o", mfc="none", mec="tab:red", markersize=11,
                       label="official split" if y == 0 else None)
-        labels.append(f"{name}\nmean {values.mean():.3f} over {len(values)}")
+        labels.append("\n".join([*textwrap.wrap(name, 36),
+                                  f"mean {values.mean():.3f} over {len(values)}"]))
     for (label, value), colour in zip(RESAMPLE_ANCHORS.items(), ("tab:green", "tab:purple"),
                                       strict=True):
         axes.axvline(value, linestyle=":", color=colour, label=f"{label} {value} (published)")
@@ -1742,19 +1802,44 @@ def plot_ecg200_resamples(entry: dict, path: Path) -> None:
     _save_figure(figure, path)
 
 
+def fresh_partitions(results: dict) -> dict[str, list[dict]]:
+    """The default's figures on each partition of :data:`FRESH_DEFAULT_SETS` that is stored, by
+    set (part second_opinion's row for the default as built)."""
+    built = built_row_name()
+    entries = {seeds: results.get(f"second_opinion_default_seeds_{seeds}", {}).get("results", {})
+               for seeds in FRESH_DEFAULT_SETS}
+    return {seeds: rows[built]["partitions"] for seeds, rows in entries.items() if built in rows}
+
+
+FRESH_FIGURES = {"S_se": "S_se", "S_ppv": "S_ppv", "V_se": "V_se", "V_ppv": "V_ppv",
+                 "V_ppv_all_calls": "V_ppv", "macro_f1": None, "accuracy": None}
+"""The fresh partitions' figures summarised, and the target each is held to (None: none)."""
+
+
+def fresh_partitions_summary(results: dict) -> dict:
+    """Mean, range and partitions below the target of the default's figures over every stored
+    fresh partition (:func:`fresh_partitions`)."""
+    parts = [part for by_set in fresh_partitions(results).values() for part in by_set]
+    if not parts:
+        return {}
+    summary = {"partitions": len(parts)}
+    for key, target in FRESH_FIGURES.items():
+        values = np.array([part[key] for part in parts])
+        summary[key] = {"mean": float(values.mean()), "min": float(values.min()),
+                        "max": float(values.max()),
+                        "below_target": None if target is None
+                        else int(np.sum(values < TARGETS[target]))}
+    return summary
+
+
 def plot_partitions(results: dict, path: Path) -> None:
     """S and V sensitivity against +P on each fresh partition of DS1 read with the default as
     built, with the targets."""
     from matplotlib.figure import Figure
 
-    built = built_row_name()
     figure = Figure(figsize=(10, 4.5))
     panels = {"S": figure.add_subplot(1, 2, 1), "V": figure.add_subplot(1, 2, 2)}
-    for seeds in FRESH_DEFAULT_SETS:
-        entry = results.get(f"second_opinion_default_seeds_{seeds}")
-        if entry is None or built not in entry["results"]:
-            continue
-        parts = entry["results"][built]["partitions"]
+    for seeds, parts in fresh_partitions(results).items():
         for cls, axes in panels.items():
             axes.scatter([p[f"{cls}_ppv"] for p in parts], [p[f"{cls}_se"] for p in parts],
                          label=f"seeds {seeds.replace('_', '-')}", s=28, alpha=0.8)
@@ -1773,7 +1858,7 @@ def write_plots(results: dict, folder: Path) -> None:
     """The plots of the stored results that have them, beside the JSON."""
     if results.get("ecg200_resamples", {}).get("rows"):
         plot_ecg200_resamples(results["ecg200_resamples"], folder / "ecg200_resamples.png")
-    if any(f"second_opinion_default_seeds_{seeds}" in results for seeds in FRESH_DEFAULT_SETS):
+    if fresh_partitions(results):
         plot_partitions(results, folder / "ecg_ds1_partitions.png")
 
 

@@ -59,3 +59,37 @@ def test_store_merges_resample_rows_of_separate_runs(bench, tmp_path):
     assert entry["summary"][name]["resamples"] == 2
     assert entry["summary"][name]["mean_accuracy"] == pytest.approx(0.85)
     assert entry["summary"][name]["sd_accuracy"] == pytest.approx(np.std([0.8, 0.9], ddof=1))
+
+
+def test_resample_summary_counts_the_target_and_pairs(bench):
+    rows = {"a": {"0": {"test_accuracy": 0.90, "member_test_accuracy": [0.88, 0.90]},
+                  "1": {"test_accuracy": 0.94, "member_test_accuracy": [0.95, 0.90]},
+                  "2": {"test_accuracy": 0.85, "member_test_accuracy": [0.85, 0.80]}},
+            "b": {"0": {"test_accuracy": 0.90}, "1": {"test_accuracy": 0.92},
+                  "2": {"test_accuracy": 0.86}}}
+    summary = bench._resample_summary(rows)
+    one = "a" + bench.MEMBER_ONE
+    assert set(summary) == {"a", "b", one}
+    assert summary["a"]["at_or_above_target"] == 1 and summary[one]["at_or_above_target"] == 1
+    assert summary["a"]["official_split_accuracy"] == 0.90
+    assert (summary["a"]["resamples_above_official"], summary["a"]["resamples_below_official"]) \
+        == (1, 1)
+    assert summary["a"]["member_mean_accuracy"] == pytest.approx(np.mean([.88, .9, .95, .9,
+                                                                          .85, .8]))
+    pair = bench._resample_pairs(rows)["a vs b"]
+    assert (pair["wins"], pair["losses"], pair["ties"]) == (1, 1, 1)
+
+
+def test_fresh_partitions_summary_counts_partitions_below_targets(bench):
+    built = bench.built_row_name()
+    part = {"S_se": 0.7, "S_ppv": 0.65, "V_se": 0.95, "V_ppv": 0.89, "V_ppv_all_calls": 0.85,
+            "macro_f1": 0.5, "accuracy": 0.97}
+    results = {f"second_opinion_default_seeds_{bench.FRESH_DEFAULT_SETS[0]}": {
+        "results": {built: {"partitions": [part, {**part, "S_se": 0.9, "S_ppv": 0.5}]}}}}
+    summary = bench.fresh_partitions_summary(results)
+    assert summary["partitions"] == 2
+    assert summary["S_se"]["mean"] == pytest.approx(0.8)
+    assert summary["S_se"]["below_target"] == 1 and summary["S_ppv"]["below_target"] == 1
+    assert summary["V_se"]["below_target"] == 0 and summary["V_ppv_all_calls"]["below_target"] == 2
+    assert summary["macro_f1"]["below_target"] is None
+    assert bench.fresh_partitions_summary({}) == {}
