@@ -37,9 +37,10 @@
   one partition.
 - **s_majority**: S beats found when they are the majority of a record: S-rich DS1 records
   cut down to their S beats, each classified by the fold model that holds it out (E26).
-- **smoothing**, **second_opinion**: offline, on the files part partitions saves with
-  ``--oof-probs``: post-processing variants, and the second opinion's gate (``--min-gaps``)
-  with each record's gap.
+- **smoothing**, **second_opinion**, **seed_ensemble**: offline, on the files part partitions
+  saves with ``--oof-probs``: post-processing variants, the second opinion's gate
+  (``--min-gaps``) with each record's gap, and the default from a seed ensemble of trainings
+  run with ``--seed-offset`` (``--ensemble-with``, E42).
 - **archs**: the network default picked on validation: ResNet, InceptionTime, GRU and
   Transformer trained on the same patient-wise DS1 split, compared on its validation records.
 
@@ -47,7 +48,8 @@ Training time is wall-clock on this machine's CPU (``--threads`` torch/LightGBM 
 inference time is per whole 30-minute record (reading, filtering, beat cutting, model).
 
     python benchmarks/ecg.py [--parts ecg200 ecg200_selection ecg200_resamples ecg5000 mitdb
-        models archs tree_stopping rpeaks partitions smoothing s_majority second_opinion]
+        models archs tree_stopping rpeaks partitions smoothing s_majority second_opinion
+        seed_ensemble]
         [--folds 5] [--partitions 6] [--first-partition 0] [--epochs 6] [--threads 2]
         [--first-resample 0] [--resamples 30]
 
@@ -1010,7 +1012,7 @@ def run_smoothing(args) -> dict:
     from meddx.learn.tasks import ecg as recipe
     from meddx.learn.tasks.ecg_features import smooth_over_similar_beats
 
-    files = _saved_partitions(args, "smoothing")
+    files = _saved_partitions(args.oof_probs, "smoothing")
     names = feature_names(recipe.MODEL_FEATURE_SET[recipe.COMBINED])
     default = _default_post_processing()
     odds, limit = default.s_over_n, default.max_irregularity
@@ -1078,14 +1080,14 @@ def run_smoothing(args) -> dict:
             "results": rows, "seconds_by_beats": cost}
 
 
-def _saved_partitions(args, part: str) -> list[Path]:
+def _saved_partitions(oof_probs: Path | None, part: str) -> list[Path]:
     """The files part partitions saved with ``--oof-probs`` (the same name), which an offline
     part reads."""
-    if args.oof_probs is None:
+    if oof_probs is None:
         raise SystemExit(f"part {part} reads the files of part partitions: give --oof-probs")
-    files = sorted(args.oof_probs.parent.glob(f"{args.oof_probs.stem}_p*.npz"))
+    files = sorted(oof_probs.parent.glob(f"{oof_probs.stem}_p*.npz"))
     if not files:
-        raise SystemExit(f"no {args.oof_probs.stem}_p*.npz next to {args.oof_probs}: run "
+        raise SystemExit(f"no {oof_probs.stem}_p*.npz next to {oof_probs}: run "
                          "--parts partitions --oof-probs with that name first")
     return files
 
@@ -1165,7 +1167,7 @@ def run_second_opinion(args) -> dict:
     from meddx.data.ecg import AAMI_CLASSES
     from meddx.learn.tasks import ecg as recipe
 
-    files = _saved_partitions(args, "second_opinion")
+    files = _saved_partitions(args.oof_probs, "second_opinion")
     default = _default_post_processing()
     s, n = AAMI_CLASSES.index("S"), AAMI_CLASSES.index("N")
     min_gaps = args.min_gaps or [recipe.SECOND_OPINION["min_gap"]]
@@ -1265,6 +1267,79 @@ def _as_built_calls(smoothed: np.ndarray, second_smoothed: np.ndarray, saved: di
     return recipe.second_opinion_calls(
         first, second, saved["records"], AAMI_CLASSES.index("S"), AAMI_CLASSES.index("N"),
         recipe.SECOND_OPINION["min_gap"], shut_calls=first_margin)
+
+
+ENSEMBLE_MEMBER_KEYS = ("probs_cnn", "second_opinion_probs_cnn")
+"""The saved network probabilities a seed ensemble averages (its trees are trained once)."""
+
+
+def _built_row(saved: dict, default: _PostProcessing) -> dict:
+    """A saved partition's pooled figures under the default decision as built."""
+    smoothed = _smoothed_members(saved, default)
+    second_smoothed = _smoothed_members(saved, default, "second_opinion_")
+    probs, _, _ = _post_processed(smoothed, saved["features"], default)
+    calls = _as_built_calls(smoothed, second_smoothed, saved, default)
+    return _with_s_v_score(_pooled_row(_beat_metrics(saved["labels"], probs, n_bootstrap=0,
+                                                     decisions=calls)))
+
+
+def run_seed_ensemble(args) -> dict:
+    """E42 offline: the default as built from a seed ensemble of its networks.
+
+    ``--oof-probs`` names part partitions' files of one training and ``--ensemble-with`` those
+    of the same partitions trained with other seeds (``--seed-offset``). Per partition, each
+    training alone and the ensemble, whose network probabilities (first and second opinion)
+    are the trainings' mean per beat and whose trees are the first training's (an ensemble
+    trains its trees once; ``TrainConfig(ensemble=K)``), are scored as the default is built.
+    The ensemble is compared with the single trainings' mean per partition ("higher on": the
+    partitions where a row's mean S/V F1 beats it); "spread" is the range of each figure over
+    the single trainings, averaged over the partitions.
+    """
+    runs = [args.oof_probs, *args.ensemble_with]
+    if len(runs) < 2:
+        raise SystemExit("part seed_ensemble averages trainings: give --ensemble-with")
+    by_run = {run.stem: {path.stem.removeprefix(run.stem): path
+                         for path in _saved_partitions(run, "seed_ensemble")} for run in runs}
+    partitions = sorted(set.intersection(*(set(files) for files in by_run.values())))
+    if not partitions:
+        raise SystemExit("the --oof-probs and --ensemble-with runs share no partition")
+    default = _default_post_processing()
+    ensemble_name = f"ensemble of {len(runs)} networks"
+    per_partition: dict[str, list[dict]] = {
+        **{f"{name} alone": [] for name in by_run}, "single trainings' mean": [],
+        ensemble_name: []}
+    spread: list[dict] = []
+    for partition in partitions:
+        saved = [dict(np.load(files[partition])) for files in by_run.values()]
+        for key in ("labels", "records", "features", "second_opinion_features"):
+            if any(not np.array_equal(saved[0][key], other[key]) for other in saved[1:]):
+                raise SystemExit(f"partition {partition.removeprefix('_p')}: the runs' {key} "
+                                 "differ, so they are not the same partition's beats")
+        singles = [_built_row(one, default) for one in saved]
+        for name, row in zip(by_run, singles, strict=True):
+            per_partition[f"{name} alone"].append(row)
+        per_partition["single trainings' mean"].append(
+            {key: float(np.mean([row[key] for row in singles])) for key in singles[0]})
+        spread.append({key: float(np.ptp([row[key] for row in singles])) for key in singles[0]})
+        averaged = {**saved[0], **{key: np.mean([one[key] for one in saved], axis=0)
+                                   for key in ENSEMBLE_MEMBER_KEYS}}
+        per_partition[ensemble_name].append(_built_row(averaged, default))
+        console.print(f"seed_ensemble: partition {partition.removeprefix('_p')}: S/V F1 "
+                      + ", ".join(f"{row['mean_S_V_f1']:.3f}" for row in singles)
+                      + f"; ensemble {per_partition[ensemble_name][-1]['mean_S_V_f1']:.3f}")
+    base = [row["mean_S_V_f1"] for row in per_partition["single trainings' mean"]]
+    rows = {name: {**{key: float(np.mean([row[key] for row in parts])) for key in parts[0]},
+                   "higher_on": sum(row["mean_S_V_f1"] > b for row, b in zip(parts, base,
+                                                                            strict=True)),
+                   "partitions": parts}
+            for name, parts in per_partition.items()}
+    return {"evaluation": f"offline on {len(partitions)} partitions' out-of-fold probabilities "
+                          f"of {len(runs)} trainings ({', '.join(by_run)}), the default "
+                          "decision as built",
+            "partition_numbers": [int(p.removeprefix("_p")) for p in partitions],
+            "results": rows,
+            "spread_over_trainings": {key: float(np.mean([row[key] for row in spread]))
+                                      for key in spread[0]}}
 
 
 SET_ASIDE_FEATURES = ("pre_rr", "prev_pre_rr", "qrs_width_z")
@@ -1725,6 +1800,15 @@ def print_table(results: dict) -> None:
                       lambda row: [_fmt(row["mean_S_V_f1"]), str(row["higher_on"]),
                                    *(_fmt(row.get(key)) for key in ("macro_f1", "S_se", "S_ppv",
                                                                 "V_se", "V_ppv"))], ""),
+        "seed_ensemble": ("the default as built from single trainings and their seed "
+                          "ensemble, offline (means over partitions; score: mean of S-F1 and "
+                          "V-F1; higher on: partitions above the single trainings' mean)",
+                          ("training", "score", "higher on", "macro-F1", "S Se", "S +P",
+                           "V Se", "V +P"),
+                          lambda row: [_fmt(row["mean_S_V_f1"]), str(row["higher_on"]),
+                                       *(_fmt(row.get(key)) for key in ("macro_f1", "S_se",
+                                                                    "S_ppv", "V_se",
+                                                                    "V_ppv"))], ""),
         "rpeaks": ("R-peak detection on the DS1 reference beats",
                    ("detector", "Se / +P (150 ms)", "Se / +P (75 ms)", "median offset ms",
                     "s/record"),
@@ -1868,7 +1952,8 @@ def main() -> None:
                         help="parts to run (none: only the table and plots of stored results)",
                         choices=["ecg200", "ecg200_selection", "ecg200_resamples", "ecg5000",
                                  "mitdb", "archs", "models", "tree_stopping", "rpeaks",
-                                 "partitions", "smoothing", "s_majority", "second_opinion"])
+                                 "partitions", "smoothing", "s_majority", "second_opinion",
+                                 "seed_ensemble"])
     parser.add_argument("--models", nargs="+", default=["lightgbm", "cnn", "cnn+lightgbm"],
                         help="beat model kinds compared on validation (part 'models')")
     parser.add_argument("--beat-model", default="cnn+lightgbm",
@@ -1904,6 +1989,9 @@ def main() -> None:
                         help="part second_opinion: records whose missed S beats and S beats "
                              "called V are accounted for (S Se without them, V +P without "
                              "their S beats called V), for the default as built")
+    parser.add_argument("--ensemble-with", nargs="+", type=Path, default=[],
+                        help="part seed_ensemble: the --oof-probs names of the same partitions "
+                             "trained with other seeds, averaged with --oof-probs (E42)")
     parser.add_argument("--min-gaps", nargs="+", type=float,
                         help="part second_opinion: the gate's min_gap values compared "
                              "(default: the default's)")
@@ -1958,7 +2046,8 @@ def main() -> None:
                "ecg5000": run_ecg5000, "mitdb": run_mitdb,
                "archs": run_archs, "models": run_models, "tree_stopping": run_tree_stopping,
                "rpeaks": run_rpeaks, "partitions": run_partitions, "smoothing": run_smoothing,
-               "s_majority": run_s_majority, "second_opinion": run_second_opinion}
+               "s_majority": run_s_majority, "second_opinion": run_second_opinion,
+               "seed_ensemble": run_seed_ensemble}
     for part in args.parts:
         console.print(f"[bold]{part}[/]")
         start = time.perf_counter()

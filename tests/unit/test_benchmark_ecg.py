@@ -93,3 +93,61 @@ def test_fresh_partitions_summary_counts_partitions_below_targets(bench):
     assert summary["V_se"]["below_target"] == 0 and summary["V_ppv_all_calls"]["below_target"] == 2
     assert summary["macro_f1"]["below_target"] is None
     assert bench.fresh_partitions_summary({}) == {}
+
+
+def _save_partition(path: Path, number: int, cnn_seed: int, tree_seed: int = 0,
+                    labels_seed: int = 0) -> None:
+    """A partition file as part partitions saves it: the same beats, one training's
+    probabilities."""
+    from meddx.data.ecg import AAMI_CLASSES, feature_names
+    from meddx.learn.tasks import ecg as recipe
+
+    beats = np.random.default_rng(labels_seed)
+    n, width = 300, len(feature_names(recipe.MODEL_FEATURE_SET[recipe.COMBINED]))
+    features = beats.normal(size=(n, width)).astype(np.float32)
+    arrays = {"labels": beats.integers(0, len(AAMI_CLASSES), n),
+              "records": np.repeat(["100", "101"], n // 2), "features": features,
+              "second_opinion_features": features}
+    for prefix in ("", "second_opinion_"):
+        for member, seed in (("cnn", cnn_seed), ("lightgbm", tree_seed)):
+            probs = np.random.default_rng([seed, len(prefix)]).dirichlet(
+                np.ones(len(AAMI_CLASSES)), n)
+            arrays[f"{prefix}probs_{member}"] = probs.astype(np.float32)
+    np.savez_compressed(path.parent / f"{path.stem}_p{number}.npz", **arrays)
+
+
+def test_seed_ensemble_averages_the_networks_and_keeps_the_first_trees(bench, tmp_path):
+    import argparse
+
+    first, copy, other = (tmp_path / f"{name}.npz" for name in ("first", "copy", "other"))
+    for number in (1, 2):
+        _save_partition(first, number, cnn_seed=number)
+        # The same networks with other trees: an ensemble trains its trees once, the first's.
+        _save_partition(copy, number, cnn_seed=number, tree_seed=9)
+    _save_partition(other, 2, cnn_seed=7)
+    _save_partition(other, 3, cnn_seed=8)
+
+    same = bench.run_seed_ensemble(argparse.Namespace(oof_probs=first, ensemble_with=[copy]))
+    rows = same["results"]
+    assert same["partition_numbers"] == [1, 2]
+    assert rows["ensemble of 2 networks"]["partitions"] == rows["first alone"]["partitions"]
+    assert rows["first alone"]["partitions"] != rows["copy alone"]["partitions"]
+    assert rows["single trainings' mean"]["higher_on"] == 0
+
+    mixed = bench.run_seed_ensemble(argparse.Namespace(oof_probs=first, ensemble_with=[other]))
+    assert mixed["partition_numbers"] == [2]  # only the partitions both runs hold
+    assert mixed["spread_over_trainings"]["mean_S_V_f1"] > 0
+    assert mixed["results"]["ensemble of 2 networks"]["partitions"] != \
+        mixed["results"]["first alone"]["partitions"]
+
+
+def test_seed_ensemble_refuses_runs_of_other_beats(bench, tmp_path):
+    import argparse
+
+    first, shifted = tmp_path / "first.npz", tmp_path / "shifted.npz"
+    _save_partition(first, 1, cnn_seed=1)
+    _save_partition(shifted, 1, cnn_seed=2, labels_seed=5)
+    with pytest.raises(SystemExit, match="partition 1: the runs' labels differ"):
+        bench.run_seed_ensemble(argparse.Namespace(oof_probs=first, ensemble_with=[shifted]))
+    with pytest.raises(SystemExit, match="give --ensemble-with"):
+        bench.run_seed_ensemble(argparse.Namespace(oof_probs=first, ensemble_with=[]))
