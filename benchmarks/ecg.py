@@ -1055,14 +1055,7 @@ def run_smoothing(args) -> dict:
                     "by_record": _counts(records[weak_v])}
             per_partition[name].append({**_with_s_v_score(_pooled_row(metrics)), **isolated})
         console.print(f"smoothing: {path.name} scored")
-    base = [row["mean_S_V_f1"] for row in per_partition["default"]]
-    rows = {}
-    for name, parts in per_partition.items():
-        mean = {key: float(np.mean([row[key] for row in parts])) for key in parts[0]
-                if not isinstance(parts[0][key], list | dict)}
-        rows[name] = {**mean, "higher_on": sum(row["mean_S_V_f1"] > b
-                                               for row, b in zip(parts, base, strict=True)),
-                      "partitions": parts}
+    rows = _over_partitions(per_partition, "default")
     # The beats of all DS1 records taken as one long record, twice over for a day-long Holter.
     beats = np.load(files[0])["features"]
     features = np.concatenate([beats, beats])
@@ -1078,6 +1071,24 @@ def run_smoothing(args) -> dict:
                           f"{default.neighbours} neighbours, equal member weights, S over N odds "
                           f"{odds} where the rhythm irregularity is below {limit}",
             "results": rows, "seconds_by_beats": cost}
+
+
+def _reduced(rows: list[dict], reduce=np.mean) -> dict:
+    """Each figure of per-partition (or per-training) rows reduced over the rows; entries that
+    are lists or dicts (the records a gate fired on...) are left out."""
+    return {key: float(reduce([row[key] for row in rows])) for key in rows[0]
+            if not isinstance(rows[0][key], list | dict)}
+
+
+def _over_partitions(per_partition: dict[str, list[dict]], base: str) -> dict:
+    """Each variant's mean figures over the partitions, on how many partitions its mean S/V F1
+    is above ``base``'s ("higher on"), and its partitions' rows."""
+    scores = [row["mean_S_V_f1"] for row in per_partition[base]]
+    return {name: {**_reduced(parts),
+                   "higher_on": sum(row["mean_S_V_f1"] > score
+                                    for row, score in zip(parts, scores, strict=True)),
+                   "partitions": parts}
+            for name, parts in per_partition.items()}
 
 
 def _saved_partitions(oof_probs: Path | None, part: str) -> list[Path]:
@@ -1223,8 +1234,7 @@ def run_second_opinion(args) -> dict:
                 **_with_s_v_score(_pooled_row(metrics)),
                 "fired_on": sorted(set(records[decided != first].tolist()))})
         console.print(f"second_opinion: {path.name} scored")
-    rows = {name: {**{key: float(np.mean([row[key] for row in parts])) for key in parts[0]
-                      if key != "fired_on"}, "partitions": parts}
+    rows = {name: {**_reduced(parts), "partitions": parts}
             for name, parts in per_partition.items()}
     largest = sorted(gaps.items(), key=lambda item: -max(item[1]))
     if set_aside:
@@ -1298,7 +1308,7 @@ def run_seed_ensemble(args) -> dict:
     runs = [args.oof_probs, *args.ensemble_with]
     if len(runs) < 2:
         raise SystemExit("part seed_ensemble averages trainings: give --ensemble-with")
-    by_run = {run.stem: {path.stem.removeprefix(run.stem): path
+    by_run = {run.stem: {int(path.stem.removeprefix(f"{run.stem}_p")): path
                          for path in _saved_partitions(run, "seed_ensemble")} for run in runs}
     partitions = sorted(set.intersection(*(set(files) for files in by_run.values())))
     if not partitions:
@@ -1313,33 +1323,25 @@ def run_seed_ensemble(args) -> dict:
         saved = [dict(np.load(files[partition])) for files in by_run.values()]
         for key in ("labels", "records", "features", "second_opinion_features"):
             if any(not np.array_equal(saved[0][key], other[key]) for other in saved[1:]):
-                raise SystemExit(f"partition {partition.removeprefix('_p')}: the runs' {key} "
-                                 "differ, so they are not the same partition's beats")
+                raise SystemExit(f"partition {partition}: the runs' {key} differ, so they are "
+                                 "not the same partition's beats")
         singles = [_built_row(one, default) for one in saved]
         for name, row in zip(by_run, singles, strict=True):
             per_partition[f"{name} alone"].append(row)
-        per_partition["single trainings' mean"].append(
-            {key: float(np.mean([row[key] for row in singles])) for key in singles[0]})
-        spread.append({key: float(np.ptp([row[key] for row in singles])) for key in singles[0]})
+        per_partition["single trainings' mean"].append(_reduced(singles))
+        spread.append(_reduced(singles, np.ptp))
         averaged = {**saved[0], **{key: np.mean([one[key] for one in saved], axis=0)
                                    for key in ENSEMBLE_MEMBER_KEYS}}
         per_partition[ensemble_name].append(_built_row(averaged, default))
-        console.print(f"seed_ensemble: partition {partition.removeprefix('_p')}: S/V F1 "
+        console.print(f"seed_ensemble: partition {partition}: S/V F1 "
                       + ", ".join(f"{row['mean_S_V_f1']:.3f}" for row in singles)
                       + f"; ensemble {per_partition[ensemble_name][-1]['mean_S_V_f1']:.3f}")
-    base = [row["mean_S_V_f1"] for row in per_partition["single trainings' mean"]]
-    rows = {name: {**{key: float(np.mean([row[key] for row in parts])) for key in parts[0]},
-                   "higher_on": sum(row["mean_S_V_f1"] > b for row, b in zip(parts, base,
-                                                                            strict=True)),
-                   "partitions": parts}
-            for name, parts in per_partition.items()}
     return {"evaluation": f"offline on {len(partitions)} partitions' out-of-fold probabilities "
                           f"of {len(runs)} trainings ({', '.join(by_run)}), the default "
                           "decision as built",
-            "partition_numbers": [int(p.removeprefix("_p")) for p in partitions],
-            "results": rows,
-            "spread_over_trainings": {key: float(np.mean([row[key] for row in spread]))
-                                      for key in spread[0]}}
+            "partition_numbers": partitions,
+            "results": _over_partitions(per_partition, "single trainings' mean"),
+            "spread_over_trainings": _reduced(spread)}
 
 
 SET_ASIDE_FEATURES = ("pre_rr", "prev_pre_rr", "qrs_width_z")
@@ -1763,10 +1765,15 @@ def print_table(results: dict) -> None:
         target_rows(f"{mean} (part partitions)", results["partitions"]["results"][mean])
     console.print(table)
     val_columns = ("val macro-F1", "S Se", "S +P", "V Se", "V +P")
+    scored_columns = ("score", "higher on", "macro-F1", "S Se", "S +P", "V Se", "V +P")
 
     def val_cells(row: dict) -> list[str]:
         return [_fmt(row.get(key)) for key in ("val_macro_f1_selection", "val_S_se", "val_S_ppv",
                                            "val_V_se", "val_V_ppv")]
+
+    def scored_cells(row: dict) -> list[str]:  # rows of _over_partitions
+        return [_fmt(row["mean_S_V_f1"]), str(row["higher_on"]),
+                *(_fmt(row.get(key)) for key in ("macro_f1", "S_se", "S_ppv", "V_se", "V_ppv"))]
 
     def window_cells(row: dict) -> list[str]:
         return [f"{row[w]['sensitivity']:.4f} / {row[w]['ppv']:.4f}" for w in ("150ms", "75ms")]
@@ -1795,20 +1802,11 @@ def print_table(results: dict) -> None:
                                                                "V_ppv_all_calls")], ""),
         "smoothing": ("post-processing variants on the partitions' out-of-fold probabilities "
                       "(means over partitions; score: mean of S-F1 and V-F1)",
-                      ("variant", "score", "higher on", "macro-F1", "S Se", "S +P", "V Se",
-                       "V +P"),
-                      lambda row: [_fmt(row["mean_S_V_f1"]), str(row["higher_on"]),
-                                   *(_fmt(row.get(key)) for key in ("macro_f1", "S_se", "S_ppv",
-                                                                "V_se", "V_ppv"))], ""),
+                      ("variant", *scored_columns), scored_cells, ""),
         "seed_ensemble": ("the default as built from single trainings and their seed "
                           "ensemble, offline (means over partitions; score: mean of S-F1 and "
                           "V-F1; higher on: partitions above the single trainings' mean)",
-                          ("training", "score", "higher on", "macro-F1", "S Se", "S +P",
-                           "V Se", "V +P"),
-                          lambda row: [_fmt(row["mean_S_V_f1"]), str(row["higher_on"]),
-                                       *(_fmt(row.get(key)) for key in ("macro_f1", "S_se",
-                                                                    "S_ppv", "V_se",
-                                                                    "V_ppv"))], ""),
+                          ("training", *scored_columns), scored_cells, ""),
         "rpeaks": ("R-peak detection on the DS1 reference beats",
                    ("detector", "Se / +P (150 ms)", "Se / +P (75 ms)", "median offset ms",
                     "s/record"),
