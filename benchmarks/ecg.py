@@ -1834,7 +1834,7 @@ def print_table(results: dict) -> None:
                           f"{row['median_offset_ms']:.1f}")
         console.print(table)
 
-FRESH_DEFAULT_SETS = ("72_77", "78_83", "84_89", "90_95", "96_101")
+FRESH_DEFAULT_SETS = ("72_77", "78_83", "84_89", "90_95", "96_101", "102_107")
 """The partition sets read with the default as it is (E36 built), each never read before."""
 
 
