@@ -1670,14 +1670,15 @@ def _store(out: Path, key: str, result: dict) -> dict:
     """
     import fcntl
 
+    from meddx.fileio import write_atomically
+
     out.parent.mkdir(parents=True, exist_ok=True)
     with open(out.with_name(f".{out.name}.lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         results = json.loads(out.read_text()) if out.exists() else {}
         results[key] = _merge_stored(key, results.get(key, {}), result)
-        tmp = out.with_name(f"{out.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(results, indent=2))
-        os.replace(tmp, out)
+        text = json.dumps(results, indent=2)
+        write_atomically(out, lambda tmp: tmp.write_text(text))
     return results
 
 
@@ -1838,24 +1839,13 @@ FRESH_DEFAULT_SETS = ("72_77", "78_83", "84_89", "90_95", "96_101", "102_107")
 """The partition sets read with the default as it is (E36 built), each never read before."""
 
 
-def _save_figure(figure, path: Path) -> None:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-
-    FigureCanvasAgg(figure)
-    figure.tight_layout()
-    tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.png")
-    figure.savefig(tmp, dpi=110)
-    os.replace(tmp, path)
-    console.print(f"plot: {path}")
-
-
 def plot_ecg200_resamples(entry: dict, path: Path) -> None:
     """Each set-up's test accuracy on every resample, its mean, the official split, and the
     published 30-resample means and the target."""
-    from matplotlib.figure import Figure
+    from meddx.figures import new_figure, save_figure
 
     rows = list(resample_accuracies(entry["rows"]).items())
-    figure = Figure(figsize=(10, 1.6 + 0.8 * len(rows)))
+    figure = new_figure(10, 1.6 + 0.8 * len(rows))
     axes = figure.add_subplot()
     rng = np.random.default_rng(0)
     labels = []
@@ -1881,7 +1871,7 @@ def plot_ecg200_resamples(entry: dict, path: Path) -> None:
     axes.set_xlabel("test accuracy")
     axes.legend(fontsize=7, bbox_to_anchor=(1.01, 1), loc="upper left")
     axes.set_title("ECG200 over resamples of TRAIN + TEST (100 train / 100 test series each)")
-    _save_figure(figure, path)
+    console.print(f"plot: {save_figure(figure, path)}")
 
 
 def fresh_partitions(results: dict) -> dict[str, list[dict]]:
@@ -1917,9 +1907,9 @@ def fresh_partitions_summary(results: dict) -> dict:
 def plot_partitions(results: dict, path: Path) -> None:
     """S and V sensitivity against +P on each fresh partition of DS1 read with the default as
     built, with the targets."""
-    from matplotlib.figure import Figure
+    from meddx.figures import new_figure, save_figure
 
-    figure = Figure(figsize=(10, 4.5))
+    figure = new_figure(10, 4.5)
     panels = {"S": figure.add_subplot(1, 2, 1), "V": figure.add_subplot(1, 2, 2)}
     for seeds, parts in fresh_partitions(results).items():
         for cls, axes in panels.items():
@@ -1933,7 +1923,7 @@ def plot_partitions(results: dict, path: Path) -> None:
         axes.set_title(f"{cls} beats, one point per partition (dashed: targets)")
     panels["S"].legend(fontsize=8, loc="center left")
     figure.suptitle("MIT-BIH DS1, the default over fresh partitions of the 22 patients")
-    _save_figure(figure, path)
+    console.print(f"plot: {save_figure(figure, path)}")
 
 
 def write_plots(results: dict, folder: Path) -> None:

@@ -36,14 +36,26 @@ def staged_folder(out: Path) -> Iterator[Path]:
         raise
 
 
-def write_json(data: Any, path: Path, default: Callable[[Any], Any] | None = None) -> Path:
-    """Write JSON to a temporary sibling, then rename: readers never see half a file.
+def write_atomically(path: Path, write: Callable[[Path], Any]) -> Path:
+    """Call ``write(tmp)`` on a hidden sibling of ``path``, then rename it into place.
 
-    The temporary name carries the process and thread, so concurrent writers never collide.
+    Readers never see half a file, and a failed write leaves what was there before. The
+    temporary ends with ``path``'s own name, so writers that take the format from the suffix
+    (``.nii.gz``, ``.png``) still do, and carries the process and thread, so concurrent writers
+    never collide. It is created like any new file (the umask's permissions, not 0600).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".tmp-{os.getpid()}-{threading.get_ident()}-{path.name}")
-    tmp.write_text(json.dumps(data, indent=2, allow_nan=default is not None, default=default))
-    os.replace(tmp, path)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return path
+
+
+def write_json(data: Any, path: Path, default: Callable[[Any], Any] | None = None) -> Path:
+    """Write JSON atomically (:func:`write_atomically`)."""
+    text = json.dumps(data, indent=2, allow_nan=default is not None, default=default)
+    return write_atomically(path, lambda tmp: tmp.write_text(text))

@@ -17,22 +17,17 @@ of numbers) or UCR lines, each with its integrated-gradients saliency.
 
 from __future__ import annotations
 
-import os
-import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+import numpy as np
+import torch
+from matplotlib.patches import Rectangle
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-from meddx.data.datasets import SplitData  # noqa: E402
-from meddx.data.ecg import (  # noqa: E402
+from meddx.data.datasets import SplitData
+from meddx.data.ecg import (
     AAMI_CLASSES,
     AAMI_EXCUSED_CALLS,
     AAMI_MAP,
@@ -46,12 +41,13 @@ from meddx.data.ecg import (  # noqa: E402
     read_series,
     read_signal,
 )
-from meddx.decision.bundle import Bundle, load_weights  # noqa: E402
-from meddx.errors import BundleError, InputFileError  # noqa: E402
-from meddx.learn.boosting import booster_probs, load_booster  # noqa: E402
-from meddx.learn.networks1d import Network1DSpec, build_network1d  # noqa: E402
-from meddx.learn.tasks import ecg_features  # noqa: E402
-from meddx.learn.tasks.ecg import (  # noqa: E402
+from meddx.decision.bundle import Bundle, load_weights
+from meddx.errors import BundleError, InputFileError
+from meddx.figures import new_figure, save_figure
+from meddx.learn.boosting import booster_probs, load_booster
+from meddx.learn.networks1d import Network1DSpec, build_network1d
+from meddx.learn.tasks import ecg_features
+from meddx.learn.tasks.ecg import (
     BEAT_TASK,
     COMBINED,
     COMPONENTS,
@@ -67,13 +63,13 @@ from meddx.learn.tasks.ecg import (  # noqa: E402
     second_opinion_calls,
     series_inputs,
 )
-from meddx.learn.tasks.ecg_rocket import (  # noqa: E402
+from meddx.learn.tasks.ecg_rocket import (
     EXPLANATION_METHOD,
     MINIROCKET,
     RocketModel,
     occlusion_saliency,
 )
-from meddx.learn.trainer import default_device  # noqa: E402
+from meddx.learn.trainer import default_device
 
 CLASS_COLOURS = {"N": "#4d9221", "S": "#f28e2b", "V": "#d62728", "F": "#9467bd", "Q": "#1f77b4"}
 STRIP_SECONDS = 10.0
@@ -82,22 +78,6 @@ STRIP_SECONDS = 10.0
 def _entropy(probs: np.ndarray) -> np.ndarray:
     clipped = np.clip(probs, 1e-12, 1.0)
     return -(clipped * np.log(clipped)).sum(axis=1) / np.log(probs.shape[1])
-
-
-def save_figure(fig, path: Path, dpi: int = 120) -> Path:
-    """Save a figure as PNG beside the target, then rename: a crash never leaves half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(suffix=".png", dir=path.parent)
-    os.close(handle)
-    try:
-        fig.savefig(tmp, dpi=dpi)
-        os.replace(tmp, path)
-    finally:
-        plt.close(fig)
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return path
 
 
 class _EcgPredictor:
@@ -446,8 +426,8 @@ class EcgBeatClassifier(_EcgPredictor):
         if peak > 0:
             saliency_trace = saliency_trace / peak
 
-        fig, (top, bottom) = plt.subplots(2, 1, figsize=(13, 4.6), sharex=True,
-                                          gridspec_kw={"height_ratios": [3, 1]})
+        fig = new_figure(13, 4.6)
+        top, bottom = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
         top.plot(trace_t[shown], beats.trace[shown], color="black", lw=0.8)
         for index in inside:
             name = self.class_names[classes[index]]
@@ -458,7 +438,7 @@ class EcgBeatClassifier(_EcgPredictor):
             top.axvspan(start, times[index] + config.post_s, color=colour, alpha=0.18, lw=0)
             top.text(times[index], 1.02, name, transform=top.get_xaxis_transform(),
                      ha="center", va="bottom", color=colour, fontsize=9, fontweight="bold")
-        handles = [plt.Rectangle((0, 0), 1, 1, color=CLASS_COLOURS[c], alpha=0.5)
+        handles = [Rectangle((0, 0), 1, 1, color=CLASS_COLOURS[c], alpha=0.5)
                    for c in self.class_names]
         top.legend(handles, self.class_names, loc="upper right", ncol=5, fontsize=8)
         top.set_ylabel(f"{beats.lead} (scaled)")
@@ -472,7 +452,6 @@ class EcgBeatClassifier(_EcgPredictor):
                           else "IG saliency (CNN)" if self.members else "IG saliency")
         bottom.set_ylim(0, 1.05)
         bottom.set_xlabel("time (s)")
-        fig.tight_layout()
         return save_figure(fig, path)
 
 
@@ -558,13 +537,13 @@ class EcgSeriesClassifier(_EcgPredictor):
     def _plot(self, x: torch.Tensor, classes: np.ndarray, probs: np.ndarray, path: Path,
               maps: np.ndarray | None = None) -> Path:
         maps = self.saliency(x, None, classes) if maps is None else maps
-        fig, axes = plt.subplots(len(x), 1, figsize=(8, 2 * len(x)), squeeze=False)
+        fig = new_figure(8, 2 * len(x))
+        axes = fig.subplots(len(x), 1, squeeze=False)
         for ax, series, sal, c, p in zip(axes[:, 0], x[:, 0].numpy(), maps, classes, probs,
                                          strict=True):
             ax.plot(series, color="black", lw=1)
             ax.scatter(np.arange(len(series)), series, c=sal, cmap="Reds", s=10)
             ax.set_title(f"{self.class_names[c]} (p={p[c]:.2f})", fontsize=9)
-        fig.tight_layout()
         return save_figure(fig, path)
 
 

@@ -10,17 +10,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import torch
+from monai.visualize import GradCAM
+from torch import nn
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from monai.visualize import GradCAM  # noqa: E402
-from torch import nn  # noqa: E402
-
-from meddx.learn.ensemble import ProbabilityEnsemble  # noqa: E402
-from meddx.learn.networks import GRADCAM_LAYERS  # noqa: E402
+from meddx.figures import new_figure, save_figure
+from meddx.learn.ensemble import ProbabilityEnsemble
+from meddx.learn.networks import GRADCAM_LAYERS
 
 
 def heat_map(model: nn.Module, arch: str, inputs: torch.Tensor, class_index: int) -> np.ndarray:
@@ -77,7 +74,8 @@ def save_overlay(image: np.ndarray, relevance: np.ndarray, path: Path, title: st
     """
     gray = image.mean(axis=0)
     panels = ([("", gray, relevance)] if gray.ndim == 2 else list(_slices(gray, relevance)))
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.9), squeeze=False)
+    fig = new_figure(3.6 * len(panels), 3.9)
+    axes = fig.subplots(1, len(panels), squeeze=False)
     for ax, (label, picture, heat) in zip(axes[0], panels, strict=True):
         ax.imshow(picture, cmap="gray", interpolation="bilinear")
         shown = ax.imshow(heat, cmap="jet", alpha=alpha, vmin=0, vmax=1, interpolation="bilinear")
@@ -85,8 +83,4 @@ def save_overlay(image: np.ndarray, relevance: np.ndarray, path: Path, title: st
         ax.axis("off")
     fig.colorbar(shown, ax=axes[0].tolist(), fraction=0.046, pad=0.04, label="relevance")
     fig.suptitle(title, fontsize=10)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=130, bbox_inches="tight")
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

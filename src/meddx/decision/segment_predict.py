@@ -15,8 +15,6 @@ All files are written atomically (temporary file, then rename).
 
 from __future__ import annotations
 
-import json
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -27,6 +25,7 @@ import torch
 from meddx.data.segmentation import SegmentationSplit, read_volume
 from meddx.decision.bundle import Bundle, check_task, load_weights
 from meddx.errors import InputFileError
+from meddx.fileio import write_atomically, write_json
 from meddx.learn.tasks.segmentation import (
     TASK_NAME,
     SegmentationPlan,
@@ -46,18 +45,6 @@ def _stem(path: Path) -> str:
         if name.lower().endswith(suffix):
             return name[: -len(suffix)]
     return name
-
-
-def _atomic(path: Path, write) -> Path:
-    """Call ``write(tmp_path)`` then rename into place; the temporary keeps the suffixes."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
 
 
 class SegmentationPredictor:
@@ -121,7 +108,8 @@ class SegmentationPredictor:
             from PIL import Image as PILImage
 
             target = out_dir / f"{_stem(path)}_seg.png"
-            return _atomic(target, lambda tmp: PILImage.fromarray(mask).save(tmp, format="PNG"))
+            return write_atomically(
+                target, lambda tmp: PILImage.fromarray(mask).save(tmp, format="PNG"))
         import nibabel as nib
 
         target = out_dir / f"{_stem(path)}_seg.nii.gz"
@@ -131,7 +119,7 @@ class SegmentationPredictor:
         out = nib.Nifti1Image(mask, image.affine, header=header)
         out.set_data_dtype(np.uint8)
         out.header.set_slope_inter(1, 0)
-        return _atomic(target, lambda tmp: nib.save(out, str(tmp)))
+        return write_atomically(target, lambda tmp: nib.save(out, str(tmp)))
 
     def predict_file(self, path: str | Path, explain_to: Path | None = None,
                      out_dir: str | Path | None = None, overlay: bool = False) -> dict[str, Any]:
@@ -167,11 +155,11 @@ class SegmentationPredictor:
 
             target = Path(explain_to) if explain_to is not None else \
                 out_dir / f"{_stem(path)}_overlay.png"
-            result["overlay"] = str(_atomic(target, lambda tmp: plot_mask_overlay(
-                image.array, [("prediction", mask)], self.class_names, tmp,
-                f"{path.name}: {self.name}")))
+            result["overlay"] = str(plot_mask_overlay(
+                image.array, [("prediction", mask)], self.class_names, target,
+                f"{path.name}: {self.name}"))
         result["latency_ms"] = round((time.perf_counter() - start) * 1000, 2)
         json_path = out_dir / f"{_stem(path)}_seg.json"
-        _atomic(json_path, lambda tmp: tmp.write_text(json.dumps(result, indent=2)))
+        write_json(result, json_path)
         result["json"] = str(json_path)
         return result

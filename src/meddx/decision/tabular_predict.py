@@ -323,10 +323,10 @@ def _cell(value: Any) -> str:
 def plot_contributions(contributions: Sequence[Mapping[str, Any]], base: float, output: float,
                        path: Path, title: str, top: int = 15) -> Path:
     """Horizontal bar plot of one patient's SHAP values (red raises, blue lowers the risk)."""
-    from meddx.learn.evaluation.report import _new_figure, _save
+    from meddx.figures import new_figure, save_figure
 
     shown = list(contributions)[:top][::-1]
-    figure = _new_figure(7.0, 0.45 * len(shown) + 1.6)
+    figure = new_figure(7.0, 0.45 * len(shown) + 1.6)
     axis = figure.add_subplot(1, 1, 1)
     values = [c["shap"] for c in shown]
     axis.barh(range(len(shown)), values,
@@ -336,19 +336,19 @@ def plot_contributions(contributions: Sequence[Mapping[str, Any]], base: float, 
     axis.set_xlabel(f"SHAP value (log-odds); base {base:+.2f} -> output {output:+.2f}")
     axis.set_title(title, fontsize=10)
     path.parent.mkdir(parents=True, exist_ok=True)
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def plot_global_importance(importance: Mapping[str, float], path: Path, title: str) -> Path:
     """Bar plot of mean |SHAP| per measurement."""
-    from meddx.learn.evaluation.report import _new_figure, _save
+    from meddx.figures import new_figure, save_figure
 
     items = list(importance.items())[:20][::-1]
-    figure = _new_figure(7.0, 0.4 * len(items) + 1.4)
+    figure = new_figure(7.0, 0.4 * len(items) + 1.4)
     axis = figure.add_subplot(1, 1, 1)
     axis.barh(range(len(items)), [v for _, v in items], color="#7d3c98")
     axis.set_yticks(range(len(items)), [k for k, _ in items])
     axis.set_xlabel("mean |SHAP value| (log-odds)")
     axis.set_title(title, fontsize=10)
     path.parent.mkdir(parents=True, exist_ok=True)
-    return _save(figure, path)
+    return save_figure(figure, path)

@@ -215,10 +215,10 @@ class TextPredictor:
 def plot_word_attributions(words: Sequence[Mapping[str, Any]], path: Path, title: str,
                            top: int = 20) -> Path:
     """Bar plot of the words with the largest attributions (red: for the decision)."""
-    from meddx.learn.evaluation.report import _new_figure, _save
+    from meddx.figures import new_figure, save_figure
 
     ranked = sorted(words, key=lambda w: -abs(w["attribution"]))[:top][::-1]
-    figure = _new_figure(6.5, 0.35 * len(ranked) + 1.4)
+    figure = new_figure(6.5, 0.35 * len(ranked) + 1.4)
     axis = figure.add_subplot(1, 1, 1)
     values = [w["attribution"] for w in ranked]
     axis.barh(range(len(ranked)), values,
@@ -228,4 +228,4 @@ def plot_word_attributions(words: Sequence[Mapping[str, Any]], path: Path, title
     axis.set_xlabel("attribution to the decided class")
     axis.set_title(title, fontsize=10)
     path.parent.mkdir(parents=True, exist_ok=True)
-    return _save(figure, path)
+    return save_figure(figure, path)

@@ -30,6 +30,7 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel
 
 from meddx.errors import ConfigError, MeddxError
+from meddx.fileio import write_atomically
 from meddx.learn.tasks.base import TrainableTask
 
 log = logging.getLogger(__name__)
@@ -181,10 +182,8 @@ def default_device() -> torch.device:
 
 
 def atomic_torch_save(obj: Any, path: Path) -> None:
-    """Write with torch.save to a temporary file, then rename: a crash never leaves half a file."""
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    """Write with torch.save atomically (:func:`~meddx.fileio.write_atomically`)."""
+    write_atomically(path, lambda tmp: torch.save(obj, tmp))
 
 
 def _param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
@@ -404,9 +403,9 @@ class Trainer:
                     "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
         }
         atomic_torch_save(payload, self.checkpoint_path)
-        tmp = self.work_dir / "history.json.tmp"
-        tmp.write_text(json.dumps(state["history"], indent=1))
-        os.replace(tmp, self.work_dir / "history.json")
+        # json.dumps, not write_json: a diverged epoch's NaN loss stays readable as NaN.
+        history = json.dumps(state["history"], indent=1)
+        write_atomically(self.work_dir / "history.json", lambda tmp: tmp.write_text(history))
 
     def _load_checkpoint(self, model, ema, optimizer) -> dict[str, Any]:
         if not self.checkpoint_path.exists():

@@ -37,7 +37,6 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import hmac
-import json
 import logging
 import os
 import secrets
@@ -49,6 +48,7 @@ from typing import Any, Literal
 from meddx import __version__
 from meddx.data.dicom.annex_e import EDITION, ProfileRule, load_table
 from meddx.errors import ConfigError, InputFileError
+from meddx.fileio import write_json
 
 __all__ = [
     "DeidentificationOptions",
@@ -472,8 +472,6 @@ def deidentify_path(source: str | os.PathLike[str], out_dir: str | os.PathLike[s
         "skipped": skipped,
     }
     target = Path(log_path) if log_path else out_dir / "deidentification-log.json"
-    tmp = target.with_name(f".tmp-{os.getpid()}-{target.name}")
-    tmp.write_text(json.dumps(report, indent=2))
-    os.replace(tmp, target)
+    write_json(report, target)
     report["log"] = str(target)
     return report

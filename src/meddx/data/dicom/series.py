@@ -25,7 +25,6 @@ from __future__ import annotations
 import datetime as _dt
 import logging
 import os
-import threading
 import warnings
 from collections import defaultdict
 from collections.abc import Sequence
@@ -38,6 +37,7 @@ import numpy as np
 from meddx.data.dicom.codecs import decode_pixels
 from meddx.data.images import Image, read_image
 from meddx.errors import InputFileError
+from meddx.fileio import write_atomically
 
 __all__ = [
     "LPS_TO_RAS",
@@ -91,15 +91,8 @@ def save_dataset(ds: Any, target: str | os.PathLike[str], enforce: bool = True) 
         enforce: write a conformant file (preamble + file meta); False for datasets read
             without file meta whose transfer syntax is unknown.
     """
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".tmp-{os.getpid()}-{threading.get_ident()}-{target.name}")
-    try:
-        ds.save_as(tmp, enforce_file_format=enforce)
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return target
+    return write_atomically(Path(target),
+                            lambda tmp: ds.save_as(tmp, enforce_file_format=enforce))
 
 
 @dataclass

@@ -6,9 +6,7 @@ reviewer can open without any software: ``report.html`` (self-contained: inline 
 referenced by relative file name, no scripts or CDN), ``report.md``, ``metrics.json`` and three
 PNG plots.
 
-Plots use matplotlib's object-oriented API with an explicit Agg canvas rather than ``pyplot``:
-no global backend switch, no figure registry to leak memory in a long-running server, and safe
-on machines without a display.
+Plots are drawn by :mod:`meddx.figures` (no ``pyplot``, written atomically).
 """
 
 from __future__ import annotations
@@ -21,13 +19,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 from numpy.typing import ArrayLike
 from sklearn.metrics import roc_auc_score, roc_curve
 
 import meddx
 from meddx.errors import DataError
+from meddx.figures import new_figure, save_figure
 from meddx.learn.evaluation.metrics import (
     ECE_BINS,
     _as_labels,
@@ -44,7 +41,6 @@ __all__ = [
     "write_classification_report",
 ]
 
-_DPI = 130
 # Above this many classes, per-class legends and cell annotations become unreadable.
 _MAX_LEGEND_CLASSES = 10
 _MAX_ANNOTATED_CLASSES = 20
@@ -118,19 +114,6 @@ footer { margin-top: 2.5em; font-size: 0.82em; color: #7b8794; }
 # --------------------------------------------------------------------------------------------
 
 
-def _new_figure(width: float, height: float) -> Figure:
-    figure = Figure(figsize=(width, height), dpi=_DPI, layout="constrained")
-    FigureCanvasAgg(figure)  # attaches itself to the figure
-    return figure
-
-
-def _save(figure: Figure, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=_DPI, format="png", facecolor="white")
-    return path
-
-
 def _class_colours(n: int) -> list[Any]:
     from matplotlib import colormaps
 
@@ -161,7 +144,7 @@ def plot_roc(
     y = _as_labels(y_true, len(names))
     p = _as_probs(probs, y.shape[0], len(names))
     binary = len(names) == 2
-    figure = _new_figure(5.6, 5.2)
+    figure = new_figure(5.6, 5.2)
     ax = figure.add_subplot()
     ax.plot([0, 1], [0, 1], linestyle="--", color="#9aa5b1", linewidth=1, label="chance")
 
@@ -194,7 +177,7 @@ def plot_roc(
     ax.set_aspect("equal")
     ax.grid(True, alpha=0.3)
     ax.legend(loc="lower right", fontsize=8, framealpha=0.9)
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def plot_confusion_matrix(
@@ -226,7 +209,7 @@ def plot_confusion_matrix(
     vmax = 1.0 if normalize else max(float(shown.max()), 1.0)
 
     size = min(max(4.8, 0.65 * k + 2.6), 16.0)
-    figure = _new_figure(size + 0.9, size)
+    figure = new_figure(size + 0.9, size)
     ax = figure.add_subplot()
     image = ax.imshow(shown, cmap="Blues", vmin=0.0, vmax=vmax)
     colourbar = figure.colorbar(image, ax=ax, shrink=0.8)
@@ -250,7 +233,7 @@ def plot_confusion_matrix(
     ax.set_ylabel("True class")
     suffix = " (counts and row %)" if normalize else " (counts)"
     ax.set_title(f"Confusion matrix{suffix}", fontsize=11)
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def plot_reliability(
@@ -273,7 +256,7 @@ def plot_reliability(
     left = curve.bin_edges[:-1]
     width = np.diff(curve.bin_edges)
 
-    figure = _new_figure(5.6, 6.2)
+    figure = new_figure(5.6, 6.2)
     top, bottom = figure.subplots(2, 1, sharex=True, height_ratios=[3, 1])
     top.plot([0, 1], [0, 1], linestyle="--", color="#9aa5b1", linewidth=1, label="perfect")
     top.bar(
@@ -309,7 +292,7 @@ def plot_reliability(
     bottom.set_xlabel("Confidence (probability of the predicted class)")
     bottom.set_ylabel("Cases")
     bottom.grid(True, alpha=0.3)
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 # --------------------------------------------------------------------------------------------

@@ -20,7 +20,8 @@ from typing import Any
 import numpy as np
 
 import meddx
-from meddx.learn.evaluation.report import _CSS, _fmt, _html_table, _md_table, _new_figure, _save
+from meddx.figures import new_figure, save_figure
+from meddx.learn.evaluation.report import _CSS, _fmt, _html_table, _md_table
 from meddx.learn.evaluation.segmentation_metrics import (
     NSD_TOLERANCE_MM,
     case_metrics,
@@ -78,7 +79,7 @@ def plot_mask_overlay(image: np.ndarray, masks: Sequence[tuple[str, np.ndarray]]
     centre = _centre([m for _, m in masks])
     views = [(None, gray)] if gray.ndim == 2 else [
         (axis, np.take(gray, centre[axis], axis)) for axis in range(3)]
-    figure = _new_figure(3.0 * len(views), 3.0 * len(masks) + 0.5)
+    figure = new_figure(3.0 * len(views), 3.0 * len(masks) + 0.5)
     axes = figure.subplots(len(masks), len(views), squeeze=False)
     for row, (caption, mask) in enumerate(masks):
         for col, (axis, picture) in enumerate(views):
@@ -97,21 +98,21 @@ def plot_mask_overlay(image: np.ndarray, masks: Sequence[tuple[str, np.ndarray]]
     figure.legend(handles=handles, loc="outside lower center", ncols=max(1, len(handles)),
                   fontsize=8)
     figure.suptitle(title, fontsize=10)
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def _plot_dice_box(metrics: Mapping[str, Any], path: Path) -> Path:
     labels = metrics["labels"]
     data = [[c["dice"].get(name) for c in metrics["cases"] if c["dice"].get(name) is not None]
             for name in labels]
-    figure = _new_figure(1.6 + 1.2 * len(labels), 3.4)
+    figure = new_figure(1.6 + 1.2 * len(labels), 3.4)
     ax = figure.subplots()
     ax.boxplot(data, tick_labels=labels, showmeans=True)
     ax.set_ylabel("Dice per case")
     ax.set_ylim(0, 1.02)
     ax.grid(axis="y", alpha=0.3)
     ax.set_title(f"Dice per label (n = {metrics['n']})", fontsize=10)
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 # --------------------------------------------------------------------------------------------
