@@ -1670,15 +1670,14 @@ def _store(out: Path, key: str, result: dict) -> dict:
     """
     import fcntl
 
-    from meddx.fileio import write_atomically
+    from meddx.fileio import write_text
 
     out.parent.mkdir(parents=True, exist_ok=True)
     with open(out.with_name(f".{out.name}.lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         results = json.loads(out.read_text()) if out.exists() else {}
         results[key] = _merge_stored(key, results.get(key, {}), result)
-        text = json.dumps(results, indent=2)
-        write_atomically(out, lambda tmp: tmp.write_text(text))
+        write_text(json.dumps(results, indent=2), out)
     return results
 
 

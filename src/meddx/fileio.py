@@ -55,7 +55,12 @@ def write_atomically(path: Path, write: Callable[[Path], Any]) -> Path:
     return path
 
 
+def write_text(text: str, path: Path) -> Path:
+    """Write UTF-8 text atomically (:func:`write_atomically`)."""
+    return write_atomically(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
 def write_json(data: Any, path: Path, default: Callable[[Any], Any] | None = None) -> Path:
-    """Write JSON atomically (:func:`write_atomically`)."""
-    text = json.dumps(data, indent=2, allow_nan=default is not None, default=default)
-    return write_atomically(path, lambda tmp: tmp.write_text(text))
+    """Write JSON atomically; NaN is refused unless ``default`` is given."""
+    return write_text(json.dumps(data, indent=2, allow_nan=default is not None, default=default),
+                      path)

@@ -8,8 +8,8 @@ import sys
 import numpy as np
 import pytest
 
-from meddx.fileio import staged_folder, write_atomically, write_json
 from meddx.figures import new_figure, save_figure
+from meddx.fileio import staged_folder, write_atomically, write_json
 
 
 def test_write_atomically_keeps_the_suffix_for_writers_that_read_it(tmp_path):

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from meddx.errors import InputFileError
+from meddx.fileio import write_atomically
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 PNG_KEPT = frozenset({b"IHDR", b"PLTE", b"IDAT", b"IEND", b"tRNS", b"gAMA", b"cHRM", b"sRGB",
@@ -210,7 +211,7 @@ def scrub_jpeg(source: Path, target: Path) -> list[dict[str, Any]]:
 def _write(target: Path, out: bytearray, removed: Counter[str], rewritten: list[dict[str, Any]],
            trailer: str) -> list[dict[str, Any]]:
     """Write the scrubbed file; the changes: elements removed, rewritten, data after the end."""
-    target.write_bytes(bytes(out))
+    write_atomically(target, lambda tmp: tmp.write_bytes(bytes(out)))
     changes = [_change(name, "removed", n) for name, n in removed.items()] + rewritten
     return changes + ([_change(trailer, "removed")] if trailer else [])
 

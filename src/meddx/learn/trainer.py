@@ -30,7 +30,7 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel
 
 from meddx.errors import ConfigError, MeddxError
-from meddx.fileio import write_atomically
+from meddx.fileio import write_atomically, write_text
 from meddx.learn.tasks.base import TrainableTask
 
 log = logging.getLogger(__name__)
@@ -404,8 +404,7 @@ class Trainer:
         }
         atomic_torch_save(payload, self.checkpoint_path)
         # json.dumps, not write_json: a diverged epoch's NaN loss stays readable as NaN.
-        history = json.dumps(state["history"], indent=1)
-        write_atomically(self.work_dir / "history.json", lambda tmp: tmp.write_text(history))
+        write_text(json.dumps(state["history"], indent=1), self.work_dir / "history.json")
 
     def _load_checkpoint(self, model, ema, optimizer) -> dict[str, Any]:
         if not self.checkpoint_path.exists():

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import datetime as dt
 import html
-import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ import numpy as np
 
 import meddx
 from meddx.figures import new_figure, save_figure
+from meddx.fileio import write_json, write_text
 from meddx.learn.evaluation.report import _CSS, _fmt, _html_table, _md_table
 from meddx.learn.evaluation.segmentation_metrics import (
     NSD_TOLERANCE_MM,
@@ -175,7 +175,7 @@ def write_segmentation_report(out_dir: str | Path, metrics: Mapping[str, Any], s
     out.mkdir(parents=True, exist_ok=True)
     labels = list(metrics["labels"])
     names = list(metrics["class_names"])
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2, allow_nan=False) + "\n")
+    write_json(metrics, out / "metrics.json")
     _plot_dice_box(metrics, out / "dice_boxplot.png")
 
     ranked = sorted(range(len(masks)), key=lambda i: mean_foreground_dice(metrics["cases"][i]))
@@ -214,7 +214,7 @@ def write_segmentation_report(out_dir: str | Path, metrics: Mapping[str, Any], s
     md += [item for file, caption in overlays for item in (f"![{caption}]({file})", "")]
     md += ["![Dice per label](dice_boxplot.png)", "", "## Per case", "",
            *_md_table(case_header, case_rows), "", footer, ""]
-    (out / "report.md").write_text("\n".join(md), encoding="utf-8")
+    write_text("\n".join(md), out / "report.md")
 
     esc = html.escape
     parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
@@ -234,9 +234,7 @@ def write_segmentation_report(out_dir: str | Path, metrics: Mapping[str, Any], s
               "<h2>Per case</h2>",
               _html_table(case_header, case_rows, numeric=[False] + [True] * (3 * len(labels))),
               f"<footer>{esc(footer)}</footer>", "</main></body></html>", ""]
-    html_path = out / "report.html"
-    html_path.write_text("\n".join(parts), encoding="utf-8")
-    return html_path
+    return write_text("\n".join(parts), out / "report.html")
 
 
 def write_segmentation_evaluation(predictor, split, report_dir: Path, dataset_name: str,

@@ -49,6 +49,7 @@ from meddx.data.ecg import (
     resample_signal,
 )
 from meddx.errors import ConfigError, DataError
+from meddx.fileio import write_json
 from meddx.learn.ensemble import has_checkpoint
 from meddx.learn.evaluate import evaluate_split
 from meddx.learn.evaluation.metrics import classification_metrics
@@ -873,7 +874,7 @@ def _train_one(plan: EcgPlan, train, val, work_dir: Path, config: TrainConfig, r
                progress: bool, source: str):
     task = EcgTask(plan, train, val, source)
     work_dir.mkdir(parents=True, exist_ok=True)
-    (work_dir / PLAN_FILE).write_text(json.dumps(plan.to_dict(), indent=2))
+    write_json(plan.to_dict(), work_dir / PLAN_FILE)
     result = Trainer(config, work_dir, progress=progress).fit(task, resume=resume)
     return task, result
 
