@@ -138,6 +138,38 @@ def test_rr_features_are_normalised_per_record():
     assert f[10, 0] < 0.7 and f[10, 1] > 1.3 and f[10, 4] > 1.8
 
 
+def test_recutting_a_record_filters_and_aligns_it_once(records, monkeypatch):
+    import meddx.data.ecg as ecg
+
+    fresh = read_wfdb_record(records / "903")
+    options = [BeatConfig(), BeatConfig(pre_s=0.9, feature_set="two_lead"),
+               BeatConfig(template_channel=False, feature_set="rr")]
+    expected = [extract_beats(fresh, config) for config in options]
+    calls = {"filter": 0, "align": 0}
+    for name, key in (("filter_ecg", "filter"), ("align_beat_marks", "align")):
+        def counted(*args, _original=getattr(ecg, name), _key=key, **kwargs):
+            calls[_key] += 1
+            return _original(*args, **kwargs)
+        monkeypatch.setattr(ecg, name, counted)
+    record = read_wfdb_record(records / "903")
+    for _ in range(2):
+        for config, before in zip(options, expected, strict=True):
+            beats = extract_beats(record, config)
+            for field in ("windows", "rr", "samples", "marks", "trace"):
+                assert np.array_equal(getattr(beats, field), getattr(before, field),
+                                      equal_nan=True)
+    # Each lead filtered once (the two_lead set cuts the second lead too), the marks aligned
+    # once (aligning band-passes the lead itself: the third filter call).
+    assert calls == {"filter": 3, "align": 1}
+    # Other filter settings or other marks are computed, not taken from the cache; a record
+    # with another signal (dataclasses.replace) starts with none of it.
+    extract_beats(record, BeatConfig(lowpass_hz=30.0))
+    extract_beats(record, BeatConfig(), samples=record.beat_samples[::2])
+    assert calls == {"filter": 3 + 1 + 1, "align": 2}
+    flipped = replace(record, signal=-record.signal)
+    assert not np.allclose(extract_beats(flipped, BeatConfig()).trace, expected[0].trace)
+
+
 def test_beat_windows_and_template_channel(records):
     record = read_wfdb_record(records / "902")
     config = BeatConfig()

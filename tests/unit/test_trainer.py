@@ -12,8 +12,10 @@ from meddx.learn.trainer import (
     GlobalAveragePool,
     TrainConfig,
     Trainer,
+    default_device,
     deterministic_pooling,
     lr_at,
+    uses_bf16,
 )
 from tests.conftest import synthetic_dataset
 
@@ -43,6 +45,16 @@ def test_learns_a_separable_problem(tmp_path):
 def test_same_seed_same_run(tmp_path):
     a = Trainer(_config(epochs=2), tmp_path / "a", progress=False).fit(_task())
     b = Trainer(_config(epochs=2), tmp_path / "b", progress=False).fit(_task())
+    assert [h["train_loss"] for h in a.history] == [h["train_loss"] for h in b.history]
+
+
+def test_auto_amp_follows_the_device_so_the_default_run_repeats(tmp_path):
+    # A timing trial once chose bf16 or fp32 by how loaded the machine was: one seed, two runs.
+    assert not uses_bf16("auto", torch.device("cpu")) and uses_bf16("bf16", torch.device("cpu"))
+    assert not uses_bf16("off", torch.device("cuda"))
+    a = Trainer(_config(epochs=2, amp="auto"), tmp_path / "a", progress=False).fit(_task())
+    b = Trainer(_config(epochs=2, amp="auto"), tmp_path / "b", progress=False).fit(_task())
+    assert a.amp == b.amp == uses_bf16("auto", default_device())
     assert [h["train_loss"] for h in a.history] == [h["train_loss"] for h in b.history]
 
 

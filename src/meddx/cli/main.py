@@ -116,7 +116,8 @@ def train(
     lr: Annotated[float, typer.Option(help="Peak learning rate.")] = 2e-3,
     patience: Annotated[int, typer.Option(help="Early-stopping patience in epochs (0: off).")] = 10,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
-    amp: Annotated[str, typer.Option(help="bf16 autocast: auto, bf16 or off.")] = "auto",
+    amp: Annotated[str, typer.Option(
+        help="bf16 autocast: auto (on GPUs that support it), bf16 or off.")] = "auto",
     ensemble: Annotated[int, typer.Option(
         help="Train this many networks (seeds seed..seed+K-1) and average their "
              "probabilities; the time budget covers all of them.")] = 1,

@@ -37,7 +37,7 @@ import logging
 import math
 import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from fractions import Fraction
 from pathlib import Path
@@ -146,6 +146,18 @@ class EcgRecord:
     leads: list[str]
     beat_samples: np.ndarray | None = None
     beat_symbols: list[str] | None = None
+    # What its beats' cuts derive from the signal alone (filtered traces, aligned marks), kept
+    # because a training cuts each record again for each model's window options. Not copied
+    # by dataclasses.replace: a record with another signal or other marks starts empty.
+    _derived: dict[tuple, np.ndarray] = field(default_factory=dict, init=False, repr=False,
+                                              compare=False)
+
+    def derived(self, key: tuple, compute: Callable[[], np.ndarray]) -> np.ndarray:
+        """``compute()``, computed once per ``key`` (which must name everything it reads
+        besides this record's signal); callers must not change the array in place."""
+        if key not in self._derived:
+            self._derived[key] = compute()
+        return self._derived[key]
 
     @property
     def duration_s(self) -> float:
@@ -867,25 +879,26 @@ def extract_beats(record: EcgRecord, config: BeatConfig,
             neurokit2 detection).
     """
     lead = choose_lead(record, config.lead)
-    raw = record.signal[:, lead].astype(np.float64)
     if samples is None and record.beat_samples is None:
         # Detection moves its marks as ``align_peaks`` says (legacy bundles: "compare", as
         # detection always did); aligning them again would move some a second time.
-        marks = samples = detect_r_peaks(raw, record.fs, record.source,
+        marks = samples = detect_r_peaks(_lead_signal(record, lead), record.fs, record.source,
                                          correction=config.align_peaks or "compare")
     else:
         marks = samples = np.asarray(record.beat_samples if samples is None else samples,
                                      np.int64)
         if config.align_peaks is not None:
-            samples = align_beat_marks(raw, record.fs, marks, config.align_peaks)
-    windows, trace, scale = _lead_windows(raw, record.fs, samples, config)
+            samples = record.derived(
+                ("aligned", lead, config.align_peaks, marks.tobytes()),
+                lambda: align_beat_marks(_lead_signal(record, lead), record.fs, marks,
+                                         config.align_peaks)).copy()
+    windows, trace, scale = _lead_windows(record, lead, samples, config)
     times = samples / record.fs
     anchors = anchor_beats(times) if config.anchor_beats == "not_premature" else None
     others = [i for i in range(record.signal.shape[1]) if i != lead]
     second = None
     if others and (config.second_lead or config.feature_set == "two_lead"):
-        second, _, _ = _lead_windows(record.signal[:, others[0]].astype(np.float64), record.fs,
-                                     samples, config)
+        second, _, _ = _lead_windows(record, others[0], samples, config)
     leads = [windows]
     if config.second_lead:
         leads.append(second if second is not None else np.zeros_like(windows))
@@ -913,7 +926,22 @@ def extract_beats(record: EcgRecord, config: BeatConfig,
                           trace=trace.astype(np.float32), scale=scale)
 
 
-def _lead_windows(raw: np.ndarray, fs: float, samples: np.ndarray,
+def _lead_signal(record: EcgRecord, lead: int) -> np.ndarray:
+    return record.signal[:, lead].astype(np.float64)
+
+
+def _model_rate_trace(record: EcgRecord, lead: int, config: BeatConfig) -> np.ndarray:
+    """One lead filtered (:func:`filter_ecg`) and resampled to the model's rate."""
+    def compute() -> np.ndarray:
+        filtered = filter_ecg(_lead_signal(record, lead), record.fs, config.highpass_hz,
+                              config.lowpass_hz, config.mains_hz)
+        return resample_signal(filtered, record.fs, config.fs)
+
+    return record.derived(("trace", lead, config.fs, config.highpass_hz, config.lowpass_hz,
+                           config.mains_hz), compute)
+
+
+def _lead_windows(record: EcgRecord, lead: int, samples: np.ndarray,
                   config: BeatConfig) -> tuple[np.ndarray, np.ndarray, float]:
     """Filtered, resampled beat windows of one lead, scaled by its median beat amplitude.
 
@@ -921,9 +949,9 @@ def _lead_windows(raw: np.ndarray, fs: float, samples: np.ndarray,
         ``(N, L)`` windows (R peak at ``config.pre``), the scaled trace at the model rate, and
         the scale.
     """
-    filtered = filter_ecg(raw, fs, config.highpass_hz, config.lowpass_hz, config.mains_hz)
-    trace = resample_signal(filtered, fs, config.fs)
-    peaks = np.clip(np.round(samples * config.fs / fs).astype(np.int64), 0, len(trace) - 1)
+    trace = _model_rate_trace(record, lead, config)
+    peaks = np.clip(np.round(samples * config.fs / record.fs).astype(np.int64), 0,
+                    len(trace) - 1)
     pre, length = config.pre, config.length
     # Edge padding keeps every annotated beat (the first and last ones included).
     padded = np.pad(trace, (pre, length), mode="edge")

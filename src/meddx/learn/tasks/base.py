@@ -44,7 +44,3 @@ class TrainableTask(Protocol):
     def validate(self, model: nn.Module) -> dict[str, float]:
         """Metrics on the validation split (model in eval mode); must hold ``selection_metric``."""
         ...
-
-    def example_batch(self) -> Any:
-        """A small training batch, used to measure whether bf16 autocast is faster here."""
-        ...

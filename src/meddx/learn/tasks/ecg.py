@@ -851,11 +851,6 @@ class EcgTask:
             return {}
         return selection_scores(self.val_y, self.val_probabilities(model))
 
-    def example_batch(self) -> tuple:
-        index = torch.arange(min(len(self.train_y), self.plan.batch_size))
-        extra = None if self.train_extra is None else self.train_extra[index]
-        return self.train_x[index], extra, self.train_y[index]
-
     def val_probabilities(self, model: nn.Module) -> np.ndarray:
         return predict_proba(model, self.val_x, self.val_extra, self.plan.eval_batch_size)
 

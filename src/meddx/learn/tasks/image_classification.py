@@ -219,10 +219,6 @@ class ImageClassificationTask:
         return {"auc": quick_auc(self.val_y, probs),
                 "accuracy": float((probs.argmax(1) == self.val_y).mean()), "loss": loss}
 
-    def example_batch(self) -> tuple:
-        index = torch.arange(min(len(self.train_x), self.plan.batch_size))
-        return self.train_x[index], self.train_y[index]
-
     # --- beyond training ---------------------------------------------------------------------
 
     def val_probabilities(self, model: nn.Module, tta: bool = False) -> np.ndarray:

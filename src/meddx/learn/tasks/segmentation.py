@@ -609,10 +609,6 @@ class SegmentationTask:
             metrics[f"dice_{self.plan.class_names[value]}"] = float(case_dice[value - 1])
         return metrics
 
-    def example_batch(self) -> tuple:
-        generator = torch.Generator().manual_seed(0)
-        return next(iter(self.train_batches(0, generator)))
-
 
 # --------------------------------------------------------------------------------------------
 # fit

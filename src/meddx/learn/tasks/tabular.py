@@ -441,9 +441,6 @@ class TabularTask:
         return {"auc": quick_auc(self.val_y, probs),
                 "accuracy": float((probs.argmax(1) == self.val_y).mean()), "loss": loss}
 
-    def example_batch(self) -> tuple:
-        return self.train_x[: self.plan.batch_size], self.train_y[: self.plan.batch_size]
-
 
 # --------------------------------------------------------------------------------------------
 # fit

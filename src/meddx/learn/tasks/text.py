@@ -231,10 +231,6 @@ class TextTask:
         probs = softmax(transformer_scores(model, self.tokenizer, self.val_texts))
         return quick_text_metrics(self.val_y, probs)
 
-    def example_batch(self) -> tuple:
-        ids, mask = encode_texts(self.tokenizer, self.train_texts[: self.plan.batch_size])
-        return ids, mask, self.train_y[: self.plan.batch_size]
-
 
 def quick_text_metrics(labels: np.ndarray, probs: np.ndarray) -> dict[str, float]:
     """Macro-F1, accuracy and top-3 accuracy for model selection."""
