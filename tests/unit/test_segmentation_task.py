@@ -54,6 +54,21 @@ def test_plan_from_fingerprint(spheres):
         make_plan(spheres, train, {"nonsense": 1}, device=torch.device("cpu"))
 
 
+def test_memory_budget_is_the_machines_not_what_is_free(monkeypatch, tmp_path):
+    import meddx.learn.tasks.segmentation as segmentation
+
+    pages = {"SC_PAGE_SIZE": 4096, "SC_PHYS_PAGES": 2 ** 20}  # 4 GiB
+    monkeypatch.setattr(segmentation.torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(segmentation.os, "sysconf", pages.__getitem__)
+    limit = tmp_path / "memory.max"
+    monkeypatch.setattr(segmentation, "CGROUP_MEMORY_LIMIT", limit)
+    assert segmentation._machine_memory_bytes() == 2 ** 30  # no cgroup file: a quarter
+    limit.write_text("max\n")
+    assert segmentation._machine_memory_bytes() == 2 ** 30
+    limit.write_text(f"{2 ** 31}\n")  # a 2 GiB container
+    assert segmentation._machine_memory_bytes() == 2 ** 29
+
+
 def test_ct_normalisation_clips_and_standardises(spheres):
     train = spheres.split("train")
     spheres.modality = "CT"

@@ -160,17 +160,27 @@ class SegmentationPlan:
         return cls(**data)
 
 
+CGROUP_MEMORY_LIMIT = Path("/sys/fs/cgroup/memory.max")
+"""A container's memory limit (cgroup v2; "max" when unlimited)."""
+
+
 def _machine_memory_bytes() -> int:
-    """Memory a training step may use: a quarter of what is available (others share it)."""
+    """Memory a training step may plan on: 60% of the GPU's, or a quarter of the machine's
+    (others share it), capped by a container's limit.
+
+    The machine's total, not what is free when the plan is made: the plan, and so the run,
+    must not depend on how loaded the machine happened to be (as ``TrainConfig.amp`` does not).
+    """
     if torch.cuda.is_available():
         return int(torch.cuda.get_device_properties(0).total_memory * 0.6)
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     try:
-        with open("/proc/meminfo") as handle:
-            info = {line.split(":")[0]: int(line.split()[1]) * 1024 for line in handle}
-        available = info.get("MemAvailable", info["MemTotal"])
-    except (OSError, KeyError, ValueError):
-        available = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    return int(available * 0.25)
+        limit = CGROUP_MEMORY_LIMIT.read_text().strip()
+    except OSError:
+        limit = "max"
+    if limit.isdigit():
+        total = min(total, int(limit))
+    return int(total * 0.25)
 
 
 def _topology(patch: list[int], spacing: list[float]) -> tuple[list, list, list[int]]:
