@@ -26,5 +26,5 @@ def new_figure(width: float, height: float) -> Figure:
 
 def save_figure(figure: Figure, path: str | Path) -> Path:
     """Write ``figure`` as PNG, white behind, atomically: a crash never leaves half a plot."""
-    return write_atomically(Path(path), lambda tmp: figure.savefig(
+    return write_atomically(path, lambda tmp: figure.savefig(
         tmp, dpi=DPI, format="png", facecolor="white"))

@@ -60,6 +60,11 @@ def write_text(text: str, path: Path) -> Path:
     return write_atomically(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
+def write_bytes(data: bytes, path: Path) -> Path:
+    """Write bytes atomically (:func:`write_atomically`)."""
+    return write_atomically(path, lambda tmp: tmp.write_bytes(data))
+
+
 def write_json(data: Any, path: Path, default: Callable[[Any], Any] | None = None) -> Path:
     """Write JSON atomically; NaN is refused unless ``default`` is given."""
     return write_text(json.dumps(data, indent=2, allow_nan=default is not None, default=default),

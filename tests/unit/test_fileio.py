@@ -81,3 +81,23 @@ def test_importing_the_plotting_modules_leaves_the_users_backend_alone():
             "print(matplotlib.get_backend())")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "svg"
+
+
+def test_a_truncated_nifti_leaves_no_scrubbed_half_file(tmp_path):
+    import nibabel as nib
+
+    from meddx.data.metadata_scrub import scrub_nifti
+    from meddx.errors import InputFileError
+
+    source = tmp_path / "scan.nii"
+    nib.save(nib.Nifti1Image(np.ones((8, 8, 8), np.float32), np.eye(4)), str(source))
+    source.write_bytes(source.read_bytes()[:-100])  # the data block cut short
+    target = tmp_path / "out" / "scan.nii"
+    with pytest.raises(InputFileError, match="truncated"):
+        scrub_nifti(source, target)
+    assert list(target.parent.iterdir()) == []
+    whole = tmp_path / "whole.nii.gz"
+    nib.save(nib.Nifti1Image(np.arange(512, dtype=np.float32).reshape(8, 8, 8), np.eye(4)),
+             str(whole))
+    scrub_nifti(whole, tmp_path / "out" / "whole.nii.gz")
+    assert nib.load(str(tmp_path / "out" / "whole.nii.gz")).get_fdata().sum() == sum(range(512))

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from meddx.errors import InputFileError
-from meddx.fileio import write_atomically
+from meddx.fileio import write_atomically, write_bytes
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 PNG_KEPT = frozenset({b"IHDR", b"PLTE", b"IDAT", b"IEND", b"tRNS", b"gAMA", b"cHRM", b"sRGB",
@@ -211,7 +211,7 @@ def scrub_jpeg(source: Path, target: Path) -> list[dict[str, Any]]:
 def _write(target: Path, out: bytearray, removed: Counter[str], rewritten: list[dict[str, Any]],
            trailer: str) -> list[dict[str, Any]]:
     """Write the scrubbed file; the changes: elements removed, rewritten, data after the end."""
-    write_atomically(target, lambda tmp: tmp.write_bytes(bytes(out)))
+    write_bytes(bytes(out), target)
     changes = [_change(name, "removed", n) for name, n in removed.items()] + rewritten
     return changes + ([_change(trailer, "removed")] if trailer else [])
 
@@ -256,17 +256,21 @@ def scrub_nifti(source: Path, target: Path) -> list[dict[str, Any]]:
     clean["vox_offset"] = 0  # written as the smallest offset without extensions
     n_bytes = int(np.prod(header.get_data_shape(), dtype=np.int64)) * \
         header.get_data_dtype().itemsize
-    with ImageOpener(source, "rb") as fh_in, ImageOpener(target, "wb") as fh_out:
-        clean.write_to(fh_out)
-        fh_in.seek(int(header["vox_offset"]))
-        left = n_bytes
-        while left:
-            block = fh_in.read(min(left, 1 << 24))
-            if not block:
-                raise InputFileError(source, f"NIfTI data block is truncated ({n_bytes - left} "
-                                     f"of {n_bytes} bytes)")
-            fh_out.write(block)
-            left -= len(block)
+
+    def copy(tmp: Path) -> None:  # the temporary ends in .gz where the target does
+        with ImageOpener(source, "rb") as fh_in, ImageOpener(tmp, "wb") as fh_out:
+            clean.write_to(fh_out)
+            fh_in.seek(int(header["vox_offset"]))
+            left = n_bytes
+            while left:
+                block = fh_in.read(min(left, 1 << 24))
+                if not block:
+                    raise InputFileError(source, f"NIfTI data block is truncated "
+                                         f"({n_bytes - left} of {n_bytes} bytes)")
+                fh_out.write(block)
+                left -= len(block)
+
+    write_atomically(target, copy)
     return changes
 
 

@@ -21,6 +21,7 @@ from meddx.data.images import read_image
 from meddx.data.preprocessing import ImagePreprocessing
 from meddx.decision.bundle import Bundle, check_task, load_weights
 from meddx.decision.explain import heat_map, save_overlay
+from meddx.fileio import write_atomically
 from meddx.learn.networks import NetworkSpec, build_network
 from meddx.learn.tasks.image_classification import (
     TASK_NAME,
@@ -109,8 +110,8 @@ class ImageClassifier:
             title = f"{Path(path).name}: {self.class_names[index]} (p={probs[index]:.2f})"
             result["explanation"] = str(save_overlay(display, relevance, explain_to, title))
             # The raw map too, so viewers can draw it over the image at any opacity.
-            raw_map = Path(explain_to).with_suffix(".npy")
-            np.save(raw_map, relevance.astype(np.float32))
+            raw_map = write_atomically(Path(explain_to).with_suffix(".npy"),
+                                       lambda tmp: np.save(tmp, relevance.astype(np.float32)))
             result["explanation_map"] = str(raw_map)
         result["latency_ms"] = round((time.perf_counter() - start) * 1000, 2)
         return result

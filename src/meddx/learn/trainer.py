@@ -209,10 +209,10 @@ def lr_at(progress: float, peak: float, warmup: float) -> float:
 def uses_bf16(amp: str, device: torch.device) -> bool:
     """Whether a run trains under bf16 autocast.
 
-    "auto" depends on the device alone, never on a timing: a timing trial once chose bf16 or
-    fp32 for the same ECG training on the same CPU by how loaded the machine was, and two runs
-    of one seed then differed. On CPUs bf16 is opt-in ("bf16"); on this project's (AVX-512 BF16,
-    no AMX) it was slower for the 3D U-Net and within noise for the 1D beat network.
+    "auto" depends on the device alone, never on a timing: a timing trial (bf16 if 15% faster)
+    chose bf16 in one run of the DS1 beat training and fp32 in the next, on the same CPU, and
+    the two runs of one seed differed. On CPUs bf16 is opt-in ("bf16"); on this project's
+    (AVX-512 BF16, no AMX) it was measured slower for the 3D U-Net.
     """
     if amp == "auto":
         return device.type == "cuda" and torch.cuda.is_bf16_supported()

@@ -37,7 +37,7 @@ import numpy as np
 
 from meddx.data.dicom.series import read_dataset, read_series, save_dataset, scan_folder
 from meddx.errors import MeddxError
-from meddx.fileio import write_atomically, write_json
+from meddx.fileio import write_bytes, write_json
 from meddx.pacs.dimse import DicomNode, DimseClient
 from meddx.pacs.errors import PacsError
 from meddx.pacs.routing import RoutingRules
@@ -398,8 +398,7 @@ class DicomListener:
             folder = self.spool / study / series
             folder.mkdir(parents=True, exist_ok=True)
             target = folder / f"{sop}.dcm"
-            encoded = event.encoded_dataset(include_meta=True)
-            write_atomically(target, lambda tmp: tmp.write_bytes(encoded))
+            write_bytes(event.encoded_dataset(include_meta=True), target)
         except Exception:  # noqa: BLE001 - answer "out of resources", never crash the server
             log.exception("C-STORE: cannot store the instance")
             return 0xA700
